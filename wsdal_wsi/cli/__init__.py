@@ -1,0 +1,21 @@
+"""The ``wsdal`` command line.
+
+Each command lives in its own module and registers itself on :data:`app`;
+importing this package registers them all. Command modules import the heavy
+library parts (torch, OpenSlide) inside the command function, so ``wsdal
+--help`` and ``wsdal info`` start quickly.
+"""
+
+from wsdal_wsi.cli._app import app, main
+
+# Registration order is the order shown by ``wsdal --help``.
+from wsdal_wsi.cli import demo as _demo  # noqa: E402, F401
+from wsdal_wsi.cli import info as _info  # noqa: E402, F401
+from wsdal_wsi.cli import synth as _synth  # noqa: E402, F401
+from wsdal_wsi.cli import qupath as _qupath  # noqa: E402, F401
+from wsdal_wsi.cli import train as _train  # noqa: E402, F401
+from wsdal_wsi.cli import predict as _predict  # noqa: E402, F401
+from wsdal_wsi.cli import count as _count  # noqa: E402, F401
+from wsdal_wsi.cli import evaluate as _evaluate  # noqa: E402, F401
+
+__all__ = ["app", "main"]

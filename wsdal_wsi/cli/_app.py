@@ -1,0 +1,77 @@
+"""The Typer application and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from wsdal_wsi import __version__
+from wsdal_wsi.errors import WsdalError
+
+__all__ = ["app", "main"]
+
+
+class WsdalGroup(TyperGroup):
+    """Command group that turns :class:`WsdalError` into a message and an exit code.
+
+    Every ``wsdal`` command runs inside :meth:`invoke`, so an expected failure
+    prints ``Error: <message>`` to stderr and exits with the error's
+    ``exit_code`` (2 for bad input), never with a traceback.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except WsdalError as exc:
+            typer.echo(f"Error: {exc}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted. Re-run the same command to resume.", err=True)
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=WsdalGroup,
+    name="wsdal",
+    help=(
+        "Find mitotic figures in H&E whole-slide images with WS-DAL, trained from one "
+        "click per mitosis in QuPath; write detections, hotspot counts and the Nottingham "
+        "mitotic score back to QuPath and to spreadsheets."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"wsdal-wsi {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show informational log messages."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version."
+    ),
+) -> None:
+    """wsdal: mitosis detection for whole-slide images."""
+    from rich.logging import RichHandler
+
+    root = logging.getLogger("wsdal_wsi")
+    root.handlers.clear()
+    handler = RichHandler(show_time=False, show_path=False, markup=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+def main() -> None:
+    """Console-script entry point (``wsdal``)."""
+    app()

@@ -1,0 +1,1 @@
+"""`wsdal` commands: count (being built)."""

@@ -1,0 +1,1 @@
+"""`wsdal` commands: demo (being built)."""

@@ -1,0 +1,1 @@
+"""`wsdal` commands: evaluate (being built)."""

@@ -1,0 +1,1 @@
+"""`wsdal` commands: info (being built)."""

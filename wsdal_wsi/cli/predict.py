@@ -1,0 +1,1 @@
+"""`wsdal` commands: predict (being built)."""

@@ -1,0 +1,1 @@
+"""`wsdal` commands: qupath (being built)."""

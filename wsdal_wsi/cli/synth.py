@@ -1,0 +1,1 @@
+"""`wsdal` commands: synth (being built)."""

@@ -1,0 +1,1 @@
+"""`wsdal` commands: train (being built)."""
