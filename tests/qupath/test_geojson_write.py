@@ -1,0 +1,262 @@
+import json
+import math
+import tracemalloc
+import uuid
+
+import numpy as np
+import pytest
+from shapely.geometry import MultiPolygon, Point, box
+
+from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.geojson_write import (
+    area_feature,
+    class_color,
+    classification,
+    detection_feature,
+    encode_measurement,
+    iter_detection_json,
+    make_feature,
+    point_feature,
+    points_feature,
+    write_features,
+    write_results_geojson,
+)
+from wsdal_wsi.qupath.model import AreaAnnotation
+
+from .strict_checker import check_document, check_feature, check_file
+
+
+def test_detection_feature_is_reference_form():
+    f = detection_feature(1200.5, 3400.25, 0.97)
+    check_feature(f)
+    assert f["geometry"] == {"type": "Point", "coordinates": [1200.5, 3400.25]}
+    assert f["properties"] == {
+        "objectType": "detection",
+        "name": "WS-DAL",
+        "classification": {"name": "Mitosis", "color": [220, 20, 60]},
+        "isLocked": False,
+        "measurements": {"WS-DAL probability": 0.97},
+    }
+    assert uuid.UUID(f["id"]).version == 4
+    assert detection_feature(0, 0, 0.5)["id"] != f["id"]
+
+
+def test_points_annotation_is_multipoint_of_one_class():
+    f = points_feature(np.array([[10, 20], [30.5, 40]]), "Mitosis")
+    check_feature(f)
+    assert f["geometry"] == {"type": "MultiPoint", "coordinates": [[10.0, 20.0], [30.5, 40.0]]}
+    assert f["properties"]["objectType"] == "annotation"
+    assert "name" not in f["properties"]
+    assert "measurements" not in f["properties"]
+    with pytest.raises(ValueError, match="at least one point"):
+        points_feature(np.zeros((0, 2)), "Mitosis")
+
+
+def test_area_feature_with_measurements_and_name():
+    f = area_feature(
+        box(0, 0, 100, 50),
+        "Region",
+        name="Region A",
+        measurements={"Mitoses": 3, "Area mm2": 0.5, "Density": float("nan")},
+    )
+    check_feature(f)
+    props = f["properties"]
+    assert props["name"] == "Region A"
+    assert props["measurements"] == {"Mitoses": 3.0, "Area mm2": 0.5, "Density": "NaN"}
+    assert f["geometry"]["type"] == "Polygon"
+    ring = f["geometry"]["coordinates"][0]
+    assert ring[0] == ring[-1] and len(ring) == 5
+    mp = area_feature(MultiPolygon([box(0, 0, 1, 1), box(5, 5, 6, 6)]), None)
+    check_feature(mp)
+    assert "classification" not in mp["properties"]
+    ell = area_feature(Point(50, 50).buffer(10), "Region", is_ellipse=True)
+    check_feature(ell)
+    assert ell["properties"]["isEllipse"] is True
+    with pytest.raises(ValueError, match="needs a Polygon or MultiPolygon, got Point"):
+        area_feature(Point(1, 1), "Region")
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (1, 1.0),
+        (np.float32(0.5), 0.5),
+        (np.int64(7), 7.0),
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (-math.inf, "-Infinity"),
+    ],
+)
+def test_measurement_encoding(value, expected):
+    assert encode_measurement(value) == expected
+
+
+@pytest.mark.parametrize("value", [True, "3", None, [1]])
+def test_measurement_encoding_refuses_non_numbers(value):
+    with pytest.raises(TypeError, match="must be numbers"):
+        encode_measurement(value)
+
+
+def test_measurement_name_errors():
+    with pytest.raises(TypeError, match="measurement 'Count': measurement values must be numbers"):
+        make_feature(Point(0, 0), measurements={"Count": "many"})
+    with pytest.raises(ValueError, match="non-empty strings, got ''"):
+        make_feature(Point(0, 0), measurements={"": 1})
+
+
+def test_classification_forms_and_colours():
+    assert classification("Mitosis") == {"name": "Mitosis", "color": [220, 20, 60]}
+    assert classification("Tumor: Positive", (1, 2, 3)) == {
+        "names": ["Tumor", "Positive"],
+        "color": [1, 2, 3],
+    }
+    # derived colours are stable and valid
+    c = class_color("Some other class")
+    assert c == class_color("Some other class")
+    assert all(0 <= v <= 255 for v in c)
+    assert class_color("Region 3") == class_color("Region")
+    with pytest.raises(ValueError, match=r"3 integers 0-255, got \(1, 2\)"):
+        classification("X", (1, 2))
+    with pytest.raises(ValueError, match="3 integers 0-255"):
+        classification("X", (1, 2, 300))
+    with pytest.raises(ValueError, match="non-empty string"):
+        classification("")
+
+
+def test_make_feature_errors():
+    with pytest.raises(ValueError, match="object_type must be one of"):
+        make_feature(Point(0, 0), object_type="thing")
+    with pytest.raises(ValueError, match="non-finite coordinate"):
+        point_feature(float("nan"), 0, "Mitosis")
+    with pytest.raises(ValueError, match="cannot write an empty Polygon"):
+        make_feature(box(0, 0, 1, 1).difference(box(0, 0, 1, 1)))
+    with pytest.raises(ValueError, match="name must be a string"):
+        make_feature(Point(0, 0), name=5)
+
+
+def test_fast_detection_json_equals_builder():
+    text = next(iter_detection_json([(12.5, 7.0, 0.25)]))
+    fast = json.loads(text)
+    ref = detection_feature(12.5, 7.0, 0.25)
+    check_feature(fast)
+    fast.pop("id"), ref.pop("id")
+    assert fast == ref
+    assert list(json.loads(text)) == ["type", "id", "geometry", "properties"]
+    nan = json.loads(next(iter_detection_json(np.array([[1.0, 2.0, np.nan]]))))
+    assert nan["properties"]["measurements"]["WS-DAL probability"] == "NaN"
+
+
+def test_fast_detection_json_errors():
+    with pytest.raises(ValueError, match=r"detection 1: expected \(x, y, probability\)"):
+        list(iter_detection_json([(1, 2, 0.5), (1, 2)]))
+    with pytest.raises(ValueError, match="detection 0: non-finite coordinates"):
+        list(iter_detection_json([(np.inf, 2, 0.5)]))
+
+
+def test_write_features_with_provenance(tmp_path):
+    path = tmp_path / "sub" / "out.geojson"
+    prov = provenance(slide="a.svs", model="m.pt", settings={"threshold": 0.5})
+    n = write_features(
+        path,
+        [points_feature([[1, 2]], "Mitosis"), area_feature(box(0, 0, 5, 5), "Region")],
+        provenance=prov,
+    )
+    assert n == 2
+    features = check_file(path)
+    assert len(features) == 2
+    doc = json.loads(path.read_text())
+    assert list(doc) == ["type", "wsdal", "features"]
+    assert doc["wsdal"]["slide"] == "a.svs"
+    # no temporary file left behind
+    assert sorted(p.name for p in path.parent.iterdir()) == ["out.geojson"]
+
+
+def test_write_features_empty_and_without_provenance(tmp_path):
+    path = tmp_path / "empty.geojson"
+    assert write_features(path, []) == 0
+    assert json.loads(path.read_text()) == {"type": "FeatureCollection", "features": []}
+    check_file(path)
+
+
+def test_write_features_is_atomic(tmp_path):
+    path = tmp_path / "r.geojson"
+    write_features(path, [points_feature([[1, 2]], "Mitosis")])
+    before = path.read_bytes()
+
+    def broken():
+        yield points_feature([[3, 4]], "Mitosis")
+        raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        write_features(path, broken())
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["r.geojson"]
+
+
+def test_write_features_refuses_bad_provenance(tmp_path):
+    with pytest.raises(ValueError, match="provenance is not JSON-serialisable"):
+        write_features(tmp_path / "x.geojson", [], provenance={"when": object()})
+    with pytest.raises(ValueError, match="provenance is not JSON-serialisable"):
+        write_features(tmp_path / "x.geojson", [], provenance={"x": float("nan")})
+    assert not (tmp_path / "x.geojson").exists()
+
+
+def test_write_results_geojson(tmp_path):
+    path = tmp_path / "slide.geojson"
+    dets = np.array([[10.0, 20.0, 0.9], [30.0, 40.0, 0.2]])
+    hotspot = AreaAnnotation(
+        Point(100, 100).buffer(50), "Hotspot", name="hotspot", measurements={"Mitoses": 2}
+    )
+    region = AreaAnnotation(box(0, 0, 10, 10), "Region", name="WS-DAL region 1")
+    n = write_results_geojson(
+        path, detections=dets, areas=[hotspot, region], provenance=provenance(slide="slide.svs")
+    )
+    assert n == 4
+    features = check_file(path, results=True)
+    names = [f["properties"]["name"] for f in features]
+    assert names == ["WS-DAL", "WS-DAL", "WS-DAL hotspot", "WS-DAL region 1"]
+    assert features[2]["properties"]["measurements"] == {"Mitoses": 2.0}
+    assert features[0]["geometry"]["coordinates"] == [10.0, 20.0]
+
+
+def test_write_results_accepts_iterables_and_empty(tmp_path):
+    path = tmp_path / "a.geojson"
+    assert write_results_geojson(path, detections=iter([(1, 2, 0.5)])) == 1
+    assert write_results_geojson(path, detections=np.zeros((0, 3))) == 0
+    assert check_file(path, results=True) == []
+
+
+def test_streaming_detections_memory_stays_small(tmp_path):
+    """Writing detections from a generator never builds the document in memory.
+
+    25k detections under tracemalloc (which slows Python ~5x); the 100k case and
+    its timing are in benchmarks/qupath_geojson.py.
+    """
+    n = 25_000
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 100_000, (n, 3))
+    data[:, 2] /= 100_000
+
+    def detections():
+        yield from data
+
+    path = tmp_path / "big.geojson"
+    tracemalloc.start()
+    try:
+        written = write_results_geojson(path, detections=detections(), provenance=provenance())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = path.stat().st_size
+    assert written == n
+    assert size > 6_000_000  # ~300 bytes a detection
+    assert peak < 2_000_000, f"peak {peak / 1e6:.1f} MB while writing a {size / 1e6:.1f} MB file"
+    # it is complete, valid JSON with every detection, in order
+    doc = json.loads(path.read_text())
+    assert len(doc["features"]) == n
+    xy = np.array([f["geometry"]["coordinates"] for f in doc["features"]])
+    np.testing.assert_array_equal(xy, data[:, :2])
+    prob = [f["properties"]["measurements"]["WS-DAL probability"] for f in doc["features"]]
+    np.testing.assert_array_equal(prob, data[:, 2])
+    check_document({**doc, "features": doc["features"][:500]}, results=True)
+    assert len({f["id"] for f in doc["features"]}) == n
