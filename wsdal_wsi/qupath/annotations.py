@@ -1,0 +1,183 @@
+"""From QuPath objects to the annotation model; reading points for evaluation.
+
+:func:`read_annotations` is what other modules call to get what a pathologist
+marked in a QuPath GeoJSON file; :func:`read_points` gives the points of a file
+as arrays (ground truth or the tool's own detections) for evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+from shapely.geometry import GeometryCollection, MultiPoint, MultiPolygon, Point, Polygon
+from shapely.geometry.base import BaseGeometry
+
+from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
+from wsdal_wsi.qupath.model import (
+    PROBABILITY_MEASUREMENT,
+    AreaAnnotation,
+    ClassSettings,
+    ImageAnnotations,
+    PointAnnotation,
+)
+
+__all__ = ["PointSet", "annotations_from_objects", "read_annotations", "read_points"]
+
+log = logging.getLogger(__name__)
+
+
+def _polygons(geometry: BaseGeometry) -> Polygon | MultiPolygon | None:
+    geom = geometry if geometry.is_valid else shapely.make_valid(geometry)
+    if isinstance(geom, (Polygon, MultiPolygon)):
+        return geom
+    polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, Polygon)]
+    if not polys:
+        return None
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def annotations_from_objects(
+    objects: Iterable[QuPathObject],
+    *,
+    classes: ClassSettings = ClassSettings(),
+    skip_tool_objects: bool = True,
+) -> tuple[ImageAnnotations, list[str]]:
+    """Turn QuPath objects into the annotation model; also return notes on what was left out.
+
+    Points come from Point/MultiPoint geometries of annotations and detections
+    (a QuPath "Points" annotation gives one point per click); areas from
+    polygons of annotations (invalid polygons are repaired with
+    ``shapely.make_valid``). Polygon detections and cells, lines and TMA cores
+    are left out. Objects wsdal-wsi made are left out when ``skip_tool_objects``.
+    Unclassified objects get ``classes.unclassified_as``.
+
+    Returns
+    -------
+    (ImageAnnotations, list of str)
+        The model and human-readable notes (``"12 line annotations ignored"``).
+    """
+    points: list[PointAnnotation] = []
+    areas: list[AreaAnnotation] = []
+    left_out: Counter[str] = Counter()
+    for obj in objects:
+        if skip_tool_objects and obj.tool_made:
+            left_out["objects made by wsdal-wsi (named 'WS-DAL...') skipped"] += 1
+            continue
+        if obj.object_type in ("root", "tmaCore"):
+            left_out[f"{obj.object_type} objects ignored"] += 1
+            continue
+        cls = classes.resolve(obj.class_name)
+        geom = obj.geometry
+        if isinstance(geom, Point):
+            points.append(PointAnnotation(geom.x, geom.y, cls))
+        elif isinstance(geom, MultiPoint):
+            if geom.is_empty:
+                left_out["empty Points annotations"] += 1
+            points.extend(PointAnnotation(p.x, p.y, cls) for p in geom.geoms)
+        elif isinstance(geom, (Polygon, MultiPolygon, GeometryCollection)):
+            if obj.object_type != "annotation":
+                left_out[f"polygon {obj.object_type}s ignored"] += 1
+                continue
+            poly = _polygons(geom)
+            if poly is None or poly.is_empty:
+                left_out["area annotations without a usable polygon ignored"] += 1
+                continue
+            if poly is not geom:
+                left_out["invalid polygons repaired"] += 1
+            areas.append(AreaAnnotation(poly, cls, name=obj.name, measurements=obj.measurements))
+        else:
+            left_out[f"line {obj.object_type}s ignored"] += 1
+    notes = [f"{n} {what}" for what, n in sorted(left_out.items())]
+    return ImageAnnotations(points=tuple(points), areas=tuple(areas)), notes
+
+
+def read_annotations(
+    path: str | os.PathLike[str],
+    *,
+    classes: ClassSettings = ClassSettings(),
+    skip_tool_objects: bool = True,
+) -> ImageAnnotations:
+    """Read a QuPath GeoJSON file into the annotation model.
+
+    See :func:`annotations_from_objects` for what becomes a point or an area.
+    Raises :class:`~wsdal_wsi.errors.AnnotationFormatError` on a malformed file.
+    """
+    annotations, notes = annotations_from_objects(
+        read_objects(path), classes=classes, skip_tool_objects=skip_tool_objects
+    )
+    for note in notes:
+        log.info("%s: %s", path, note)
+    return annotations
+
+
+@dataclass(frozen=True)
+class PointSet:
+    """Points read from a GeoJSON file, as arrays (for evaluation).
+
+    Attributes
+    ----------
+    xy : numpy.ndarray
+        ``(N, 2)`` float64, level-0 pixels.
+    probability : numpy.ndarray
+        ``(N,)`` float64, the ``"WS-DAL probability"`` measurement; NaN where absent.
+    class_names : tuple of (str or None)
+    tool_made : numpy.ndarray
+        ``(N,)`` bool: made by wsdal-wsi.
+    """
+
+    xy: np.ndarray
+    probability: np.ndarray
+    class_names: tuple[str | None, ...]
+    tool_made: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.xy)
+
+
+def read_points(
+    path: str | os.PathLike[str],
+    *,
+    classes: Iterable[str] | None = None,
+    tool_made: bool | None = None,
+) -> PointSet:
+    """Read the points of a GeoJSON file (annotations and detections, MultiPoints expanded).
+
+    Parameters
+    ----------
+    classes : iterable of str, optional
+        Keep only points of these classes.
+    tool_made : bool, optional
+        ``True``: only wsdal-wsi's detections; ``False``: only others; ``None``: all.
+    """
+    wanted = None if classes is None else set(classes)
+    xy: list[tuple[float, float]] = []
+    prob: list[float] = []
+    names: list[str | None] = []
+    made: list[bool] = []
+    for obj in read_objects(path):
+        if wanted is not None and obj.class_name not in wanted:
+            continue
+        if tool_made is not None and obj.tool_made != tool_made:
+            continue
+        geom = obj.geometry
+        pts = [geom] if isinstance(geom, Point) else list(getattr(geom, "geoms", []))
+        p = obj.measurements.get(PROBABILITY_MEASUREMENT, math.nan)
+        for pt in pts:
+            if isinstance(pt, Point):
+                xy.append((pt.x, pt.y))
+                prob.append(p)
+                names.append(obj.class_name)
+                made.append(obj.tool_made)
+    return PointSet(
+        xy=np.asarray(xy, dtype=np.float64).reshape(-1, 2),
+        probability=np.asarray(prob, dtype=np.float64),
+        class_names=tuple(names),
+        tool_made=np.asarray(made, dtype=bool),
+    )
