@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from wsdal_wsi.slide._geometry import LEVEL_TOLERANCE, choose_level, plan_read
+
+PYRAMID = (1.0, 4.0, 16.0, 64.0)
+
+
+@pytest.mark.parametrize(
+    ("level0_per_px", "expected"),
+    [(0.5, 0), (1.0, 0), (3.9, 0), (4.0, 1), (7.9, 1), (16.0, 2), (1000.0, 3)],
+)
+def test_choose_level_takes_the_coarsest_level_still_fine_enough(
+    level0_per_px: float, expected: int
+) -> None:
+    assert choose_level(PYRAMID, level0_per_px) == expected
+
+
+def test_choose_level_tolerates_inexact_downsamples() -> None:
+    # An odd-sized pyramid: OpenSlide reports 2.0005 for a nominal 2.
+    assert choose_level((1.0, 2.0005), 2.0) == 1
+    assert choose_level((1.0, 2.0 * (1 + 2 * LEVEL_TOLERANCE)), 2.0) == 0
+
+
+def test_plan_reads_the_level_directly_on_its_own_lattice() -> None:
+    plan = plan_read((100.0, 200.0), (64, 32), level0_per_px=4.0, level_downsamples=PYRAMID)
+    assert plan.level == 1
+    assert (plan.x_level0, plan.y_level0, plan.read_w, plan.read_h) == (100, 200, 64, 32)
+    assert plan.box is None
+
+
+@pytest.mark.parametrize(
+    ("location", "scale"),
+    [((100.25, 200.0), 1.0), ((10.0, 20.0), 0.5), ((-37.3, 12.9), 5.0), ((1234.5, 99.1), 33.0)],
+)
+def test_plan_box_maps_the_output_lattice_into_the_read(
+    location: tuple[float, float], scale: float
+) -> None:
+    size = (50, 30)
+    plan = plan_read(location, size, level0_per_px=scale, level_downsamples=PYRAMID)
+    downsample = PYRAMID[plan.level]
+    assert plan.box is not None
+    left, top, right, bottom = plan.box
+    # The box starts where the location falls inside the read, in the level's pixels.
+    assert left == pytest.approx(location[0] / downsample - plan.x_level0 / downsample)
+    assert top == pytest.approx(location[1] / downsample - plan.y_level0 / downsample)
+    assert right - left == pytest.approx(size[0] * scale / downsample)
+    assert bottom - top == pytest.approx(size[1] * scale / downsample)
+    # Room for the bicubic support on every side.
+    support = 2 * max(scale / downsample, 1.0)
+    assert left >= support and top >= support
+    assert plan.read_w - right >= support and plan.read_h - bottom >= support
+    assert plan.read_w <= math.ceil(right - left) + 2 * (math.ceil(support) + 4)

@@ -1,0 +1,131 @@
+"""Geometry of a read at a target resolution: which level, which pixels, which resampling box.
+
+A read asks for the output pixels ``(i, j)``, ``0 <= i < w``, ``0 <= j < h``, of a
+lattice with spacing ``level0_per_px`` (level-0 px per output px) whose pixel
+``(i, j)`` covers the level-0 square starting at ``origin + (i, j) *
+level0_per_px``. Its centre is at ``origin + (i + 0.5, j + 0.5) * level0_per_px``.
+Two reads whose origins differ by a whole number of output pixels therefore
+sample the same global lattice, which is what makes tiles agree where they
+overlap.
+
+The pixels come from one pyramid level (the coarsest that is still at least as
+fine as the target) and are resampled with Pillow's bicubic filter, whose
+support widens when it downsamples (antialiasing). Pillow takes a floating-point
+source box, which carries the sub-pixel origin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["LEVEL_TOLERANCE", "ReadPlan", "choose_level", "plan_read"]
+
+#: A level counts as "at least as fine as the target" when its downsample exceeds
+#: the wanted one by at most this fraction. OpenSlide's downsamples of odd-sized
+#: pyramids are not exact powers (e.g. 2.0005 for a nominal 2): without the
+#: tolerance such a level would be skipped for a finer one 4x the size.
+LEVEL_TOLERANCE = 0.01
+
+#: Bicubic support radius in source pixels (for scale <= 1; times the scale above).
+_BICUBIC_SUPPORT = 2.0
+
+#: Offsets closer than this to a whole pixel count as whole (no resampling).
+_INTEGER_EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """One OpenSlide read and the resampling that turns it into the output.
+
+    Attributes
+    ----------
+    level : int
+        Pyramid level read.
+    x_level0, y_level0 : int
+        OpenSlide location of the read (level-0 px).
+    read_w, read_h : int
+        Size of the read in the level's pixels.
+    box : tuple of 4 float or None
+        Pillow source box ``(left, top, right, bottom)`` in the read's pixel
+        frame, or ``None`` when the read already is the output (no resampling).
+    """
+
+    level: int
+    x_level0: int
+    y_level0: int
+    read_w: int
+    read_h: int
+    box: tuple[float, float, float, float] | None
+
+
+def choose_level(level_downsamples: Sequence[float], level0_per_px: float) -> int:
+    """Index of the coarsest level that is still at least as fine as the target.
+
+    Parameters
+    ----------
+    level_downsamples : sequence of float
+        Level-0 px per level px, increasing (level 0 first, 1.0).
+    level0_per_px : float
+        Wanted level-0 px per output px.
+
+    Returns
+    -------
+    int
+        The level to read; 0 when the target is finer than level 0 (upsampling).
+    """
+    best = 0
+    for index, downsample in enumerate(level_downsamples):
+        if downsample <= level0_per_px * (1.0 + LEVEL_TOLERANCE):
+            best = index
+    return best
+
+
+def _near_integer(value: float) -> bool:
+    return abs(value - round(value)) < _INTEGER_EPS
+
+
+def plan_read(
+    location_level0: tuple[float, float],
+    size_px: tuple[int, int],
+    *,
+    level0_per_px: float,
+    level_downsamples: Sequence[float],
+) -> ReadPlan:
+    """Plan the read of ``size_px`` output pixels at ``level0_per_px`` from ``location_level0``.
+
+    Parameters
+    ----------
+    location_level0 : (float, float)
+        Level-0 (x, y) of the output's top-left corner (not pixel centre).
+    size_px : (int, int)
+        Output (w, h) in pixels.
+    level0_per_px : float
+        Level-0 px per output px.
+    level_downsamples : sequence of float
+        The slide's level downsamples.
+
+    Returns
+    -------
+    ReadPlan
+    """
+    x0, y0 = location_level0
+    w, h = size_px
+    level = choose_level(level_downsamples, level0_per_px)
+    downsample = float(level_downsamples[level])
+    scale = level0_per_px / downsample  # level px per output px
+    if abs(scale - 1.0) < 1e-9 and _near_integer(x0) and _near_integer(y0):
+        # The level's own lattice (OpenSlide handles a fractional x0 / downsample itself).
+        return ReadPlan(level, round(x0), round(y0), w, h, None)
+    margin = math.ceil(_BICUBIC_SUPPORT * max(scale, 1.0)) + 2
+    u0, v0 = x0 / downsample, y0 / downsample
+    u1, v1 = u0 + w * scale, v0 + h * scale
+    k0, l0 = math.floor(u0) - margin, math.floor(v0) - margin
+    k1, l1 = math.ceil(u1) + margin, math.ceil(v1) + margin
+    # OpenSlide locations are whole level-0 pixels; the level start it reads from
+    # is that location / downsample, which is where the box is measured from.
+    x_read, y_read = round(k0 * downsample), round(l0 * downsample)
+    start_u, start_v = x_read / downsample, y_read / downsample
+    box = (u0 - start_u, v0 - start_v, u1 - start_u, v1 - start_v)
+    return ReadPlan(level, x_read, y_read, k1 - k0, l1 - l0, box)
