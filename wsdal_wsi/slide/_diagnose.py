@@ -70,11 +70,11 @@ def find_tiff_damage(path: Path) -> str | None:
                 offsets = getattr(page, "dataoffsets", ())
                 counts = getattr(page, "databytecounts", ())
                 if len(offsets) == 0:
-                    return f"truncated or damaged: page {index} has no image data"
+                    return f"truncated or damaged: TIFF page {index} has no image data"
                 end = max(int(o) + int(c) for o, c in zip(offsets, counts, strict=False))
                 if end > size:
                     return (
-                        f"truncated: the image data of page {index} ends at byte {end} "
+                        f"truncated: the image data of TIFF page {index} ends at byte {end} "
                         f"but the file has {size} bytes"
                     )
     except Exception as exc:  # tifffile raises many kinds on damaged files
