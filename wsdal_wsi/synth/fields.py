@@ -1,0 +1,311 @@
+"""Random fields of a synthetic slide: coarse layout fields and periodic fine textures.
+
+Two kinds of fields describe a slide without ever holding it in memory:
+
+- **Coarse fields** (:class:`CoarseFields`) on a grid of ``cell_px`` level-0
+  pixels (about 8 µm): tissue, holes, tumour nests, mitotic hotspots, slow stain
+  variation, fibre orientation, cellularity. They are smooth random fields in
+  "µm of signed distance" units (a boundary lies where a field crosses 0), so an
+  edge noise of a few µm roughens borders by a few µm whatever the field's scale.
+  Interpolated bilinearly, to a pixel window (:func:`interp_window`) or to
+  points (:func:`interp_points`), with the same result.
+- **Periodic textures** (:class:`TextureBank`): ``P x P`` tiles of filtered noise
+  (collagen fibres in three orientations, cytoplasm granularity, border
+  roughness, sensor noise) that repeat every ``P`` pixels. They are stored
+  padded so a window anywhere on the slide is a plain slice (no copy).
+
+Everything is drawn from seeded generators, so a slide's fields depend only on
+its seed and size, never on how the rendering is split into chunks or workers.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "FIELD_NAMES",
+    "CoarseFields",
+    "TextureBank",
+    "interp_points",
+    "interp_window",
+    "make_textures",
+    "smooth_noise",
+]
+
+#: Order of the coarse fields in :attr:`CoarseFields.data`.
+FIELD_NAMES = (
+    "tissue",  # > 0: tissue (µm-like signed distance)
+    "hole",  # > 0: hole (fat, vessel) inside tissue
+    "tumour",  # > 0: tumour nest
+    "hotspot",  # mitosis density multiplier (> 0)
+    "stain_h",  # slow haematoxylin strength multiplier (~1)
+    "stain_e",  # slow eosin strength multiplier (~1)
+    "fib0",  # weight of fibre texture 0 (0 deg)
+    "fib1",  # weight of fibre texture 1 (60 deg)
+    "fib2",  # weight of fibre texture 2 (120 deg)
+    "fib_angle",  # local fibre angle (rad, [0, pi)) for spindle nuclei
+    "cellularity",  # tumour nucleus keep probability
+)
+
+
+def smooth_noise(
+    rng: np.random.Generator, shape: tuple[int, int], *, scale_cells: float
+) -> np.ndarray:
+    """A smooth Gaussian random field with unit standard deviation.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Random stream.
+    shape : tuple of int
+        ``(rows, cols)`` of the output grid.
+    scale_cells : float
+        Correlation length in grid cells.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``shape`` float32, mean about 0, std 1.
+    """
+    rows, cols = shape
+    if scale_cells <= 6:
+        noise = rng.standard_normal((rows, cols)).astype(np.float32)
+        out = ndimage.gaussian_filter(noise, sigma=max(scale_cells / 2.0, 0.5), mode="reflect")
+    else:
+        step = scale_cells / 3.0
+        lr, lc = math.ceil(rows / step) + 4, math.ceil(cols / step) + 4
+        low = ndimage.gaussian_filter(
+            rng.standard_normal((lr, lc)).astype(np.float32), sigma=1.0, mode="reflect"
+        )
+        yy = np.arange(rows, dtype=np.float32) / np.float32(step) + 2.0
+        xx = np.arange(cols, dtype=np.float32) / np.float32(step) + 2.0
+        out = _separable_cubic(low, yy, xx)
+    out = out - np.float32(out.mean())
+    std = float(out.std())
+    return (out / np.float32(std if std > 0 else 1.0)).astype(np.float32)
+
+
+def _cubic_matrix(pos: np.ndarray, n_in: int) -> np.ndarray:
+    """Catmull-Rom interpolation weights ``(len(pos), n_in)`` at fractional positions."""
+    i0 = np.floor(pos).astype(np.int64)
+    t = (pos - i0).astype(np.float64)
+    w = np.stack(
+        [
+            0.5 * (-(t**3) + 2 * t**2 - t),
+            0.5 * (3 * t**3 - 5 * t**2 + 2),
+            0.5 * (-3 * t**3 + 4 * t**2 + t),
+            0.5 * (t**3 - t**2),
+        ],
+        axis=1,
+    )
+    mat = np.zeros((len(pos), n_in), dtype=np.float32)
+    rows = np.arange(len(pos))
+    for k in range(4):
+        idx = np.clip(i0 - 1 + k, 0, n_in - 1)
+        np.add.at(mat, (rows, idx), w[:, k])
+    return mat
+
+
+def _separable_cubic(low: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    my = _cubic_matrix(yy, low.shape[0])
+    mx = _cubic_matrix(xx, low.shape[1])
+    return (my @ low @ mx.T).astype(np.float32)
+
+
+@dataclass
+class CoarseFields:
+    """The coarse layout fields of one slide.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        ``(len(FIELD_NAMES), rows, cols)`` float32; node ``(i, j)`` lies at
+        level-0 ``(x, y) = (j * cell_px, i * cell_px)``. May be a read-only
+        memory map.
+    cell_px : int
+        Grid spacing in level-0 pixels.
+    """
+
+    data: np.ndarray
+    cell_px: int
+
+    def index(self, name: str) -> int:
+        """Position of field ``name`` in :attr:`data`."""
+        return FIELD_NAMES.index(name)
+
+    def field(self, name: str) -> np.ndarray:
+        """The ``(rows, cols)`` grid of field ``name``."""
+        return self.data[FIELD_NAMES.index(name)]
+
+
+def _lerp_index(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    pos = np.clip(pos, 0.0, n - 1.001)
+    i0 = np.floor(pos).astype(np.int64)
+    return i0, (pos - i0).astype(np.float32)
+
+
+def interp_window(
+    fields: CoarseFields, names: tuple[str, ...], x0: int, y0: int, w: int, h: int
+) -> list[np.ndarray]:
+    """Bilinearly interpolate coarse fields over a level-0 pixel window.
+
+    Parameters
+    ----------
+    fields : CoarseFields
+        The slide's fields.
+    names : tuple of str
+        Which fields.
+    x0, y0 : int
+        Level-0 top-left of the window (may be negative).
+    w, h : int
+        Window size (px).
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(h, w)`` float32 array per name, equal to :func:`interp_points`
+        at the window's pixels.
+    """
+    cell = fields.cell_px
+    rows, cols = fields.data.shape[1:]
+    iy, ty = _lerp_index((y0 + np.arange(h, dtype=np.float64)) / cell, rows)
+    jx, tx = _lerp_index((x0 + np.arange(w, dtype=np.float64)) / cell, cols)
+    i_a, i_b = int(iy[0]), int(iy[-1]) + 2
+    j_a, j_b = int(jx[0]), int(jx[-1]) + 2
+    iy, jx = iy - i_a, jx - j_a
+    ty, tx = ty[:, None], tx[None, :]
+    out = []
+    for name in names:
+        patch = np.asarray(fields.data[FIELD_NAMES.index(name), i_a:i_b, j_a:j_b])
+        rows_i = patch[iy] * (1 - ty) + patch[iy + 1] * ty  # (h, n_cols)
+        left = rows_i[:, jx]
+        right = rows_i[:, jx + 1]
+        right -= left
+        right *= tx
+        left += right
+        out.append(left)
+    return out
+
+
+def interp_points(fields: CoarseFields, name: str, xy: np.ndarray) -> np.ndarray:
+    """Bilinearly interpolate one coarse field at level-0 points.
+
+    Parameters
+    ----------
+    xy : numpy.ndarray
+        ``(N, 2)`` level-0 ``(x, y)``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` float32, equal to :func:`interp_window` at integer points.
+    """
+    grid = fields.data[FIELD_NAMES.index(name)]
+    rows, cols = grid.shape
+    fx = np.clip(xy[:, 0] / fields.cell_px, 0, cols - 1.001)
+    fy = np.clip(xy[:, 1] / fields.cell_px, 0, rows - 1.001)
+    j0 = np.floor(fx).astype(np.int64)
+    i0 = np.floor(fy).astype(np.int64)
+    tx = (fx - j0).astype(np.float32)
+    ty = (fy - i0).astype(np.float32)
+    g = np.asarray(grid)
+    top = g[i0, j0] * (1 - tx) + g[i0, j0 + 1] * tx
+    bottom = g[i0 + 1, j0] * (1 - tx) + g[i0 + 1, j0 + 1] * tx
+    return (top * (1 - ty) + bottom * ty).astype(np.float32)
+
+
+@dataclass
+class TextureBank:
+    """Periodic fine textures of one slide, padded for slicing.
+
+    Attributes
+    ----------
+    period_px : int
+        Period ``P`` (px) of every texture.
+    pad_px : int
+        Extra rows and columns (wrapped copies) so any window up to
+        ``pad_px`` wide is a slice.
+    tex : dict of str to numpy.ndarray
+        ``(P + pad, P + pad)`` float32 textures: ``fibre0..2`` (collagen
+        fibres, 0-1), ``gran`` (cytoplasm granularity, std 1), ``edge``
+        (border roughness, std 1), ``edge2`` (independent roughness, std 1),
+        ``sensor`` (white noise, std 1).
+    """
+
+    period_px: int
+    pad_px: int
+    tex: dict[str, np.ndarray]
+
+    def window(self, name: str, x0: int, y0: int, w: int, h: int) -> np.ndarray:
+        """The ``(h, w)`` view of texture ``name`` at level-0 ``(x0, y0)``."""
+        if w > self.pad_px or h > self.pad_px:
+            raise ValueError(f"window {w}x{h} larger than the texture padding {self.pad_px}")
+        p = self.period_px
+        ys, xs = y0 % p, x0 % p
+        return self.tex[name][ys : ys + h, xs : xs + w]
+
+    def at(self, name: str, xy: np.ndarray) -> np.ndarray:
+        """Texture ``name`` at level-0 points ``(N, 2)`` (nearest pixel) -> ``(N,)``."""
+        p = self.period_px
+        ix = np.floor(xy[:, 0]).astype(np.int64) % p
+        iy = np.floor(xy[:, 1]).astype(np.int64) % p
+        return self.tex[name][iy, ix]
+
+
+def _spectrum_noise(rng: np.random.Generator, p: int, gain: np.ndarray) -> np.ndarray:
+    """Periodic Gaussian noise with amplitude spectrum ``gain`` ``(p, p // 2 + 1)``, std 1."""
+    spec = rng.standard_normal((p, p // 2 + 1)).astype(np.float32) + 1j * rng.standard_normal(
+        (p, p // 2 + 1)
+    ).astype(np.float32)
+    spec *= gain
+    spec[0, 0] = 0.0
+    out = np.fft.irfft2(spec, s=(p, p)).astype(np.float32)
+    std = float(out.std())
+    return out / np.float32(std if std > 0 else 1.0)
+
+
+def make_textures(
+    rng: np.random.Generator, *, mpp: float, period_px: int, pad_px: int
+) -> TextureBank:
+    """Draw one slide's periodic textures.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The slide's texture stream.
+    mpp : float
+        Resolution (µm/px): texture features keep their size in µm.
+    period_px : int
+        Texture period (px), even.
+    pad_px : int
+        Padding (px): the largest window :meth:`TextureBank.window` serves.
+    """
+    p = period_px
+    fy = np.fft.fftfreq(p).astype(np.float32)[:, None] / np.float32(mpp)  # cycles per µm
+    fx = np.fft.rfftfreq(p).astype(np.float32)[None, :] / np.float32(mpp)
+    fr = np.sqrt(fx * fx + fy * fy)
+    tex: dict[str, np.ndarray] = {}
+    for k, angle in enumerate((0.0, math.pi / 3, 2 * math.pi / 3)):
+        # Fibres along `angle`: long correlation along, short across (wavy bundles).
+        ca, sa = math.cos(angle), math.sin(angle)
+        f_along = fx * ca + fy * sa
+        f_across = -fx * sa + fy * ca
+        gain = np.exp(-0.5 * ((f_along * 5.0) ** 2 + (f_across * 1.4) ** 2)) * (
+            1.0 - np.exp(-0.5 * (fr * 8.0) ** 2)
+        ) + 0.25 * np.exp(-0.5 * (fr * 4.0) ** 2)
+        fib = _spectrum_noise(rng, p, gain.astype(np.float32))
+        # Bundles with pale gaps: squash to 0..1 with a soft threshold.
+        tex[f"fibre{k}"] = (1.0 / (1.0 + np.exp(-2.2 * (fib + 0.35)))).astype(np.float32)
+    tex["gran"] = _spectrum_noise(rng, p, np.exp(-0.5 * (fr * 1.2) ** 2).astype(np.float32))
+    edge_gain = np.exp(-0.5 * (fr * 20.0) ** 2) + 0.08 * np.exp(-0.5 * (fr * 5.0) ** 2)
+    tex["edge"] = _spectrum_noise(rng, p, edge_gain.astype(np.float32))
+    tex["edge2"] = _spectrum_noise(rng, p, edge_gain.astype(np.float32))
+    tex["sensor"] = rng.standard_normal((p, p)).astype(np.float32)
+    padded = {
+        name: np.pad(arr, ((0, pad_px), (0, pad_px)), mode="wrap") for name, arr in tex.items()
+    }
+    return TextureBank(period_px=p, pad_px=pad_px, tex=padded)
