@@ -33,24 +33,39 @@ def test_plan_reads_the_level_directly_on_its_own_lattice() -> None:
 
 
 @pytest.mark.parametrize(
-    ("location", "scale"),
-    [((100.25, 200.0), 1.0), ((10.0, 20.0), 0.5), ((-37.3, 12.9), 5.0), ((1234.5, 99.1), 33.0)],
+    ("location", "scale", "pyramid"),
+    [
+        ((100.25, 200.0), 1.0, PYRAMID),
+        ((10.0, 20.0), 0.5, PYRAMID),
+        ((-37.3, 12.9), 5.0, PYRAMID),
+        ((1234.5, 99.1), 33.0, PYRAMID),
+        ((1234.5, 99.1), 33.0, (1.0,)),  # no pyramid: block reduction first
+        ((77.7, -5.5), 9.0, (1.0, 2.0)),
+    ],
 )
 def test_plan_box_maps_the_output_lattice_into_the_read(
-    location: tuple[float, float], scale: float
+    location: tuple[float, float], scale: float, pyramid: tuple[float, ...]
 ) -> None:
     size = (50, 30)
-    plan = plan_read(location, size, level0_per_px=scale, level_downsamples=PYRAMID)
-    downsample = PYRAMID[plan.level]
+    plan = plan_read(location, size, level0_per_px=scale, level_downsamples=pyramid)
+    downsample = pyramid[plan.level]
+    level_scale = scale / downsample
+    assert plan.reduce == (int(level_scale // 2) if level_scale > 4 else 1)
     assert plan.box is not None
+    r = plan.reduce
     left, top, right, bottom = plan.box
-    # The box starts where the location falls inside the read, in the level's pixels.
-    assert left == pytest.approx(location[0] / downsample - plan.x_level0 / downsample)
-    assert top == pytest.approx(location[1] / downsample - plan.y_level0 / downsample)
-    assert right - left == pytest.approx(size[0] * scale / downsample)
-    assert bottom - top == pytest.approx(size[1] * scale / downsample)
-    # Room for the bicubic support on every side.
-    support = 2 * max(scale / downsample, 1.0)
+    # The box starts where the location falls inside the (reduced) read.
+    assert left * r == pytest.approx(location[0] / downsample - plan.x_level0 / downsample)
+    assert top * r == pytest.approx(location[1] / downsample - plan.y_level0 / downsample)
+    assert (right - left) * r == pytest.approx(size[0] * level_scale)
+    assert (bottom - top) * r == pytest.approx(size[1] * level_scale)
+    # Whole reduction blocks of the level's global grid.
+    assert plan.read_w % r == 0 and plan.read_h % r == 0
+    assert round(plan.x_level0 / downsample) % r == 0
+    # Room for the bicubic support on every side (in reduced px).
+    support = 2 * max(level_scale / r, 1.0)
     assert left >= support and top >= support
-    assert plan.read_w - right >= support and plan.read_h - bottom >= support
-    assert plan.read_w <= math.ceil(right - left) + 2 * (math.ceil(support) + 4)
+    assert plan.read_w / r - right >= support and plan.read_h / r - bottom >= support
+    assert plan.read_w <= math.ceil((right - left) * r) + 2 * (
+        math.ceil(2 * level_scale) + 4 + 2 * r
+    )

@@ -184,12 +184,33 @@ def test_upsampled_read_has_the_right_size_and_content(pattern_slide_path: Path)
     assert shifted.mean() > 2 * error.mean()
 
 
-@pytest.mark.parametrize("target_mpp", [0.7, 1.0, 1.6, 2.0, 3.0])
+@pytest.fixture(scope="module")
+def single_level_marker_path(slide_dir: Path) -> Path:
+    """The marker image without a pyramid: coarse reads reduce blocks, then resample."""
+    from .conftest import marker_image, write_pyramid
+
+    image = marker_image(PATTERN_SIZE, PATTERN_MPP)
+    return write_pyramid(slide_dir / "markers1.tiff", image, mpp=PATTERN_MPP, n_levels=1)
+
+
+@pytest.mark.parametrize(
+    ("pyramid", "target_mpp"),
+    [
+        ("4 levels", 0.7),
+        ("4 levels", 1.0),
+        ("4 levels", 1.6),
+        ("4 levels", 2.0),
+        ("4 levels", 3.0),
+        ("1 level", 3.0),
+        ("1 level", 4.5),
+    ],
+)
 def test_downsampled_reads_put_things_where_they_are(
-    marker_slide_path: Path, target_mpp: float
+    marker_slide_path: Path, single_level_marker_path: Path, pyramid: str, target_mpp: float
 ) -> None:
     """Centroids of the marker squares land at their µm positions at every scale."""
-    with open_slide(marker_slide_path) as slide:
+    path = marker_slide_path if pyramid == "4 levels" else single_level_marker_path
+    with open_slide(path) as slide:
         f = slide.level0_per_px(target_mpp)
         x0, y0 = 3.7, -5.2  # level-0 px; partly outside the slide (white there)
         w = int(PATTERN_SIZE[0] / f)
@@ -228,12 +249,15 @@ def test_downsampling_antialiases(slide_dir: Path) -> None:
     )
     with open_slide(path) as slide:
         region = slide.read_region((64, 64), (64, 64), target_mpp=1.0)
-    assert np.abs(region.astype(float) - 127.5).max() < 6
+        assert np.abs(region.astype(float) - 127.5).max() < 6
+        # Far below the only level: blocks are averaged first, still flat grey.
+        coarse = slide.read_region((100.3, 107.1), (16, 16), target_mpp=3.0)
+    assert np.abs(coarse.astype(float) - 127.5).max() < 3
 
 
 def test_piece_of_a_big_read_equals_a_direct_read(pattern_slide_path: Path) -> None:
     with open_slide(pattern_slide_path) as slide:
-        for target_mpp in (0.25, 0.5, 0.8, 1.7):
+        for target_mpp in (0.25, 0.5, 0.8, 1.7, 5.5):  # 5.5: 2.75 x level 2
             f = slide.level0_per_px(target_mpp)
             x0, y0 = 10.3, 20.7
             big = slide.read_region((x0, y0), (300, 200), target_mpp=target_mpp)

@@ -96,7 +96,11 @@ def read_level_rgb(
 
 
 def resample_rgb(
-    rgb: np.ndarray, size_px: tuple[int, int], box: tuple[float, float, float, float]
+    rgb: np.ndarray,
+    size_px: tuple[int, int],
+    box: tuple[float, float, float, float],
+    *,
+    reduce: int = 1,
 ) -> np.ndarray:
     """Resample the source ``box`` of ``rgb`` to ``size_px`` with antialiased bicubic.
 
@@ -107,8 +111,12 @@ def resample_rgb(
     size_px : (int, int)
         Output (w, h).
     box : (float, float, float, float)
-        Source region ``(left, top, right, bottom)`` in source pixel-edge
-        coordinates (pixel ``k`` spans ``[k, k + 1)``), inside the source.
+        Source region ``(left, top, right, bottom)`` in pixel-edge coordinates
+        (pixel ``k`` spans ``[k, k + 1)``) of the source after the reduction,
+        inside it.
+    reduce : int
+        First average ``reduce`` x ``reduce`` blocks (``H`` and ``W`` are
+        multiples of it).
 
     Returns
     -------
@@ -116,6 +124,8 @@ def resample_rgb(
         ``(h, w, 3) uint8``, C-contiguous and writable.
     """
     image = Image.fromarray(np.ascontiguousarray(rgb))
+    if reduce > 1:
+        image = image.reduce(reduce)
     out = image.resize(size_px, Image.Resampling.BICUBIC, box=box)
     array = np.asarray(out)
     return array if array.flags.writeable else array.copy()

@@ -293,7 +293,9 @@ class Slide:
             rgb = self._read_level(
                 plan.level, plan.x_level0, plan.y_level0, plan.read_w, plan.read_h
             )
-            return rgb if plan.box is None else resample_rgb(rgb, (w, h), plan.box)
+            if plan.box is None:
+                return rgb
+            return resample_rgb(rgb, (w, h), plan.box, reduce=plan.reduce)
         finally:
             with self._state:
                 self._active_reads -= 1
