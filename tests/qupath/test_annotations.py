@@ -13,9 +13,9 @@ from wsdal_wsi.qupath.geojson_write import (
     detection_feature,
     points_feature,
     write_features,
-    write_results_geojson,
 )
 from wsdal_wsi.qupath.model import AreaAnnotation, ClassSettings, PointAnnotation
+from wsdal_wsi.qupath.results import write_results_geojson
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = [

@@ -1,6 +1,5 @@
 import json
 import math
-import tracemalloc
 import uuid
 
 import numpy as np
@@ -14,16 +13,13 @@ from wsdal_wsi.qupath.geojson_write import (
     classification,
     detection_feature,
     encode_measurement,
-    iter_detection_json,
     make_feature,
     point_feature,
     points_feature,
     write_features,
-    write_results_geojson,
 )
-from wsdal_wsi.qupath.model import AreaAnnotation
 
-from .strict_checker import check_document, check_feature, check_file
+from .strict_checker import check_feature, check_file
 
 
 def test_detection_feature_is_reference_form():
@@ -134,25 +130,6 @@ def test_make_feature_errors():
         make_feature(Point(0, 0), name=5)
 
 
-def test_fast_detection_json_equals_builder():
-    text = next(iter_detection_json([(12.5, 7.0, 0.25)]))
-    fast = json.loads(text)
-    ref = detection_feature(12.5, 7.0, 0.25)
-    check_feature(fast)
-    fast.pop("id"), ref.pop("id")
-    assert fast == ref
-    assert list(json.loads(text)) == ["type", "id", "geometry", "properties"]
-    nan = json.loads(next(iter_detection_json(np.array([[1.0, 2.0, np.nan]]))))
-    assert nan["properties"]["measurements"]["WS-DAL probability"] == "NaN"
-
-
-def test_fast_detection_json_errors():
-    with pytest.raises(ValueError, match=r"detection 1: expected \(x, y, probability\)"):
-        list(iter_detection_json([(1, 2, 0.5), (1, 2)]))
-    with pytest.raises(ValueError, match="detection 0: non-finite coordinates"):
-        list(iter_detection_json([(np.inf, 2, 0.5)]))
-
-
 def test_write_features_with_provenance(tmp_path):
     path = tmp_path / "sub" / "out.geojson"
     prov = provenance(slide="a.svs", model="m.pt", settings={"threshold": 0.5})
@@ -199,64 +176,3 @@ def test_write_features_refuses_bad_provenance(tmp_path):
     with pytest.raises(ValueError, match="provenance is not JSON-serialisable"):
         write_features(tmp_path / "x.geojson", [], provenance={"x": float("nan")})
     assert not (tmp_path / "x.geojson").exists()
-
-
-def test_write_results_geojson(tmp_path):
-    path = tmp_path / "slide.geojson"
-    dets = np.array([[10.0, 20.0, 0.9], [30.0, 40.0, 0.2]])
-    hotspot = AreaAnnotation(
-        Point(100, 100).buffer(50), "Hotspot", name="hotspot", measurements={"Mitoses": 2}
-    )
-    region = AreaAnnotation(box(0, 0, 10, 10), "Region", name="WS-DAL region 1")
-    n = write_results_geojson(
-        path, detections=dets, areas=[hotspot, region], provenance=provenance(slide="slide.svs")
-    )
-    assert n == 4
-    features = check_file(path, results=True)
-    names = [f["properties"]["name"] for f in features]
-    assert names == ["WS-DAL", "WS-DAL", "WS-DAL hotspot", "WS-DAL region 1"]
-    assert features[2]["properties"]["measurements"] == {"Mitoses": 2.0}
-    assert features[0]["geometry"]["coordinates"] == [10.0, 20.0]
-
-
-def test_write_results_accepts_iterables_and_empty(tmp_path):
-    path = tmp_path / "a.geojson"
-    assert write_results_geojson(path, detections=iter([(1, 2, 0.5)])) == 1
-    assert write_results_geojson(path, detections=np.zeros((0, 3))) == 0
-    assert check_file(path, results=True) == []
-
-
-def test_streaming_detections_memory_stays_small(tmp_path):
-    """Writing detections from a generator never builds the document in memory.
-
-    25k detections under tracemalloc (which slows Python ~5x); the 100k case and
-    its timing are in benchmarks/qupath_geojson.py.
-    """
-    n = 25_000
-    rng = np.random.default_rng(0)
-    data = rng.uniform(0, 100_000, (n, 3))
-    data[:, 2] /= 100_000
-
-    def detections():
-        yield from data
-
-    path = tmp_path / "big.geojson"
-    tracemalloc.start()
-    try:
-        written = write_results_geojson(path, detections=detections(), provenance=provenance())
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    size = path.stat().st_size
-    assert written == n
-    assert size > 6_000_000  # ~300 bytes a detection
-    assert peak < 2_000_000, f"peak {peak / 1e6:.1f} MB while writing a {size / 1e6:.1f} MB file"
-    # it is complete, valid JSON with every detection, in order
-    doc = json.loads(path.read_text())
-    assert len(doc["features"]) == n
-    xy = np.array([f["geometry"]["coordinates"] for f in doc["features"]])
-    np.testing.assert_array_equal(xy, data[:, :2])
-    prob = [f["properties"]["measurements"]["WS-DAL probability"] for f in doc["features"]]
-    np.testing.assert_array_equal(prob, data[:, 2])
-    check_document({**doc, "features": doc["features"][:500]}, results=True)
-    assert len({f["id"] for f in doc["features"]}) == n

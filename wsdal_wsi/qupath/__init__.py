@@ -2,13 +2,33 @@
 
 Public API (see ``docs/ARCHITECTURE.md``, section ``wsdal_wsi.qupath``)::
 
-    from wsdal_wsi.qupath import (
-        PointAnnotation, AreaAnnotation, ImageAnnotations, ClassSettings,
-        write_features, write_results_geojson, detection_feature, points_feature, area_feature,
-        read_annotations, read_objects, read_points,
-    )
+    # the model
+    PointAnnotation, AreaAnnotation, ImageAnnotations, ClassSettings
+    TOOL_NAME_PREFIX ("WS-DAL"), is_tool_name, tool_name
 
-Only :mod:`wsdal_wsi.qupath.paquo_adapter` imports paquo, and only when it is used.
+    # sources: images, slides, annotations
+    open_source(path, *, classes, relink, mpp, backend) -> Source
+    Source.images() -> list[ImageRecord]; Source.results_path(record, out_dir)
+    Source.exchange_results_path(record)
+
+    # reading QuPath GeoJSON
+    read_annotations(path, *, classes) -> ImageAnnotations
+    read_points(path, *, classes, tool_made) -> PointSet     # arrays, for evaluation
+    read_objects(path) -> list[QuPathObject]                  # everything, low level
+
+    # writing QuPath GeoJSON
+    write_results_geojson(path, *, detections, areas, provenance) -> ResultsReport
+    write_features(path, features, *, provenance) -> int
+    detection_feature, points_feature, area_feature, point_feature, make_feature
+
+    # sinks
+    GeoJsonSink(source, out_dir).write(record, *, detections, areas, provenance)
+    write_to_qupath(source, records)                          # paquo, --write-qupath
+
+    # COCO
+    import_coco(db_json, *, images_dir, out_dir) -> CocoImportReport
+
+Only :mod:`wsdal_wsi.qupath.paquo_adapter` imports paquo, and only when used.
 """
 
 from wsdal_wsi.qupath.annotations import (
@@ -17,6 +37,7 @@ from wsdal_wsi.qupath.annotations import (
     read_annotations,
     read_points,
 )
+from wsdal_wsi.qupath.coco import CocoImportReport, coco_annotations, import_coco
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
 from wsdal_wsi.qupath.geojson_write import (
     area_feature,
@@ -27,7 +48,6 @@ from wsdal_wsi.qupath.geojson_write import (
     point_feature,
     points_feature,
     write_features,
-    write_results_geojson,
 )
 from wsdal_wsi.qupath.model import (
     DETECTION_CLASS,
@@ -40,24 +60,41 @@ from wsdal_wsi.qupath.model import (
     is_tool_name,
     tool_name,
 )
+from wsdal_wsi.qupath.results import ResultsReport, write_results_geojson
+from wsdal_wsi.qupath.sinks import GeoJsonSink, write_to_qupath
+from wsdal_wsi.qupath.sources import (
+    SLIDE_EXTENSIONS,
+    ImageRecord,
+    Source,
+    open_source,
+)
 
 __all__ = [
     "DETECTION_CLASS",
     "PROBABILITY_MEASUREMENT",
+    "SLIDE_EXTENSIONS",
     "TOOL_NAME_PREFIX",
     "AreaAnnotation",
     "ClassSettings",
+    "CocoImportReport",
+    "GeoJsonSink",
     "ImageAnnotations",
+    "ImageRecord",
     "PointAnnotation",
     "PointSet",
     "QuPathObject",
+    "ResultsReport",
+    "Source",
     "annotations_from_objects",
     "area_feature",
     "class_color",
     "classification",
+    "coco_annotations",
     "detection_feature",
+    "import_coco",
     "is_tool_name",
     "make_feature",
+    "open_source",
     "point_feature",
     "points_feature",
     "read_annotations",
@@ -66,4 +103,5 @@ __all__ = [
     "tool_name",
     "write_features",
     "write_results_geojson",
+    "write_to_qupath",
 ]

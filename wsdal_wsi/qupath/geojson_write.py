@@ -29,7 +29,7 @@ import math
 import os
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,12 +37,7 @@ from shapely.geometry import MultiPoint, MultiPolygon, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 
 from wsdal_wsi.atomic import atomic_open
-from wsdal_wsi.qupath.model import (
-    DETECTION_CLASS,
-    PROBABILITY_MEASUREMENT,
-    AreaAnnotation,
-    tool_name,
-)
+from wsdal_wsi.qupath.model import DETECTION_CLASS, PROBABILITY_MEASUREMENT, tool_name
 
 __all__ = [
     "CLASS_COLORS",
@@ -53,12 +48,10 @@ __all__ = [
     "detection_feature",
     "encode_measurement",
     "encode_measurements",
-    "iter_detection_json",
     "make_feature",
     "point_feature",
     "points_feature",
     "write_features",
-    "write_results_geojson",
 ]
 
 #: Object types QuPath 0.4+ writes in ``properties.objectType``.
@@ -374,114 +367,3 @@ def write_features(
         fh.write("".join(buf))
         fh.write("\n]}\n")
     return n
-
-
-def iter_detection_json(
-    detections: Iterable[Sequence[float]] | np.ndarray,
-    *,
-    class_name: str = DETECTION_CLASS,
-    name: str | None = None,
-    chunk_rows: int = 4096,
-) -> Iterator[str]:
-    """Serialised detection features, fast: the same JSON as :func:`detection_feature`.
-
-    Parameters
-    ----------
-    detections : iterable of (x, y, probability), or ndarray (N, 3)
-        Level-0 pixel coordinates and the probability (0..1).
-    """
-    head = json.dumps(
-        {
-            "objectType": "detection",
-            "name": tool_name(name),
-            "classification": classification(class_name),
-            "isLocked": False,
-        },
-        **_JSON_KW,
-    )[:-1]  # drop the closing brace: measurements follow
-    prob_key = json.dumps(PROBABILITY_MEASUREMENT)
-
-    def rows() -> Iterator[Sequence[float]]:
-        if isinstance(detections, np.ndarray):
-            arr = detections.reshape(-1, 3) if detections.size else detections.reshape(0, 3)
-            for start in range(0, len(arr), chunk_rows):
-                yield from arr[start : start + chunk_rows].tolist()
-        else:
-            yield from detections
-
-    ids: list[str] = []
-    for i, row in enumerate(rows()):
-        try:
-            x, y, p = (float(v) for v in row)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"detection {i}: expected (x, y, probability), got {row!r}") from exc
-        if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"detection {i}: non-finite coordinates ({x}, {y})")
-        pj = repr(p) if math.isfinite(p) else f'"{encode_measurement(p)}"'
-        if not ids:
-            ids = _uuid4_batch(512)
-        yield (
-            f'{{"type": "Feature", "id": "{ids.pop()}", '
-            f'"geometry": {{"type": "Point", "coordinates": [{x!r}, {y!r}]}}, '
-            f'"properties": {head}, "measurements": {{{prob_key}: {pj}}}}}}}'
-        )
-
-
-def _uuid4_batch(n: int) -> list[str]:
-    """``n`` random uuid4 strings (RFC 4122 version and variant bits), faster than uuid.uuid4()."""
-    raw = bytearray(os.urandom(16 * n))
-    out = []
-    for i in range(0, 16 * n, 16):
-        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
-        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
-        h = raw[i : i + 16].hex()
-        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
-    return out
-
-
-def write_results_geojson(
-    path: str | os.PathLike[str],
-    *,
-    detections: Iterable[Sequence[float]] | np.ndarray,
-    areas: Iterable[AreaAnnotation] = (),
-    provenance: Mapping[str, Any] | None = None,
-    extra_features: Iterable[dict[str, Any]] = (),
-) -> int:
-    """Write the tool's results for one image: point detections, then area annotations.
-
-    Every object is marked as tool-made (name starting with ``"WS-DAL"``), so
-    :mod:`wsdal_wsi.qupath.sinks` and ``import_results.groovy`` can replace it
-    on a re-run.
-
-    Parameters
-    ----------
-    path : path-like
-    detections : iterable of (x, y, probability), or ndarray (N, 3)
-        Level-0 pixels; written as class ``Mitosis`` detections with the
-        measurement ``"WS-DAL probability"``.
-    areas : iterable of AreaAnnotation
-        Regions and the hotspot, with count measurements; written as
-        annotations (a name not starting with ``"WS-DAL"`` gets the prefix).
-    provenance : mapping, optional
-        The top-level ``"wsdal"`` member.
-    extra_features : iterable of dict
-        More features, written as given.
-
-    Returns
-    -------
-    int
-        The number of features written.
-    """
-
-    def all_features() -> Iterator[dict[str, Any] | str]:
-        yield from iter_detection_json(detections)
-        for area in areas:
-            yield area_feature(
-                area.geometry,
-                area.class_name,
-                name=tool_name(area.name),
-                measurements=area.measurements,
-            )
-        yield from extra_features
-
-    return write_features(path, all_features(), provenance=provenance)

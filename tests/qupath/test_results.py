@@ -1,0 +1,137 @@
+import json
+import tracemalloc
+
+import numpy as np
+import pytest
+from shapely.geometry import Point, box
+
+from wsdal_wsi.errors import AnnotationFormatError
+from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.geojson_read import read_objects
+from wsdal_wsi.qupath.geojson_write import detection_feature, points_feature
+from wsdal_wsi.qupath.model import AreaAnnotation
+from wsdal_wsi.qupath.results import iter_detection_json, write_results_geojson
+
+from .strict_checker import check_document, check_feature, check_file
+
+
+def test_fast_detection_json_equals_builder():
+    text = next(iter_detection_json([(12.5, 7.0, 0.25)]))
+    fast = json.loads(text)
+    ref = detection_feature(12.5, 7.0, 0.25)
+    check_feature(fast)
+    fast.pop("id"), ref.pop("id")
+    assert fast == ref
+    assert list(json.loads(text)) == ["type", "id", "geometry", "properties"]
+    nan = json.loads(next(iter_detection_json(np.array([[1.0, 2.0, np.nan]]))))
+    assert nan["properties"]["measurements"]["WS-DAL probability"] == "NaN"
+
+
+def test_fast_detection_json_errors():
+    with pytest.raises(ValueError, match=r"detection 1: expected \(x, y, probability\)"):
+        list(iter_detection_json([(1, 2, 0.5), (1, 2)]))
+    with pytest.raises(ValueError, match="detection 0: non-finite coordinates"):
+        list(iter_detection_json([(np.inf, 2, 0.5)]))
+
+
+def test_write_results_geojson(tmp_path):
+    path = tmp_path / "slide.geojson"
+    dets = np.array([[10.0, 20.0, 0.9], [30.0, 40.0, 0.2]])
+    hotspot = AreaAnnotation(
+        Point(100, 100).buffer(50), "Hotspot", name="hotspot", measurements={"Mitoses": 2}
+    )
+    region = AreaAnnotation(box(0, 0, 10, 10), "Region", name="WS-DAL region 1")
+    report = write_results_geojson(
+        path, detections=dets, areas=[hotspot, region], provenance=provenance(slide="slide.svs")
+    )
+    assert (report.written, report.removed, report.kept) == (4, 0, 0)
+    features = check_file(path, results=True)
+    names = [f["properties"]["name"] for f in features]
+    assert names == ["WS-DAL", "WS-DAL", "WS-DAL hotspot", "WS-DAL region 1"]
+    assert features[2]["properties"]["measurements"] == {"Mitoses": 2.0}
+    assert features[0]["geometry"]["coordinates"] == [10.0, 20.0]
+
+
+def test_write_results_accepts_iterables_and_empty(tmp_path):
+    path = tmp_path / "a.geojson"
+    assert write_results_geojson(path, detections=iter([(1, 2, 0.5)])).written == 1
+    report = write_results_geojson(path, detections=np.zeros((0, 3)))
+    assert (report.written, report.removed) == (0, 1)
+    assert check_file(path, results=True) == []
+
+
+def test_streaming_detections_memory_stays_small(tmp_path):
+    """Writing detections from a generator never builds the document in memory.
+
+    25k detections under tracemalloc (which slows Python ~5x); the 100k case and
+    its timing are in benchmarks/qupath_geojson.py.
+    """
+    n = 25_000
+    rng = np.random.default_rng(0)
+    data = rng.uniform(0, 100_000, (n, 3))
+    data[:, 2] /= 100_000
+
+    def detections():
+        yield from data
+
+    path = tmp_path / "big.geojson"
+    tracemalloc.start()
+    try:
+        report = write_results_geojson(path, detections=detections(), provenance=provenance())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    size = path.stat().st_size
+    assert report.written == n
+    assert size > 6_000_000  # ~300 bytes a detection
+    assert peak < 2_000_000, f"peak {peak / 1e6:.1f} MB while writing a {size / 1e6:.1f} MB file"
+    # it is complete, valid JSON with every detection, in order
+    doc = json.loads(path.read_text())
+    assert len(doc["features"]) == n
+    xy = np.array([f["geometry"]["coordinates"] for f in doc["features"]])
+    np.testing.assert_array_equal(xy, data[:, :2])
+    prob = [f["properties"]["measurements"]["WS-DAL probability"] for f in doc["features"]]
+    np.testing.assert_array_equal(prob, data[:, 2])
+    check_document({**doc, "features": doc["features"][:500]}, results=True)
+    assert len({f["id"] for f in doc["features"]}) == n
+
+
+def test_rerun_replaces_tool_objects_and_keeps_user_objects(tmp_path):
+    """Writing into a pathologist's sidecar: their objects stay, ours never duplicate."""
+    path = tmp_path / "slide.geojson"
+    user = [
+        points_feature([[1, 2], [3, 4]], "Mitosis"),
+        {  # QuPath 0.4 wrote NaN bare; a user object must come back exactly as it was
+            "type": "Feature",
+            "id": "0d9a1f4e-0000-4000-8000-000000000001",
+            "geometry": {"type": "Point", "coordinates": [5, 6]},
+            "properties": {
+                "objectType": "annotation",
+                "name": "my note",
+                "measurements": {"x": float("nan")},
+            },
+        },
+    ]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": user}))
+    before = json.loads(path.read_text())["features"]
+    dets = np.array([[10.0, 10.0, 0.9], [20.0, 20.0, 0.8]])
+    hotspot = AreaAnnotation(box(0, 0, 50, 50), "Hotspot", name="hotspot")
+    r1 = write_results_geojson(path, detections=dets, areas=[hotspot], provenance=provenance())
+    assert (r1.written, r1.removed, r1.kept) == (3, 0, 2)
+    r2 = write_results_geojson(path, detections=dets[:1], areas=[hotspot], provenance=provenance())
+    assert (r2.written, r2.removed, r2.kept) == (2, 3, 2)
+    after = json.loads(path.read_text())["features"]
+    assert len(after) == 4
+    kept = [f for f in after if not f["properties"].get("name", "").startswith("WS-DAL")]
+    assert json.dumps(kept, sort_keys=True) == json.dumps(before, sort_keys=True)
+    assert sum(f["properties"]["objectType"] == "detection" for f in after) == 1
+    objs = read_objects(path)
+    assert sum(o.tool_made for o in objs) == 2
+
+
+def test_refuses_to_overwrite_an_unreadable_file(tmp_path):
+    path = tmp_path / "slide.geojson"
+    path.write_text('{"type": "FeatureCollection", "features": [')
+    with pytest.raises(AnnotationFormatError, match="not overwriting it"):
+        write_results_geojson(path, detections=[(1, 2, 0.5)])
+    assert path.read_text() == '{"type": "FeatureCollection", "features": ['

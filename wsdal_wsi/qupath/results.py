@@ -1,0 +1,212 @@
+"""Writing the tool's results for one image, without ever touching anyone else's objects.
+
+:func:`write_results_geojson` writes point detections (class ``Mitosis``, the
+measurement ``"WS-DAL probability"``) and area annotations (regions, the
+hotspot, with count measurements), every one named ``"WS-DAL..."``. If the file
+already exists, the objects in it that wsdal-wsi did not make (a pathologist's
+sidecar annotations, when the output folder is the slide folder) are kept
+unchanged, and the tool's objects of an earlier run are replaced: writing twice
+never duplicates anything. The file is written atomically and streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsdal_wsi.errors import AnnotationFormatError
+from wsdal_wsi.qupath.geojson_read import load_geojson
+from wsdal_wsi.qupath.geojson_write import (
+    area_feature,
+    classification,
+    encode_measurement,
+    write_features,
+)
+from wsdal_wsi.qupath.model import (
+    DETECTION_CLASS,
+    PROBABILITY_MEASUREMENT,
+    AreaAnnotation,
+    is_tool_name,
+    tool_name,
+)
+
+__all__ = ["ResultsReport", "iter_detection_json", "write_results_geojson"]
+
+_JSON_KW: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (", ", ": ")}
+
+
+def iter_detection_json(
+    detections: Iterable[Sequence[float]] | np.ndarray,
+    *,
+    class_name: str = DETECTION_CLASS,
+    name: str | None = None,
+    chunk_rows: int = 4096,
+) -> Iterator[str]:
+    """Serialised detection features, fast: the same JSON as :func:`detection_feature`.
+
+    Parameters
+    ----------
+    detections : iterable of (x, y, probability), or ndarray (N, 3)
+        Level-0 pixel coordinates and the probability (0..1).
+    """
+    head = json.dumps(
+        {
+            "objectType": "detection",
+            "name": tool_name(name),
+            "classification": classification(class_name),
+            "isLocked": False,
+        },
+        **_JSON_KW,
+    )[:-1]  # drop the closing brace: measurements follow
+    prob_key = json.dumps(PROBABILITY_MEASUREMENT)
+
+    def rows() -> Iterator[Sequence[float]]:
+        if isinstance(detections, np.ndarray):
+            arr = detections.reshape(-1, 3) if detections.size else detections.reshape(0, 3)
+            for start in range(0, len(arr), chunk_rows):
+                yield from arr[start : start + chunk_rows].tolist()
+        else:
+            yield from detections
+
+    ids: list[str] = []
+    for i, row in enumerate(rows()):
+        try:
+            x, y, p = (float(v) for v in row)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"detection {i}: expected (x, y, probability), got {row!r}") from exc
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"detection {i}: non-finite coordinates ({x}, {y})")
+        pj = repr(p) if math.isfinite(p) else f'"{encode_measurement(p)}"'
+        if not ids:
+            ids = _uuid4_batch(512)
+        yield (
+            f'{{"type": "Feature", "id": "{ids.pop()}", '
+            f'"geometry": {{"type": "Point", "coordinates": [{x!r}, {y!r}]}}, '
+            f'"properties": {head}, "measurements": {{{prob_key}: {pj}}}}}}}'
+        )
+
+
+def _uuid4_batch(n: int) -> list[str]:
+    """``n`` random uuid4 strings (RFC 4122 version and variant bits), faster than uuid.uuid4()."""
+    raw = bytearray(os.urandom(16 * n))
+    out = []
+    for i in range(0, 16 * n, 16):
+        raw[i + 6] = (raw[i + 6] & 0x0F) | 0x40
+        raw[i + 8] = (raw[i + 8] & 0x3F) | 0x80
+        h = raw[i : i + 16].hex()
+        out.append(f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}")
+    return out
+
+
+@dataclass(frozen=True)
+class ResultsReport:
+    """What :func:`write_results_geojson` wrote.
+
+    Attributes
+    ----------
+    path : Path
+    written : int
+        Tool objects written (detections + areas + extra features).
+    removed : int
+        Tool objects of an earlier run that were replaced.
+    kept : int
+        Other objects already in the file, kept unchanged.
+    """
+
+    path: Path
+    written: int
+    removed: int
+    kept: int
+
+
+def _is_tool_feature(feature: Any) -> bool:
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    return isinstance(props, dict) and is_tool_name(props.get("name"))
+
+
+def _kept_features(path: Path) -> tuple[list[str], int]:
+    """Serialised features of ``path`` the tool did not make, and how many it did."""
+    if not path.exists():
+        return [], 0
+    try:
+        existing = load_geojson(path)
+    except AnnotationFormatError as exc:
+        raise AnnotationFormatError(
+            f"{exc}; not overwriting it (it may hold someone's annotations): move it away "
+            "or write the results to another folder"
+        ) from None
+    kept, removed = [], 0
+    for feature in existing:
+        if _is_tool_feature(feature):
+            removed += 1
+        else:  # same content as read (QuPath 0.4's bare NaN included)
+            kept.append(json.dumps(feature, ensure_ascii=False, separators=(", ", ": ")))
+    return kept, removed
+
+
+def write_results_geojson(
+    path: str | os.PathLike[str],
+    *,
+    detections: Iterable[Sequence[float]] | np.ndarray,
+    areas: Iterable[AreaAnnotation] = (),
+    provenance: Mapping[str, Any] | None = None,
+    extra_features: Iterable[dict[str, Any]] = (),
+) -> ResultsReport:
+    """Write the tool's results for one image, keeping every object it did not make.
+
+    Parameters
+    ----------
+    path : path-like
+        The GeoJSON file; created if missing. If it exists, its objects not
+        named ``"WS-DAL..."`` are kept as they are and come first.
+    detections : iterable of (x, y, probability), or ndarray (N, 3)
+        Level-0 pixels; class ``Mitosis`` point detections with the measurement
+        ``"WS-DAL probability"``.
+    areas : iterable of AreaAnnotation
+        Regions and the hotspot with count measurements; written as annotations
+        (a name not starting with ``"WS-DAL"`` gets the prefix).
+    provenance : mapping, optional
+        The top-level ``"wsdal"`` member: which slide, model and settings.
+    extra_features : iterable of dict
+        More features, written as given (they should be tool-marked).
+
+    Returns
+    -------
+    ResultsReport
+
+    Raises
+    ------
+    AnnotationFormatError
+        ``path`` exists but is not readable GeoJSON (it is left untouched).
+    """
+    path = Path(path)
+    kept, removed = _kept_features(path)
+    written = 0
+
+    def all_features() -> Iterator[dict[str, Any] | str]:
+        nonlocal written
+        yield from kept
+        for text in iter_detection_json(detections):
+            written += 1
+            yield text
+        for area in areas:
+            written += 1
+            yield area_feature(
+                area.geometry,
+                area.class_name,
+                name=tool_name(area.name),
+                measurements=area.measurements,
+            )
+        for feature in extra_features:
+            written += 1
+            yield feature
+
+    write_features(path, all_features(), provenance=provenance)
+    return ResultsReport(path=path, written=written, removed=removed, kept=len(kept))

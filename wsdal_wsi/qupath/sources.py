@@ -1,0 +1,449 @@
+"""Sources of images and their annotations, chosen from the path the user gives.
+
+- a **QuPath project** (``project.qpproj`` or its folder): images and slide paths
+  from ``project.qpproj``; the annotations either straight from the project with
+  paquo (where a QuPath installation is found) or from the exchange folder that
+  ``qupath_scripts/export_annotations.groovy`` writes
+  (``<project>/wsdal/annotations/<entryID>.geojson``);
+- a **slide folder**: each slide (a file with a known slide extension) with a
+  sidecar ``<slide stem>.geojson`` (QuPath's "Export objects as GeoJSON");
+- a **single slide** file (with its sidecar, if any).
+
+Every source gives a list of :class:`ImageRecord`: the slide, whether it opens,
+its resolution, its annotations, and every problem found, in words. Nothing is
+guessed: an image without an annotation export, or a slide that is missing,
+is reported as such.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsdal_wsi.errors import ConfigError, InputError, QuPathUnavailableError, WsdalError
+from wsdal_wsi.progress import NULL_PROGRESS, Progress
+from wsdal_wsi.qupath.annotations import annotations_from_objects
+from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
+from wsdal_wsi.qupath.model import ClassSettings, ImageAnnotations
+from wsdal_wsi.qupath.project import (
+    find_qpproj,
+)
+from wsdal_wsi.units import check_mpp
+
+__all__ = [
+    "SIDECAR_SUFFIXES",
+    "SLIDE_EXTENSIONS",
+    "ImageRecord",
+    "SlideFolderSource",
+    "Source",
+    "is_slide_file",
+    "open_source",
+]
+
+log = logging.getLogger(__name__)
+
+#: File extensions taken for slides in a slide folder (lower case).
+SLIDE_EXTENSIONS = (
+    ".svs",
+    ".tif",
+    ".tiff",
+    ".ndpi",
+    ".vms",
+    ".vmu",
+    ".scn",
+    ".mrxs",
+    ".svslide",
+    ".bif",
+    ".dcm",
+)
+#: Sidecar annotation files looked for beside a slide, in this order.
+SIDECAR_SUFFIXES = (".geojson", ".json", ".geojson.gz")
+
+MPP_FROM_PROJECT = "QuPath project (pixel size in project.qpproj)"
+
+
+def is_slide_file(path: Path) -> bool:
+    """True for a visible file with a known slide extension."""
+    return (
+        path.is_file() and not path.name.startswith(".") and path.suffix.lower() in SLIDE_EXTENSIONS
+    )
+
+
+@dataclass
+class ImageRecord:
+    """One image of a source, as the tool sees it before any work.
+
+    Attributes
+    ----------
+    name : str
+        The name shown to the user (QuPath's image name, or the slide file name).
+    key : str
+        Unique and file-safe: the entry ID for projects, the slide stem for
+        folders. Every per-image output file is named by it.
+    slide_path : Path or None
+        The slide file, or ``None`` when it is missing.
+    annotations : ImageAnnotations or None
+        ``None`` when there is no annotation file/export (or it is malformed).
+    problems : list of str
+        What makes the image unusable for training: slide missing or not
+        opening, no resolution, no annotations, malformed annotation file.
+    entry_id : str or None
+        QuPath's entry ID (projects only).
+    mpp : float or None
+        Level-0 resolution (µm/px) to use: ``--mpp``, else the slide's own, else
+        the pixel size set in the QuPath project.
+    mpp_source : str or None
+        Where ``mpp`` comes from.
+    readable : bool
+        The slide opens.
+    warnings : list of str
+        Things to know that do not block use: unknown classes, objects left
+        out, a stale annotation export.
+    annotation_path : Path or None
+        The annotation file read (sidecar or export), if any.
+    dimensions : (int, int) or None
+        Level-0 (w, h) of the slide, when it opens.
+    """
+
+    name: str
+    key: str
+    slide_path: Path | None
+    annotations: ImageAnnotations | None
+    problems: list[str]
+    entry_id: str | None = None
+    mpp: float | None = None
+    mpp_source: str | None = None
+    readable: bool = False
+    warnings: list[str] = field(default_factory=list)
+    annotation_path: Path | None = None
+    dimensions: tuple[int, int] | None = None
+
+    @property
+    def usable(self) -> bool:
+        """True when the image can be used for training (no problems)."""
+        return not self.problems
+
+    def to_dict(self, *, classes: ClassSettings | None = None) -> dict[str, Any]:
+        """JSON-able summary (the per-image form of ``wsdal inspect --json``)."""
+        ann = self.annotations
+        return {
+            "name": self.name,
+            "key": self.key,
+            "entry_id": self.entry_id,
+            "slide": str(self.slide_path) if self.slide_path else None,
+            "readable": self.readable,
+            "mpp": self.mpp,
+            "mpp_source": self.mpp_source,
+            "dimensions": list(self.dimensions) if self.dimensions else None,
+            "annotation_file": str(self.annotation_path) if self.annotation_path else None,
+            "points": ann.points_per_class() if ann else {},
+            "areas": ann.areas_per_class() if ann else {},
+            "usable": self.usable,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
+
+# An annotation loader returns (objects, annotation file) or raises WsdalError.
+AnnotationLoader = Callable[[], tuple[list[QuPathObject], Path | None]]
+
+
+class Source:
+    """A set of images with annotations. Made by :func:`open_source`.
+
+    Attributes
+    ----------
+    kind : str
+        ``"qupath-project"`` or ``"slide-folder"``.
+    path : Path
+    classes : ClassSettings
+    backend : str or None
+        For projects: ``"paquo"`` or ``"export"``.
+    """
+
+    kind: str = "source"
+    backend: str | None = None
+
+    def __init__(
+        self, path: Path, *, classes: ClassSettings, mpp: float | None, check_slides: bool
+    ):
+        self.path = path
+        self.classes = classes
+        self.mpp = mpp
+        self.check_slides = check_slides
+        self._records: list[ImageRecord] | None = None
+        self.unknown_classes: dict[str, int] = {}
+
+    # -- to implement -------------------------------------------------------------
+    def _entries(self) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    # -- public ---------------------------------------------------------------------
+    def images(self, *, progress: Progress | None = None) -> list[ImageRecord]:
+        """Every image with its slide check, annotations and problems (computed once)."""
+        if self._records is not None:
+            return self._records
+        progress = progress or NULL_PROGRESS
+        entries = self._entries()
+        records = []
+        unknown: Counter[str] = Counter()
+        unknown_images: Counter[str] = Counter()
+        with progress.task("Checking images", total=len(entries)) as task:
+            for entry in entries:
+                record = self._record(**entry)
+                if record.annotations is not None:
+                    for cls, n in record.annotations.unknown_classes(self.classes).items():
+                        unknown[cls] += n
+                        unknown_images[cls] += 1
+                records.append(record)
+                task.advance()
+        self.unknown_classes = dict(unknown)
+        if unknown:
+            listed = ", ".join(
+                f"{cls!r} ({n} objects on {unknown_images[cls]} images)"
+                for cls, n in unknown.items()
+            )
+            log.warning(
+                "%s: classes with no role, not used: %s. Give them a role with the class options "
+                "(positive, negative, region, ignored) if they matter.",
+                self.path,
+                listed,
+            )
+        self._records = records
+        return records
+
+    def results_path(self, record: ImageRecord, out_dir: str | os.PathLike[str]) -> Path:
+        """Where the results GeoJSON of ``record`` goes: ``<out_dir>/<key>.geojson``."""
+        return Path(out_dir) / f"{record.key}.geojson"
+
+    def exchange_results_path(self, record: ImageRecord) -> Path | None:
+        """Projects: ``<project>/wsdal/results/<entryID>.geojson`` (import_results.groovy)."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-able description of the source."""
+        return {"kind": self.kind, "path": str(self.path), "backend": self.backend}
+
+    # -- shared ---------------------------------------------------------------------
+    def _record(
+        self,
+        *,
+        name: str,
+        key: str,
+        slide_path: Path | None,
+        slide_problem: str | None,
+        loader: AnnotationLoader | None,
+        no_annotations: str,
+        entry_id: str | None = None,
+        project_mpp: float | None = None,
+        warnings: Sequence[str] = (),
+    ) -> ImageRecord:
+        record = ImageRecord(
+            name=name,
+            key=key,
+            slide_path=slide_path,
+            annotations=None,
+            problems=[],
+            entry_id=entry_id,
+            warnings=list(warnings),
+        )
+        if slide_path is None:
+            record.problems.append(slide_problem or "slide missing")
+        elif self.check_slides:
+            self._check_slide(record, project_mpp)
+        if loader is None:
+            record.problems.append(no_annotations)
+        else:
+            try:
+                objects, record.annotation_path = loader()
+            except WsdalError as exc:
+                record.problems.append(f"annotations unreadable: {exc}")
+            else:
+                ann, notes = annotations_from_objects(objects, classes=self.classes)
+                record.annotations = ann
+                record.warnings.extend(notes)
+                unknown = ann.unknown_classes(self.classes)
+                if unknown:
+                    listed = ", ".join(f"{c!r} ({n})" for c, n in unknown.items())
+                    record.warnings.append(f"unknown classes, not used: {listed}")
+                if not ann.points_with_role("positive", self.classes):
+                    record.warnings.append(
+                        f"no points of a positive class ({', '.join(self.classes.positive)})"
+                    )
+        return record
+
+    def _check_slide(self, record: ImageRecord, project_mpp: float | None) -> None:
+        from wsdal_wsi.slide import open_slide
+
+        assert record.slide_path is not None
+        try:
+            with open_slide(record.slide_path, mpp=self.mpp) as slide:
+                record.readable = True
+                record.dimensions = tuple(slide.dimensions)  # type: ignore[assignment]
+                record.mpp, record.mpp_source = slide.mpp, slide.mpp_source
+        except WsdalError as exc:
+            record.problems.append(f"slide does not open: {exc}")
+            return
+        if record.mpp is None and project_mpp is not None:
+            record.mpp, record.mpp_source = project_mpp, MPP_FROM_PROJECT
+        if record.mpp is None:
+            record.problems.append(
+                "no resolution (µm/px): the slide records none; give it with --mpp "
+                "(e.g. 0.25 for a 40x scan) or set the pixel size in QuPath"
+            )
+
+
+class SlideFolderSource(Source):
+    """Slides in a folder, each with a sidecar ``<stem>.geojson`` (not recursive)."""
+
+    kind = "slide-folder"
+
+    def __init__(self, path: Path, *, only: Path | None = None, **kwargs: Any):
+        super().__init__(path, **kwargs)
+        if only is not None:
+            slides = [only]
+        else:
+            try:
+                slides = sorted(p for p in path.iterdir() if is_slide_file(p))
+            except OSError as exc:
+                raise InputError(f"{path}: cannot list the folder ({exc})") from exc
+        if not slides:
+            raise InputError(
+                f"{path}: no slides found "
+                f"(looked for files ending in {', '.join(SLIDE_EXTENSIONS)})"
+            )
+        self.slides = slides
+
+    def _entries(self) -> list[dict[str, Any]]:
+        stems = Counter(p.stem for p in self.slides)
+        entries = []
+        for slide in self.slides:
+            clash = stems[slide.stem] > 1
+            sidecars = [slide.with_name(slide.stem + s) for s in SIDECAR_SUFFIXES]
+            found = [s for s in sidecars if s.is_file()]
+            warnings = []
+            loader = None
+            if clash:
+                warnings.append(
+                    f"another slide shares the name {slide.stem!r}: key is the file name"
+                )
+            if len(found) > 1:
+                warnings.append(f"several sidecars; using {found[0].name}")
+            if found and not clash:
+                loader = file_loader(found[0])
+            no_ann = (
+                f"two slides share the name {slide.stem!r}, so the sidecar is ambiguous: rename one"
+                if clash
+                else f"no annotations: expected {sidecars[0].name} beside the slide"
+            )
+            entries.append(
+                {
+                    "name": slide.name,
+                    "key": slide.name if clash else slide.stem,
+                    "slide_path": slide,
+                    "slide_problem": None,
+                    "loader": loader,
+                    "no_annotations": no_ann,
+                    "warnings": warnings,
+                }
+            )
+        return entries
+
+
+def file_loader(path: Path) -> AnnotationLoader:
+    def load() -> tuple[list[QuPathObject], Path | None]:
+        return read_objects(path), path
+
+    return load
+
+
+def open_source(
+    path: str | os.PathLike[str],
+    *,
+    classes: ClassSettings = ClassSettings(),
+    relink: Sequence[str] | Mapping[str, str] | None = None,
+    mpp: float | None = None,
+    backend: str = "auto",
+    check_slides: bool = True,
+) -> Source:
+    """Open a source of images and annotations, choosing its kind from ``path``.
+
+    Parameters
+    ----------
+    path : path-like
+        A QuPath project (``project.qpproj`` or its folder), a slide folder, or
+        one slide file.
+    classes : ClassSettings
+        What each class means (unknown classes are reported once per run).
+    relink : sequence of "OLD=NEW" or mapping, optional
+        Slide path prefixes to replace (projects whose slides moved).
+    mpp : float, optional
+        Resolution (µm/px) for every slide, overriding theirs (``--mpp``).
+    backend : {"auto", "paquo", "export"}
+        For projects: read the objects with paquo (needs QuPath), or from the
+        exchange folder written by ``export_annotations.groovy``. ``"auto"``
+        uses paquo where a QuPath installation is found.
+    check_slides : bool
+        Open each slide to check it and read its resolution.
+
+    Raises
+    ------
+    InputError
+        The path does not exist or is none of the above; a folder without slides.
+    ProjectError
+        A malformed ``project.qpproj``.
+    ConfigError
+        A bad ``mpp``, ``relink`` or ``backend``.
+    QuPathUnavailableError
+        ``backend="paquo"`` and no QuPath installation is found.
+    """
+    if backend not in ("auto", "paquo", "export"):
+        raise ConfigError(f"backend must be 'auto', 'paquo' or 'export', got {backend!r}")
+    if mpp is not None:
+        mpp = check_mpp(mpp, what="--mpp")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise InputError(f"{p}: no such file or folder")
+    common = {"classes": classes, "mpp": mpp, "check_slides": check_slides}
+    qpproj = find_qpproj(p)
+    if qpproj is not None:
+        chosen = backend
+        if backend != "export":
+            from wsdal_wsi.qupath import paquo_adapter
+
+            found = paquo_adapter.qupath_available()
+            if backend == "paquo" and not found:
+                raise QuPathUnavailableError(paquo_adapter.UNAVAILABLE_MESSAGE)
+            chosen = backend if found else "export"
+        from wsdal_wsi.qupath.project_source import ProjectSource
+
+        return ProjectSource(qpproj, backend=chosen, relink=relink, **common)
+    if relink:
+        raise ConfigError("--relink applies to QuPath projects only (a project.qpproj)")
+    if p.is_dir():
+        return SlideFolderSource(p, **common)
+    if is_slide_file(p):
+        return SlideFolderSource(p.parent, only=p, **common)
+    if p.suffix.lower() == ".json" and _looks_like_coco(p):
+        raise InputError(
+            f"{p}: this is a COCO annotation database; convert it to a slide folder first: "
+            f"wsdal import-coco {p} --images <slide folder> --out <new folder>"
+        )
+    raise InputError(
+        f"{p}: not a QuPath project (project.qpproj), a folder of slides, or a slide "
+        f"(known slide extensions: {', '.join(SLIDE_EXTENSIONS)})"
+    )
+
+
+def _looks_like_coco(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return b'"images"' in head or b'"annotations"' in head or b'"categories"' in head
