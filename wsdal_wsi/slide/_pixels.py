@@ -35,13 +35,17 @@ def _argb_to_rgb(argb: np.ndarray) -> np.ndarray:
     h, w = argb.shape
     b = argb.view(np.uint8).reshape(h, w, 4)
     alpha = b[..., _A]
+    out = np.empty((h, w, 3), np.uint8)
     if alpha.size and int(alpha.min()) < 255:
         # Premultiplied: c <= a, so c + (255 - a) composites on white without overflow.
-        b += (255 - alpha)[..., None]
-    out = np.empty((h, w, 3), np.uint8)
-    out[..., 0] = b[..., _R]
-    out[..., 1] = b[..., _G]
-    out[..., 2] = b[..., _B]
+        fill = 255 - alpha
+        np.add(b[..., _R], fill, out=out[..., 0])
+        np.add(b[..., _G], fill, out=out[..., 1])
+        np.add(b[..., _B], fill, out=out[..., 2])
+    else:
+        out[..., 0] = b[..., _R]
+        out[..., 1] = b[..., _G]
+        out[..., 2] = b[..., _B]
     return out
 
 
