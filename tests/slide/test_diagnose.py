@@ -37,3 +37,10 @@ def test_explanations(text_svs_path: Path, tmp_path: Path) -> None:
     binary.write_bytes(b"\x00\x01\x02\x03garbage")
     reason = explain_unsupported(binary, Exception("unsupported"))
     assert "not a whole-slide image format" in reason and "\\x00" in reason
+
+
+def test_truncation_only_ignores_what_tifffile_cannot_parse(tmp_path: Path) -> None:
+    path = tmp_path / "odd.tif"
+    path.write_bytes(b"II*\x00" + b"\xff" * 64)  # a TIFF header pointing nowhere
+    assert find_tiff_damage(path) is not None
+    assert find_tiff_damage(path, truncation_only=True) is None

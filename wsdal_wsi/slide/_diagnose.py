@@ -41,7 +41,7 @@ def _looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * len(text)
 
 
-def find_tiff_damage(path: Path) -> str | None:
+def find_tiff_damage(path: Path, *, truncation_only: bool = False) -> str | None:
     """Return what is wrong with a TIFF file's structure, or ``None`` if nothing is.
 
     Checks that every page's image data (strips or tiles) lies inside the file:
@@ -51,34 +51,41 @@ def find_tiff_damage(path: Path) -> str | None:
     ----------
     path : Path
         A TIFF or BigTIFF file.
+    truncation_only : bool
+        Report only image data beyond the end of the file, not structures that
+        tifffile cannot parse (for files OpenSlide itself opened: its vendor
+        formats may use TIFF in ways tifffile does not expect).
 
     Returns
     -------
     str or None
-        A one-line reason (for example ``"truncated: level 2 image data ends at
-        byte 1200000 but the file has 800000 bytes"``), or ``None``.
+        A one-line reason (for example ``"truncated: the image data of TIFF page
+        2 ends at byte 1200000 but the file has 800000 bytes"``), or ``None``.
     """
+    import numpy as np
     import tifffile
 
     size = path.stat().st_size
     try:
         with quiet_tifffile(), tifffile.TiffFile(path) as tif:
             pages = list(tif.pages)
-            if not pages:
+            if not pages and not truncation_only:
                 return "a TIFF file without any image"
             for index, page in enumerate(pages):
-                offsets = getattr(page, "dataoffsets", ())
-                counts = getattr(page, "databytecounts", ())
-                if len(offsets) == 0:
+                offsets = np.asarray(getattr(page, "dataoffsets", ()), dtype=np.int64)
+                counts = np.asarray(getattr(page, "databytecounts", ()), dtype=np.int64)
+                if offsets.size == 0 or offsets.size != counts.size:
+                    if truncation_only:
+                        continue
                     return f"truncated or damaged: TIFF page {index} has no image data"
-                end = max(int(o) + int(c) for o, c in zip(offsets, counts, strict=False))
+                end = int((offsets + counts).max())
                 if end > size:
                     return (
                         f"truncated: the image data of TIFF page {index} ends at byte {end} "
                         f"but the file has {size} bytes"
                     )
     except Exception as exc:  # tifffile raises many kinds on damaged files
-        return f"damaged TIFF structure ({exc})"
+        return None if truncation_only else f"damaged TIFF structure ({exc})"
     return None
 
 

@@ -89,7 +89,7 @@ def open_slide(path: str | os.PathLike[str], *, mpp: float | None = None) -> Sli
     try:
         tiff = is_tiff_file(path)
         if tiff:
-            damage = _diagnose.find_tiff_damage(path)
+            damage = _diagnose.find_tiff_damage(path, truncation_only=True)
             if damage is not None:
                 raise SlideError(f"{path}: not a readable slide: {damage}")
         return Slide(osr, path, user_mpp=user_mpp, tiff=tiff)
