@@ -1,0 +1,51 @@
+/*
+ * wsdal-wsi: export the pathologist's annotations of every image, for training without QuPath.
+ * For QuPath 0.5 and 0.6.
+ *
+ * HOW TO RUN
+ *   In QuPath: open the project, Automate > Script editor, File > Open... this file,
+ *   then Run > Run for project, select all images, Run.
+ *   Headless (no window):  QuPath script -p /path/to/project.qpproj export_annotations.groovy
+ *
+ * WHAT IT DOES
+ *   For each image, writes its annotations (the Points clicks, the Region polygons) as
+ *   QuPath GeoJSON to
+ *       <project>/wsdal/annotations/<entryID>.geojson
+ *   which `wsdal inspect PROJECT` and `wsdal train PROJECT` read on a machine without QuPath.
+ *   The file is written to a temporary name first and then moved into place, so an
+ *   interrupted run never leaves a half-written export. An image with no annotations still
+ *   gets a file (an empty FeatureCollection): "no clicks" is not the same as "not exported".
+ *   Objects made by wsdal-wsi itself (their name starts with "WS-DAL") are not exported.
+ *   Nothing in the project is changed.
+ */
+
+import java.nio.file.Files
+import java.nio.file.StandardCopyOption
+
+// The folder and marker rules shared with the Python side (wsdal_wsi/qupath/project.py, model.py)
+def EXCHANGE_DIR = "wsdal"
+def ANNOTATIONS_DIR = "annotations"
+def TOOL_PREFIX = "WS-DAL"
+
+def entry = getProjectEntry()
+if (entry == null)
+    throw new IllegalStateException("Run this script on a project (Run > Run for project)")
+
+def dir = buildFilePath(PROJECT_BASE_DIR, EXCHANGE_DIR, ANNOTATIONS_DIR)
+mkdirs(dir)
+
+def objects = getAnnotationObjects().findAll { obj ->
+    def name = obj.getName()
+    name == null || !name.startsWith(TOOL_PREFIX)
+}
+
+def target = new File(dir, entry.getID() + ".geojson")
+def tmp = new File(dir, "." + entry.getID() + ".geojson.tmp")
+exportObjectsToGeoJson(objects, tmp.getAbsolutePath(), "FEATURE_COLLECTION")
+try {
+    Files.move(tmp.toPath(), target.toPath(), StandardCopyOption.REPLACE_EXISTING,
+            StandardCopyOption.ATOMIC_MOVE)
+} catch (java.nio.file.AtomicMoveNotSupportedException ignored) {
+    Files.move(tmp.toPath(), target.toPath(), StandardCopyOption.REPLACE_EXISTING)
+}
+println "wsdal: exported ${objects.size()} annotations of '${entry.getImageName()}' to ${target}"

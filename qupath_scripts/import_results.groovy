@@ -1,0 +1,51 @@
+/*
+ * wsdal-wsi: bring the tool's detections, hotspot and counts into the project.
+ * For QuPath 0.5 and 0.6.
+ *
+ * HOW TO RUN
+ *   In QuPath: open the project, Automate > Script editor, File > Open... this file,
+ *   then Run > Run for project, select the images, Run (QuPath saves each image).
+ *   Headless (no window):  QuPath script -p /path/to/project.qpproj -s import_results.groovy
+ *   (-s saves the images; without it the changes are lost).
+ *
+ * WHAT IT DOES
+ *   For each image, reads
+ *       <project>/wsdal/results/<entryID>.geojson
+ *   written by `wsdal predict PROJECT ...`, removes the objects an earlier run of wsdal-wsi
+ *   added (their name starts with "WS-DAL") and adds the new ones: point detections of class
+ *   Mitosis with the measurement "WS-DAL probability", and the hotspot and region annotations
+ *   with their counts. Every other object (the pathologist's annotations, other detections)
+ *   is left exactly as it was, so running it twice never duplicates anything.
+ *   Images without a results file are left unchanged.
+ *   To mark a false positive, change the class of the detection (e.g. to Non-mitosis).
+ */
+
+import java.nio.file.Paths
+import qupath.lib.io.PathIO
+
+// The folder and marker rules shared with the Python side (wsdal_wsi/qupath/project.py, model.py)
+def EXCHANGE_DIR = "wsdal"
+def RESULTS_DIR = "results"
+def TOOL_PREFIX = "WS-DAL"
+
+def entry = getProjectEntry()
+if (entry == null)
+    throw new IllegalStateException("Run this script on a project (Run > Run for project)")
+
+def path = buildFilePath(PROJECT_BASE_DIR, EXCHANGE_DIR, RESULTS_DIR, entry.getID() + ".geojson")
+def file = new File(path)
+if (!file.isFile()) {
+    println "wsdal: no results for '${entry.getImageName()}' (${path}); unchanged"
+    return
+}
+
+def isTool = { obj -> obj.getName() != null && obj.getName().startsWith(TOOL_PREFIX) }
+
+def incoming = PathIO.readObjects(Paths.get(path)).findAll { isTool(it) }
+def hierarchy = getCurrentHierarchy()
+def previous = hierarchy.getAllObjects(false).findAll { !it.isRootObject() && isTool(it) }
+
+hierarchy.removeObjects(previous, true)
+hierarchy.addObjects(incoming)
+fireHierarchyUpdate()
+println "wsdal: '${entry.getImageName()}': removed ${previous.size()} earlier WS-DAL objects, added ${incoming.size()}"
