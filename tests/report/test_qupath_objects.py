@@ -1,0 +1,100 @@
+import json
+
+import numpy as np
+import pytest
+from shapely.geometry import box
+
+from wsdal_wsi.errors import InputError
+from wsdal_wsi.qupath import make_feature
+from wsdal_wsi.qupath.geojson_read import read_objects
+from wsdal_wsi.report import (
+    HOTSPOT_CLASS,
+    REGION_COUNT_CLASS,
+    count_annotations,
+    count_features,
+    read_detections,
+    read_summary,
+    replace_count_features,
+    slide_files,
+)
+
+
+def test_results_geojson_has_detections_hotspot_and_region_counts(out_dir):
+    s = read_summary(slide_files(out_dir, "alpha").summary)
+    objects = read_objects(slide_files(out_dir, "alpha").geojson)  # QuPath-format reader
+    detections = [o for o in objects if o.object_type == "detection"]
+    assert len(detections) == s.detections
+    (hotspot,) = [o for o in objects if o.class_name == HOTSPOT_CLASS]
+    assert hotspot.object_type == "annotation" and hotspot.tool_made and hotspot.is_ellipse
+    assert hotspot.name.startswith("WS-DAL hotspot")
+    m = hotspot.measurements
+    assert m["WS-DAL mitoses"] == s.hotspot.count
+    assert m["WS-DAL area mm^2"] == pytest.approx(0.2)
+    assert m["WS-DAL mitoses per mm^2"] == pytest.approx(s.hotspot.per_mm2)
+    assert m["WS-DAL mitotic score"] == s.hotspot.score.score
+    assert hotspot.geometry.area == pytest.approx(0.2e6 / 0.25, rel=1e-3)  # mm² -> px² at 0.5
+    regions = [o for o in objects if o.class_name == REGION_COUNT_CLASS]
+    assert [o.name for o in regions] == ["WS-DAL count: Tumour 1", "WS-DAL count: Rest"]
+    assert [o.measurements["WS-DAL mitoses"] for o in regions] == [r.mitoses for r in s.regions]
+    assert all(o.is_locked for o in (hotspot, *regions))
+
+
+def test_count_annotations_match_the_features(out_dir):
+    s = read_summary(slide_files(out_dir, "alpha").summary)
+    anns = count_annotations(s)
+    feats = count_features(s)
+    assert [a.name for a in anns] == [f["properties"]["name"] for f in feats]
+    assert anns[0].class_name == HOTSPOT_CLASS
+    assert anns[0].geometry.equals_exact(s.hotspot.shapely_geometry(), 1e-6)
+
+
+def test_read_detections_returns_points_and_probabilities(out_dir):
+    pts, scores = read_detections(slide_files(out_dir, "beta").geojson)
+    assert pts.shape == (len(scores), 2) and len(scores) > 50
+    assert ((scores >= 0.6) & (scores <= 1.0)).all()
+
+
+def test_replace_keeps_detections_and_user_objects(out_dir):
+    path = slide_files(out_dir, "alpha").geojson
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    user = make_feature(box(0, 0, 10, 10), class_name="Tumor", name="my tumour")
+    doc["features"].append(user)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    before_pts, before_scores = read_detections(path)
+    new = [make_feature(box(1, 1, 5, 5), class_name=HOTSPOT_CLASS, name="WS-DAL hotspot: test")]
+    replace_count_features(path, new, provenance={"tool": "test"})
+    after = json.loads(path.read_text(encoding="utf-8"))
+    names = [f["properties"].get("name") for f in after["features"]]
+    assert "my tumour" in names and "WS-DAL hotspot: test" in names
+    assert not any(n and n.startswith("WS-DAL count") for n in names)
+    assert after["wsdal"]["counts"] == {"tool": "test"}
+    assert after["wsdal"]["version"] == doc["wsdal"]["version"]  # predict's provenance kept
+    pts, scores = read_detections(path)
+    np.testing.assert_array_equal(pts, before_pts)
+    np.testing.assert_array_equal(scores, before_scores)
+
+
+def test_bad_results_files(tmp_path):
+    with pytest.raises(InputError, match="results GeoJSON not found"):
+        read_detections(tmp_path / "none.geojson")
+    p = tmp_path / "bad.geojson"
+    p.write_text('{"type": "FeatureCollection", "features": [', encoding="utf-8")
+    with pytest.raises(InputError, match=r"bad\.geojson: not valid JSON"):
+        read_detections(p)
+    p.write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "Polygon", "coordinates": []},
+                        "properties": {"objectType": "detection", "name": "WS-DAL"},
+                    }
+                ],
+            }
+        ),
+        encoding="utf-8",
+    )
+    with pytest.raises(InputError, match="feature 0: bad detection"):
+        read_detections(p)

@@ -1,0 +1,493 @@
+"""The per-slide summary: ``OUT/<key>.summary.json`` (this module owns its schema).
+
+One JSON object per slide of a prediction output folder, written by ``wsdal
+predict`` and rewritten by ``wsdal count``; everything the spreadsheets, the
+index page and the PNG report show comes from it. Schema
+``"wsdal-wsi/slide-summary"``, version 1::
+
+    {"schema": "wsdal-wsi/slide-summary", "schema_version": 1,
+     "status": "ok" | "failed", "reason": null | "<why the slide failed>",
+     "provenance": {"tool", "version", "created", ...},         # wsdal_wsi.provenance
+     "slide": {"name", "key", "path", "mpp", "mpp_source", "dimensions": [w, h]},
+     "model": {"path", "sha256", "threshold", "target_mpp"},
+     "settings": {"threshold", "hotspot": {window, mode, area_mm2, field_diameter_mm,
+                  window_area_mm2, min_tissue_fraction, grid_um}, "description"},
+     "detections": {"count", "in_tissue", "geojson": "<key>.geojson"},
+     "tissue": {"area_mm2", "per_mm2", "mask": "<key>.tissue.png", "downsample"},
+     "regions": [{"name", "class_name", "area_mm2", "tissue_area_mm2", "mitoses",
+                  "per_mm2", "geometry": <GeoJSON geometry, level-0>}],
+     "classes": [... the same, one per region class, over the union of its regions],
+     "hotspot": null | {"geometry", "centre_level0", "window", "half_sizes_level0",
+                        "count", "area_mm2", "per_mm2", "tissue_fraction",
+                        "grid_cell_um", "field_diameter_mm", "score": <MitoticScore>},
+     "assets": {"report": "<key>.report.png", "thumbnail": "<key>.thumb.jpg" | null,
+                "thumbnail_downsample", "gallery": "<key>.gallery.png" | null,
+                "gallery_size_px", "gallery_mpp", "gallery_items": [{"x", "y", "score"}]},
+     "timings": {"<step>_s": seconds, ...}}
+
+File names are relative to the summary's folder. Areas in mm², densities in
+mitoses per mm², coordinates level-0 pixels, ``mpp`` in µm/px. A failed slide
+has ``status = "failed"``, its ``reason``, and nulls where nothing was counted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from shapely.geometry import mapping, shape
+
+from wsdal_wsi.atomic import write_json_atomic
+from wsdal_wsi.counting import HotspotSettings, RegionCount, SlideCounts
+from wsdal_wsi.errors import InputError
+from wsdal_wsi.grading import MitoticScore
+
+__all__ = [
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "AssetInfo",
+    "HotspotInfo",
+    "ModelInfo",
+    "RegionInfo",
+    "SlideInfo",
+    "SlideSummary",
+    "build_summary",
+    "read_summary",
+    "write_summary",
+]
+
+SCHEMA = "wsdal-wsi/slide-summary"
+SCHEMA_VERSION = 1
+
+
+def _geojson_geometry(geometry) -> dict[str, Any]:
+    """A shapely geometry as a plain GeoJSON mapping (lists, as it reads back from JSON)."""
+    return json.loads(json.dumps(mapping(geometry)))
+
+
+def _finite_or_none(value: Any) -> float | None:
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+@dataclass(frozen=True)
+class SlideInfo:
+    """Which slide.
+
+    Attributes
+    ----------
+    name : str
+        File name without extension (or the QuPath image name).
+    key : str
+        Unique, file-safe key naming every output file of the slide.
+    path : str or None
+        The slide file as it was opened.
+    mpp : float or None
+        Level-0 resolution (µm/px).
+    mpp_source : str or None
+        Where ``mpp`` came from (``"slide properties"``, ``"user (--mpp)"``...).
+    dimensions : (int, int) or None
+        Level-0 ``(w, h)``.
+    """
+
+    name: str
+    key: str
+    path: str | None = None
+    mpp: float | None = None
+    mpp_source: str | None = None
+    dimensions: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model made the detections.
+
+    Attributes
+    ----------
+    path : str or None
+    sha256 : str or None
+    threshold : float or None
+        The model's own decision threshold (probability).
+    target_mpp : float or None
+        The model's working resolution (µm/px).
+    """
+
+    path: str | None = None
+    sha256: str | None = None
+    threshold: float | None = None
+    target_mpp: float | None = None
+
+    @property
+    def label(self) -> str:
+        """A short label for tables: the model file name and the first hash digits."""
+        name = Path(self.path).name if self.path else "model"
+        return f"{name} ({self.sha256[:8]})" if self.sha256 else name
+
+
+@dataclass(frozen=True)
+class RegionInfo:
+    """One region's (or region class's) count; see :class:`wsdal_wsi.counting.RegionCount`.
+
+    ``geometry`` is a GeoJSON geometry mapping (level-0) or None (class rows).
+    """
+
+    name: str | None
+    class_name: str | None
+    area_mm2: float
+    tissue_area_mm2: float | None
+    mitoses: int
+    per_mm2: float | None
+    geometry: dict[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_count(cls, rc: RegionCount, *, with_geometry: bool = True) -> RegionInfo:
+        """From a :class:`~wsdal_wsi.counting.RegionCount`."""
+        return cls(
+            name=rc.name,
+            class_name=rc.class_name,
+            area_mm2=rc.area_mm2,
+            tissue_area_mm2=rc.tissue_area_mm2,
+            mitoses=rc.mitoses,
+            per_mm2=rc.per_mm2,
+            geometry=_geojson_geometry(rc.geometry) if with_geometry else None,
+        )
+
+    @property
+    def label(self) -> str:
+        """``name`` if any, else the class, else ``"Region"``."""
+        return self.name or self.class_name or "Region"
+
+    def shapely_geometry(self):
+        """The polygon as a shapely geometry (None for class rows)."""
+        return None if self.geometry is None else shape(self.geometry)
+
+
+@dataclass(frozen=True)
+class HotspotInfo:
+    """The hotspot as stored: see :class:`wsdal_wsi.counting.Hotspot`.
+
+    ``geometry`` is a GeoJSON Polygon mapping (level-0).
+    """
+
+    geometry: dict[str, Any] = field(repr=False)
+    centre_level0: tuple[float, float]
+    window: str
+    half_sizes_level0: tuple[float, float]
+    count: int
+    area_mm2: float
+    per_mm2: float
+    tissue_fraction: float | None
+    grid_cell_um: float
+    field_diameter_mm: float
+    score: MitoticScore
+
+    @classmethod
+    def from_hotspot(cls, hs) -> HotspotInfo:
+        """From a :class:`~wsdal_wsi.counting.Hotspot`."""
+        return cls(
+            geometry=_geojson_geometry(hs.geometry),
+            centre_level0=tuple(hs.centre_level0),
+            window=hs.window,
+            half_sizes_level0=tuple(hs.half_sizes_level0),
+            count=hs.count,
+            area_mm2=hs.area_mm2,
+            per_mm2=hs.per_mm2,
+            tissue_fraction=hs.tissue_fraction,
+            grid_cell_um=hs.grid_cell_um,
+            field_diameter_mm=hs.score.field_diameter_mm,
+            score=hs.score,
+        )
+
+    def shapely_geometry(self):
+        """The window as a shapely Polygon (level-0)."""
+        return shape(self.geometry)
+
+
+@dataclass(frozen=True)
+class AssetInfo:
+    """Files beside the summary that the PNG report is drawn from (names relative).
+
+    Attributes
+    ----------
+    report : str or None
+        The PNG report, ``<key>.report.png``.
+    thumbnail : str or None
+        Slide thumbnail (JPEG), ``<key>.thumb.jpg``.
+    thumbnail_downsample : float or None
+        Level-0 px per thumbnail px.
+    gallery : str or None
+        Crops of the top detections side by side in one PNG row, ``<key>.gallery.png``.
+    gallery_size_px : int or None
+        Side of each (square) crop.
+    gallery_mpp : float or None
+        Resolution of the crops (µm/px).
+    gallery_items : list of dict
+        ``{"x", "y", "score"}`` (level-0, probability) of each crop, in strip order.
+    """
+
+    report: str | None = None
+    thumbnail: str | None = None
+    thumbnail_downsample: float | None = None
+    gallery: str | None = None
+    gallery_size_px: int | None = None
+    gallery_mpp: float | None = None
+    gallery_items: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SlideSummary:
+    """Everything about one slide's result (see the module docstring for the JSON)."""
+
+    slide: SlideInfo
+    model: ModelInfo = field(default_factory=ModelInfo)
+    status: str = "ok"
+    reason: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    threshold: float | None = None
+    hotspot_settings: HotspotSettings = field(default_factory=HotspotSettings)
+    detections: int | None = None
+    in_tissue: int | None = None
+    geojson: str | None = None
+    tissue_area_mm2: float | None = None
+    tissue_per_mm2: float | None = None
+    tissue_mask: str | None = None
+    tissue_downsample: float | None = None
+    regions: list[RegionInfo] = field(default_factory=list)
+    classes: list[RegionInfo] = field(default_factory=list)
+    hotspot: HotspotInfo | None = None
+    assets: AssetInfo = field(default_factory=AssetInfo)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """The slide's key (names every output file)."""
+        return self.slide.key
+
+    @property
+    def ok(self) -> bool:
+        """True unless the slide failed."""
+        return self.status == "ok"
+
+    @property
+    def created(self) -> str | None:
+        """When the summary was made (ISO 8601 UTC), from the provenance."""
+        return self.provenance.get("created")
+
+    def with_counts(self, counts: SlideCounts) -> SlideSummary:
+        """A copy holding ``counts`` (detections, tissue, regions, classes, hotspot)."""
+        return replace(
+            self,
+            hotspot_settings=counts.settings,
+            detections=counts.detections,
+            in_tissue=counts.in_tissue,
+            tissue_area_mm2=counts.tissue_area_mm2,
+            tissue_per_mm2=counts.per_mm2,
+            regions=[RegionInfo.from_count(r) for r in counts.regions],
+            classes=[RegionInfo.from_count(c, with_geometry=False) for c in counts.classes],
+            hotspot=None if counts.hotspot is None else HotspotInfo.from_hotspot(counts.hotspot),
+        )
+
+    # ------------------------------------------------------------------ JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form (see the module docstring)."""
+        hs = None
+        if self.hotspot is not None:
+            hs = asdict(self.hotspot)
+            hs["score"] = self.hotspot.score.to_dict()
+            hs["tissue_fraction"] = _finite_or_none(hs["tissue_fraction"])
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "status": self.status,
+            "reason": self.reason,
+            "provenance": self.provenance,
+            "slide": asdict(self.slide),
+            "model": asdict(self.model),
+            "settings": {
+                "threshold": self.threshold,
+                "hotspot": self.hotspot_settings.to_dict(),
+                "description": self.hotspot_settings.describe(),
+            },
+            "detections": {
+                "count": self.detections,
+                "in_tissue": self.in_tissue,
+                "geojson": self.geojson,
+            },
+            "tissue": {
+                "area_mm2": self.tissue_area_mm2,
+                "per_mm2": _finite_or_none(self.tissue_per_mm2),
+                "mask": self.tissue_mask,
+                "downsample": self.tissue_downsample,
+            },
+            "regions": [_region_dict(r) for r in self.regions],
+            "classes": [_region_dict(c) for c in self.classes],
+            "hotspot": hs,
+            "assets": asdict(self.assets),
+            "timings": dict(self.timings),
+        }
+
+    def to_json(self) -> str:
+        """The summary as JSON text (UTF-8 safe, no NaN)."""
+        return json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SlideSummary:
+        """Inverse of :meth:`to_dict` (``KeyError``, ``TypeError``, ``ValueError`` on bad data)."""
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"not a wsdal-wsi slide summary (schema {data.get('schema')!r})")
+        if int(data.get("schema_version", 0)) > SCHEMA_VERSION:
+            raise ValueError(
+                f"summary schema version {data['schema_version']} is newer than this "
+                f"wsdal-wsi understands ({SCHEMA_VERSION}); update wsdal-wsi"
+            )
+        s = dict(data["slide"])
+        if s.get("dimensions") is not None:
+            s["dimensions"] = tuple(int(v) for v in s["dimensions"])
+        settings = data.get("settings") or {}
+        det, tis = data.get("detections") or {}, data.get("tissue") or {}
+        hs = data.get("hotspot")
+        hotspot = None
+        if hs is not None:
+            hs = dict(hs)
+            hs["score"] = MitoticScore.from_dict(hs["score"])
+            hs["centre_level0"] = tuple(hs["centre_level0"])
+            hs["half_sizes_level0"] = tuple(hs["half_sizes_level0"])
+            hotspot = HotspotInfo(**hs)
+        return cls(
+            slide=SlideInfo(**s),
+            model=ModelInfo(**(data.get("model") or {})),
+            status=data.get("status", "ok"),
+            reason=data.get("reason"),
+            provenance=dict(data.get("provenance") or {}),
+            threshold=settings.get("threshold"),
+            hotspot_settings=HotspotSettings.from_dict(settings.get("hotspot") or {}),
+            detections=det.get("count"),
+            in_tissue=det.get("in_tissue"),
+            geojson=det.get("geojson"),
+            tissue_area_mm2=tis.get("area_mm2"),
+            tissue_per_mm2=tis.get("per_mm2"),
+            tissue_mask=tis.get("mask"),
+            tissue_downsample=tis.get("downsample"),
+            regions=[RegionInfo(**r) for r in data.get("regions") or []],
+            classes=[RegionInfo(**r) for r in data.get("classes") or []],
+            hotspot=hotspot,
+            assets=AssetInfo(**(data.get("assets") or {})),
+            timings={k: float(v) for k, v in (data.get("timings") or {}).items()},
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> SlideSummary:
+        """Parse :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def failed(
+        cls,
+        slide: SlideInfo,
+        reason: str,
+        *,
+        model: ModelInfo | None = None,
+        provenance: dict[str, Any] | None = None,
+        timings: dict[str, float] | None = None,
+    ) -> SlideSummary:
+        """The summary of a slide that could not be processed, with the reason."""
+        return cls(
+            slide=slide,
+            model=model or ModelInfo(),
+            status="failed",
+            reason=str(reason),
+            provenance=dict(provenance or {}),
+            timings=dict(timings or {}),
+        )
+
+
+def _region_dict(r: RegionInfo) -> dict[str, Any]:
+    d = asdict(r)
+    d["per_mm2"] = _finite_or_none(d["per_mm2"])
+    return d
+
+
+def build_summary(
+    counts: SlideCounts,
+    *,
+    slide: SlideInfo,
+    model: ModelInfo,
+    threshold: float | None,
+    provenance: dict[str, Any],
+    tissue_downsample: float | None,
+    assets: AssetInfo | None = None,
+    timings: dict[str, float] | None = None,
+) -> SlideSummary:
+    """Assemble the summary of a counted slide, with the layout's file names.
+
+    Parameters
+    ----------
+    counts : SlideCounts
+        From :func:`wsdal_wsi.counting.count_slide`.
+    slide, model : SlideInfo, ModelInfo
+    threshold : float or None
+        The probability threshold the detections passed.
+    provenance : dict
+        From :func:`wsdal_wsi.provenance.provenance`.
+    tissue_downsample : float or None
+        Level-0 px per tissue-mask px (None when no mask was used).
+    assets : AssetInfo, optional
+        Thumbnail and gallery files (see :mod:`wsdal_wsi.report.assets`).
+    timings : dict, optional
+        ``{"<step>_s": seconds}``.
+    """
+    from wsdal_wsi.report.layout import slide_files
+
+    files = slide_files(".", slide.key)
+    base = SlideSummary(
+        slide=slide,
+        model=model,
+        provenance=dict(provenance),
+        threshold=threshold,
+        geojson=files.geojson.name,
+        tissue_mask=files.tissue.name if tissue_downsample is not None else None,
+        tissue_downsample=tissue_downsample,
+        assets=replace(assets or AssetInfo(), report=files.report.name),
+        timings=dict(timings or {}),
+    )
+    return base.with_counts(counts)
+
+
+def write_summary(path: str | os.PathLike[str], summary: SlideSummary) -> None:
+    """Write ``summary`` as JSON to ``path`` atomically."""
+    write_json_atomic(path, summary.to_dict())
+
+
+def read_summary(path: str | os.PathLike[str]) -> SlideSummary:
+    """Read a summary file.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable, not JSON, or not a wsdal-wsi slide summary (the
+        message names the file and what is wrong).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{p}: summary file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{p}: cannot read the summary ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{p}: not a wsdal-wsi slide summary (expected a JSON object)")
+    try:
+        return SlideSummary.from_dict(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{p}: not a usable wsdal-wsi slide summary ({exc})") from None
