@@ -1,0 +1,97 @@
+"""Tests of the batched augmentation: shapes, determinism, the identity, colour ranges."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsdal_wsi.train.augment import (
+    STRONG,
+    WEAK,
+    AugmentParams,
+    augment_batch,
+    center_crop,
+    normalise,
+)
+
+
+@pytest.fixture
+def patches() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(0, 256, (6, 3, 48, 48), dtype=torch.uint8, generator=g)
+
+
+@pytest.mark.parametrize("params", [WEAK, STRONG])
+def test_shape_range_and_determinism(patches, params):
+    a = augment_batch(
+        patches, patch_px=32, params=params, generator=torch.Generator().manual_seed(3)
+    )
+    b = augment_batch(
+        patches, patch_px=32, params=params, generator=torch.Generator().manual_seed(3)
+    )
+    c = augment_batch(
+        patches, patch_px=32, params=params, generator=torch.Generator().manual_seed(4)
+    )
+    assert a.shape == (6, 3, 32, 32) and a.dtype == torch.float32
+    assert float(a.min()) >= 0 and float(a.max()) <= 1
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, c)
+
+
+def test_identity_is_the_centre_crop(patches):
+    out = augment_batch(
+        patches, patch_px=32, params=AugmentParams(flips=False), generator=torch.Generator()
+    )
+    ref = center_crop(patches, 32).float() / 255
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=0)
+
+
+def test_flips_and_quarter_turns_keep_the_pixels(patches):
+    # flips and 90° rotations only permute pixels of the centre crop
+    out = augment_batch(
+        patches,
+        patch_px=32,
+        params=AugmentParams(flips=True),
+        generator=torch.Generator().manual_seed(1),
+    )
+    crop = center_crop(patches, 32).float() / 255
+    for i in range(len(patches)):
+        a = np.sort(out[i].numpy().ravel())
+        b = np.sort(crop[i].numpy().ravel())
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_strong_changes_colour_more_than_weak():
+    flat = torch.full((32, 3, 48, 48), 128, dtype=torch.uint8)
+    flat[:, 0] = 200
+    g = torch.Generator().manual_seed(0)
+    weak = augment_batch(flat, patch_px=32, params=WEAK, generator=g)
+    strong = augment_batch(flat, patch_px=32, params=STRONG, generator=g)
+    spread = lambda x: float(x.mean(dim=(2, 3)).std(dim=0).mean())  # noqa: E731
+    assert spread(strong) > spread(weak) > 0
+
+
+def test_blur_keeps_the_mean():
+    from wsdal_wsi.train.augment import _blur
+
+    x = torch.rand(3, 3, 24, 24)
+    y = _blur(x, torch.tensor([0.0, 1.0, 2.0]))
+    torch.testing.assert_close(y[0], x[0], atol=1e-4, rtol=0)  # sigma 0: a delta
+    assert float(y[2].std()) < float(x[2].std())
+    torch.testing.assert_close(y.mean(dim=(1, 2, 3)), x.mean(dim=(1, 2, 3)), atol=0.02, rtol=0)
+
+
+def test_normalise_and_crop():
+    x = torch.ones(1, 3, 4, 4) * 0.5
+    y = normalise(x, (0.5, 0.25, 0.0), (1.0, 0.5, 0.5))
+    assert y[0, :, 0, 0].tolist() == [0.0, 0.5, 1.0]
+    with pytest.raises(ValueError, match="cannot crop"):
+        center_crop(x, 8)
+    with pytest.raises(ValueError, match=r"expected \(B, 3, C, C\)"):
+        augment_batch(
+            torch.zeros(2, 4, 8, 8, dtype=torch.uint8),
+            patch_px=4,
+            params=WEAK,
+            generator=torch.Generator(),
+        )

@@ -1,0 +1,71 @@
+"""Tests of the networks: shapes, registry, pretrained weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torchvision.models import resnet18
+
+from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.train.nets import (
+    CamNet,
+    DualViewNet,
+    ProjNet,
+    ResNet18Trunk,
+    build_network,
+    load_trunk_weights,
+)
+
+
+def test_shapes_at_80px():
+    x = torch.randn(2, 3, 80, 80)
+    trunk = ResNet18Trunk(width=8)
+    assert trunk(x).shape == (2, 64, 3, 3)
+    cam = CamNet(width=8)
+    assert cam(x).shape == (2, 2)
+    assert cam.activation_map(x).shape == (2, 2, 3, 3)
+    # the patch logit is the spatial max of the activation map
+    torch.testing.assert_close(cam(x), cam.activation_map(x).amax(dim=(2, 3)))
+    dual = DualViewNet(width=8)
+    lw, ls, lf, f = dual.forward_views(x, x.flip(-1))
+    assert lw.shape == ls.shape == lf.shape == (2, 2) and f.shape == (2, 128)
+    proj = ProjNet(width=8, proj_dim=16)
+    logits, z = proj.forward_train(x)
+    assert logits.shape == (2, 2) and z.shape == (2, 16)
+    torch.testing.assert_close(z.norm(dim=1), torch.ones(2))
+
+
+def test_projnet_resizes_to_input_px():
+    net = ProjNet(width=4, input_px=64)
+    seen = []
+    net.trunk.conv1.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    net(torch.randn(1, 3, 32, 32))
+    assert seen[0][-1] == 64
+
+
+def test_registry():
+    assert isinstance(build_network("cam_resnet18", width=4), CamNet)
+    with pytest.raises(ConfigError, match="unknown architecture 'x'"):
+        build_network("x")
+    with pytest.raises(ConfigError, match="bad arguments"):
+        build_network("cam_resnet18", depth=3)
+    with pytest.raises(ConfigError, match="width must be"):
+        ResNet18Trunk(width=2)
+
+
+def test_trunk_matches_torchvision_layout(tmp_path):
+    ref = resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    trunk = ResNet18Trunk(width=64)
+    assert load_trunk_weights(trunk, path) == len(ref.state_dict()) - 2  # fc.weight, fc.bias
+    torch.testing.assert_close(trunk.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
+    with pytest.raises(InputError, match="width 8"):
+        load_trunk_weights(ResNet18Trunk(width=8), path)
+
+
+def test_bad_pretrained_file(tmp_path):
+    p = tmp_path / "w.pth"
+    p.write_text("nope")
+    with pytest.raises(InputError, match="cannot read pretrained weights"):
+        load_trunk_weights(ResNet18Trunk(width=64), p)

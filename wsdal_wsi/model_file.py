@@ -1,0 +1,316 @@
+"""The model artifact: one file with the weights and everything inference needs.
+
+A model file is a ``torch.save`` of a plain dict that :func:`torch.load` reads
+with ``weights_only=True`` (no arbitrary pickle, so a model file from a stranger
+cannot run code)::
+
+    {"format": "wsdal-wsi-model", "format_version": 1,
+     "spec": "<JSON text of ModelSpec>",
+     "state_dict": {name: tensor, ...}}
+
+The spec carries the architecture name and its constructor arguments, the patch
+size and target resolution, the normalisation, the decision threshold, the class
+names, the candidate-detection settings and merge radius used in training, and a
+provenance block (data, preset, stage statistics, versions). Inference reads all
+of it from the file: :meth:`LoadedModel.predict_proba` takes raw ``uint8``
+patches and does its own normalisation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from wsdal_wsi.atomic import atomic_path
+from wsdal_wsi.errors import ConfigError, ModelFileError
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "LoadedModel",
+    "ModelSpec",
+    "load_model",
+    "read_spec",
+    "save_model",
+]
+
+#: The header every wsdal-wsi model file carries.
+FORMAT_NAME = "wsdal-wsi-model"
+#: The newest format version this code reads and the one it writes.
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model is and how to feed it.
+
+    Attributes
+    ----------
+    arch : str
+        Registry name of the network (:data:`wsdal_wsi.train.nets.ARCHITECTURES`).
+    patch_size_px : int
+        Side of the square patch the network takes, in pixels at ``target_mpp``.
+    target_mpp : float
+        Resolution (µm/px) the patches are read at.
+    mean, std : tuple of 3 floats
+        Per-channel normalisation of RGB values scaled to [0, 1]:
+        ``x = (rgb / 255 - mean) / std``.
+    threshold : float
+        Decision threshold on p(mitosis), chosen on validation slides (F1-maximising).
+    class_names : tuple of str
+        Names of the network's output classes, in order (``("Non-mitosis", "Mitosis")``).
+    candidate_params : dict
+        Candidate-detection settings used in training (JSON-able, µm units); inference
+        builds its :class:`wsdal_wsi.candidates.CandidateParams` from it.
+    merge_radius_um : float
+        Detections closer than this (µm) are one mitotic figure.
+    provenance : dict
+        Data, preset, stage statistics, versions (JSON-able).
+    arch_kwargs : dict
+        Constructor arguments of ``arch`` (e.g. ``{"width": 64}``).
+    """
+
+    arch: str
+    patch_size_px: int
+    target_mpp: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    threshold: float
+    class_names: tuple[str, ...]
+    candidate_params: dict[str, Any]
+    merge_radius_um: float
+    provenance: dict[str, Any]
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if int(self.patch_size_px) < 8:
+            raise ConfigError(f"patch_size_px must be >= 8, got {self.patch_size_px}")
+        if not (math.isfinite(self.target_mpp) and self.target_mpp > 0):
+            raise ConfigError(f"target_mpp must be a positive number, got {self.target_mpp}")
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ConfigError(
+                f"mean/std must be 3 values with std > 0, got {self.mean} / {self.std}"
+            )
+        if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
+            raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
+        if len(self.class_names) < 2:
+            raise ConfigError(f"class_names needs at least 2 names, got {self.class_names}")
+
+    def to_json(self) -> str:
+        """The spec as JSON text (raises ConfigError for non-JSON-able metadata)."""
+        try:
+            return json.dumps(asdict(self), allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model metadata is not JSON-serialisable ({exc})") from exc
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelSpec:
+        """Build a spec from its dict form (unknown keys are ignored)."""
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in data.items() if k in known}
+        for name in ("mean", "std", "class_names"):
+            if name in kw:
+                kw[name] = tuple(kw[name])
+        return cls(**kw)
+
+    def with_threshold(self, threshold: float) -> ModelSpec:
+        """A copy with another decision threshold."""
+        return ModelSpec(**{**asdict(self), "threshold": float(threshold)})
+
+
+def save_model(path: str | Path, module: nn.Module, spec: ModelSpec) -> Path:
+    """Write ``module``'s weights and ``spec`` to ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or Path
+        Target file (conventionally ``*.pt``); parent folders are created.
+    module : nn.Module
+        The network; it must be ``build_network(spec.arch, **spec.arch_kwargs)``-shaped.
+    spec : ModelSpec
+        Its description.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
+    payload = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "spec": spec.to_json(),
+        "state_dict": state,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference on ``device`` (eval mode).
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    module : nn.Module
+    device : torch.device
+    path : Path
+    """
+
+    spec: ModelSpec
+    module: nn.Module
+    device: torch.device
+    path: Path
+
+    def __post_init__(self) -> None:
+        self._mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=self.device)
+        self._std = torch.tensor(self.spec.std, dtype=torch.float32, device=self.device)
+        self._cuda = self.device.type == "cuda"
+
+    def normalise(self, patches: Tensor) -> Tensor:
+        """``uint8 (N, 3, P, P)`` on the model's device → normalised float32."""
+        x = patches.to(self.device, non_blocking=True).float().div_(255.0)
+        x = (x - self._mean.view(1, 3, 1, 1)) / self._std.view(1, 3, 1, 1)
+        if self._cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @torch.inference_mode()
+    def predict_proba(self, patches: Tensor, *, batch_size: int | None = None) -> Tensor:
+        """Probability of mitosis for each patch.
+
+        Parameters
+        ----------
+        patches : Tensor
+            ``(N, 3, P, P)`` uint8 RGB, ``P == spec.patch_size_px``, on any device.
+        batch_size : int, optional
+            Score in chunks of this many patches (default: all at once).
+
+        Returns
+        -------
+        Tensor
+            ``(N,)`` float32 p(mitosis) in [0, 1], on the model's device.
+        """
+        p = self.spec.patch_size_px
+        if (
+            patches.dtype != torch.uint8
+            or patches.ndim != 4
+            or tuple(patches.shape[1:]) != (3, p, p)
+        ):
+            raise ValueError(
+                f"predict_proba takes uint8 (N, 3, {p}, {p}) patches, "
+                f"got {patches.dtype} {tuple(patches.shape)}"
+            )
+        n = patches.shape[0]
+        if n == 0:
+            return torch.zeros(0, dtype=torch.float32, device=self.device)
+        step = n if batch_size is None else max(1, int(batch_size))
+        out = []
+        for start in range(0, n, step):
+            x = self.normalise(patches[start : start + step])
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._cuda):
+                logits = self.module(x)
+            out.append(torch.softmax(logits.float(), dim=1)[:, 1])
+        return torch.cat(out)
+
+
+def _read_payload(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{path}: not a model file, or truncated ({exc})") from exc
+    except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), ...: torch's variety
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(
+            f"{path}: not a model file, or truncated, or not safe to load ({reason})"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise ModelFileError(
+            f"{path}: a torch file but not a wsdal-wsi model (no {FORMAT_NAME!r} header)"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{path}: bad model format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path}: model format version {version} is newer than this wsdal-wsi reads "
+            f"(up to {FORMAT_VERSION}); upgrade wsdal-wsi"
+        )
+    return payload
+
+
+def read_spec(path: str | Path) -> ModelSpec:
+    """Read only the spec of a model file (no network is built).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is missing, not a wsdal-wsi model, corrupted or too new.
+    """
+    path = Path(path)
+    return _spec_of(path, _read_payload(path))
+
+
+def _spec_of(path: Path, payload: dict[str, Any]) -> ModelSpec:
+    try:
+        return ModelSpec.from_dict(json.loads(payload["spec"]))
+    except (KeyError, TypeError, ValueError, ConfigError) as exc:
+        raise ModelFileError(f"{path}: model metadata is missing or malformed ({exc})") from exc
+
+
+def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model file safely and prepare it for inference on ``device``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :func:`save_model`.
+    device : str or torch.device
+        Where the network runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+
+    Raises
+    ------
+    ModelFileError
+        The file is missing, not a torch file, truncated, a torch file that is not a
+        wsdal-wsi model, from a newer format version, or its weights do not fit its
+        architecture. The message names the file and the reason.
+    """
+    from wsdal_wsi.train.nets import build_network
+
+    path = Path(path)
+    payload = _read_payload(path)
+    spec = _spec_of(path, payload)
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ModelFileError(f"{path}: model weights are missing or malformed")
+    try:
+        module = build_network(spec.arch, **spec.arch_kwargs)
+    except ConfigError as exc:
+        raise ModelFileError(f"{path}: {exc}") from exc
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelFileError(
+            f"{path}: weights do not fit architecture {spec.arch!r} ({first})"
+        ) from exc
+    dev = torch.device(device)
+    module.eval().to(dev)
+    if dev.type == "cuda":
+        module.to(memory_format=torch.channels_last)
+    return LoadedModel(spec=spec, module=module, device=dev, path=path)

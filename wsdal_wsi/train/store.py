@@ -1,0 +1,364 @@
+"""The on-disk patch store: patches read once from the slides, reused by every epoch.
+
+Layout of a store folder::
+
+    STORE/patches.u8    raw uint8 array (N, 3, C, C): RGB patches of C x C pixels at the
+                        target resolution, centred on the point (C = context_px >= the
+                        network's patch, so augmentation can rotate without empty corners)
+    STORE/index.csv     one row per patch: row, image_key, slide, x_level0, y_level0,
+                        label, source, split, click_id
+    STORE/images.csv    one row per image: key, slide, mpp, split, counts, has_regions
+    STORE/store.json    settings, shapes and provenance; written last ("complete": true)
+
+Columns of ``index.csv``:
+
+``label``
+    1 mitosis (a click of a positive class and its jittered copies), 0 non-mitosis
+    (a negative-class click, or a candidate clear of every positive and ignored
+    point), -1 unknown (a candidate near a positive or ignored point: not usable
+    as a negative).
+``source``
+    ``click``, ``jitter``, ``negative_click`` or ``candidate``.
+``split``
+    ``train`` or ``val`` (by slide).
+``click_id``
+    For clicks and their jittered copies, the id of the click (unique in the
+    store); -1 for candidates.
+``in_area``
+    1 if the point lies inside the image's annotated area (its exhaustively
+    annotated regions, or its tissue when it has none), else 0. Candidates are
+    only taken inside it; clicks outside it still train.
+
+Patches are read with :class:`numpy.memmap`, so a store larger than memory
+works, and the page cache keeps a store that fits hot.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsdal_wsi.atomic import atomic_open, write_json_atomic
+from wsdal_wsi.errors import TrainingError
+
+__all__ = [
+    "INDEX_COLUMNS",
+    "SOURCES",
+    "PatchStore",
+    "StoreWriter",
+]
+
+STORE_FORMAT = "wsdal-wsi-patch-store"
+STORE_VERSION = 1
+INDEX_COLUMNS = (
+    "row",
+    "image_key",
+    "slide",
+    "x_level0",
+    "y_level0",
+    "label",
+    "source",
+    "split",
+    "click_id",
+    "in_area",
+)
+IMAGE_COLUMNS = (
+    "key",
+    "slide",
+    "mpp",
+    "split",
+    "has_regions",
+    "n_positive",
+    "n_negative_clicks",
+    "n_candidates",
+    "area_mm2",
+)
+SOURCES = ("click", "jitter", "negative_click", "candidate")
+SPLITS = ("train", "val")
+
+
+class StoreWriter:
+    """Write a patch store sequentially (one image after another).
+
+    Parameters
+    ----------
+    root : Path
+        Store folder (created; an incomplete store there is replaced).
+    context_px : int
+        Side of the stored patches (pixels at ``target_mpp``).
+    patch_px : int
+        Side of the network's patch (``<= context_px``).
+    target_mpp : float
+        Resolution of the stored pixels (µm/px).
+    """
+
+    def __init__(
+        self, root: str | Path, *, context_px: int, patch_px: int, target_mpp: float
+    ) -> None:
+        if patch_px > context_px:
+            raise TrainingError(f"patch_px {patch_px} is larger than context_px {context_px}")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for name in ("store.json", "index.csv", "images.csv"):
+            (self.root / name).unlink(missing_ok=True)
+        self.context_px = int(context_px)
+        self.patch_px = int(patch_px)
+        self.target_mpp = float(target_mpp)
+        self._fh = open(self.root / "patches.u8", "wb")
+        self._rows: list[tuple] = []
+        self._images: list[dict[str, Any]] = []
+        self._next_click_id = 0
+
+    @property
+    def n_rows(self) -> int:
+        """Patches written so far."""
+        return len(self._rows)
+
+    def new_click_id(self) -> int:
+        """A fresh click id (unique in this store)."""
+        self._next_click_id += 1
+        return self._next_click_id - 1
+
+    def append(self, patches: np.ndarray, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append patches and their index records.
+
+        Parameters
+        ----------
+        patches : ndarray
+            ``(n, 3, C, C)`` uint8 (or ``(n, C, C, 3)``, transposed here).
+        records : sequence of mapping
+            ``n`` dicts with ``image_key, slide, x_level0, y_level0, label, source,
+            split`` and optionally ``click_id`` (default -1) and ``in_area``
+            (default True).
+        """
+        c = self.context_px
+        arr = np.asarray(patches)
+        if arr.ndim == 4 and arr.shape[1:] == (c, c, 3):
+            arr = arr.transpose(0, 3, 1, 2)
+        if arr.dtype != np.uint8 or arr.shape[1:] != (3, c, c):
+            raise TrainingError(
+                f"store expects uint8 (n, 3, {c}, {c}) patches, got {arr.dtype} {arr.shape}"
+            )
+        if len(records) != arr.shape[0]:
+            raise TrainingError(f"{arr.shape[0]} patches but {len(records)} index records")
+        for r in records:
+            if r["source"] not in SOURCES or r["split"] not in SPLITS:
+                raise TrainingError(f"bad store record {dict(r)}")
+            self._rows.append(
+                (
+                    len(self._rows),
+                    str(r["image_key"]),
+                    str(r["slide"]),
+                    float(r["x_level0"]),
+                    float(r["y_level0"]),
+                    int(r["label"]),
+                    r["source"],
+                    r["split"],
+                    int(r.get("click_id", -1)),
+                    int(bool(r.get("in_area", True))),
+                )
+            )
+        self._fh.write(np.ascontiguousarray(arr).tobytes())
+
+    def add_image(self, info: Mapping[str, Any]) -> None:
+        """Record one image (see ``IMAGE_COLUMNS``; missing fields are empty)."""
+        self._images.append({k: info.get(k, "") for k in IMAGE_COLUMNS})
+
+    def finish(self, *, settings: Mapping[str, Any], provenance: Mapping[str, Any]) -> PatchStore:
+        """Write the index tables and ``store.json`` (last) and open the store."""
+        self._fh.flush()
+        self._fh.close()
+        with atomic_open(self.root / "index.csv") as fh:
+            w = csv.writer(fh)
+            w.writerow(INDEX_COLUMNS)
+            for row in self._rows:
+                w.writerow([f"{v:.2f}" if isinstance(v, float) else v for v in row])
+        with atomic_open(self.root / "images.csv") as fh:
+            w = csv.DictWriter(fh, fieldnames=IMAGE_COLUMNS)
+            w.writeheader()
+            w.writerows(self._images)
+        meta = {
+            "format": STORE_FORMAT,
+            "format_version": STORE_VERSION,
+            "complete": True,
+            "n_rows": len(self._rows),
+            "context_px": self.context_px,
+            "patch_px": self.patch_px,
+            "target_mpp": self.target_mpp,
+            "counts": _counts(self._rows),
+            "settings": dict(settings),
+            "provenance": dict(provenance),
+        }
+        write_json_atomic(self.root / "store.json", meta)
+        return PatchStore(self.root)
+
+
+def _counts(rows: Iterable[tuple]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        key = f"{r[7]}/{r[6]}"
+        out[key] = out.get(key, 0) + 1
+    return dict(sorted(out.items()))
+
+
+@dataclass(frozen=True)
+class _Index:
+    image_key: np.ndarray  # (N,) str
+    slide: np.ndarray  # (N,) str
+    xy_level0: np.ndarray  # (N, 2) float64
+    label: np.ndarray  # (N,) int8
+    source: np.ndarray  # (N,) str
+    split: np.ndarray  # (N,) str
+    click_id: np.ndarray  # (N,) int64
+    in_area: np.ndarray  # (N,) bool
+
+
+class PatchStore:
+    """A complete patch store, opened read-only.
+
+    Attributes
+    ----------
+    root : Path
+    meta : dict
+        ``store.json``.
+    patches : np.memmap
+        ``(N, 3, C, C)`` uint8.
+    image_key, slide, source, split : ndarray of str, ``(N,)``
+    xy_level0 : ndarray, ``(N, 2)`` float64
+        Patch centres in level-0 pixels of their slide.
+    label : ndarray, ``(N,)`` int8
+        1 / 0 / -1 (see the module docstring).
+    click_id : ndarray, ``(N,)`` int64
+    in_area : ndarray, ``(N,)`` bool
+    images : list of dict
+        ``images.csv`` rows (``mpp`` as float).
+
+    Raises
+    ------
+    TrainingError
+        If the folder is not a complete store (extraction was interrupted) or its
+        files disagree.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        meta_path = self.root / "store.json"
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise TrainingError(
+                f"{self.root}: not a complete patch store (no store.json)"
+            ) from None
+        except (OSError, ValueError) as exc:
+            raise TrainingError(f"{meta_path}: unreadable ({exc})") from exc
+        if self.meta.get("format") != STORE_FORMAT or not self.meta.get("complete"):
+            raise TrainingError(f"{self.root}: not a complete patch store")
+        self.context_px = int(self.meta["context_px"])
+        self.patch_px = int(self.meta["patch_px"])
+        self.target_mpp = float(self.meta["target_mpp"])
+        n = int(self.meta["n_rows"])
+        c = self.context_px
+        data_path = self.root / "patches.u8"
+        expected = n * 3 * c * c
+        size = data_path.stat().st_size if data_path.exists() else -1
+        if size != expected:
+            raise TrainingError(f"{data_path}: {size} bytes, expected {expected} for {n} patches")
+        self.patches = (
+            np.memmap(data_path, dtype=np.uint8, mode="r", shape=(n, 3, c, c))
+            if n
+            else np.zeros((0, 3, c, c), np.uint8)
+        )
+        self._index = self._read_index(n)
+        with open(self.root / "images.csv", encoding="utf-8", newline="") as fh:
+            self.images = [dict(r) for r in csv.DictReader(fh)]
+        for im in self.images:
+            im["mpp"] = float(im["mpp"])
+            im["has_regions"] = im["has_regions"] in ("True", "1", "true")
+
+    def _read_index(self, n: int) -> _Index:
+        path = self.root / "index.csv"
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if tuple(header or ()) != INDEX_COLUMNS:
+                raise TrainingError(f"{path}: unexpected columns {header}")
+            rows = list(reader)
+        if len(rows) != n:
+            raise TrainingError(f"{path}: {len(rows)} rows, store.json says {n}")
+        if n == 0:
+            e = np.zeros(0, dtype=object)
+            return _Index(
+                e,
+                e,
+                np.zeros((0, 2)),
+                np.zeros(0, np.int8),
+                e,
+                e,
+                np.zeros(0, np.int64),
+                np.zeros(0, bool),
+            )
+        cols = list(zip(*rows, strict=True))
+        return _Index(
+            image_key=np.array(cols[1], dtype=object),
+            slide=np.array(cols[2], dtype=object),
+            xy_level0=np.stack([np.array(cols[3], float), np.array(cols[4], float)], axis=1),
+            label=np.array(cols[5], dtype=np.int8),
+            source=np.array(cols[6], dtype=object),
+            split=np.array(cols[7], dtype=object),
+            click_id=np.array(cols[8], dtype=np.int64),
+            in_area=np.array(cols[9], dtype=np.int64).astype(bool),
+        )
+
+    def __len__(self) -> int:
+        return int(self.meta["n_rows"])
+
+    image_key = property(lambda self: self._index.image_key)
+    slide = property(lambda self: self._index.slide)
+    xy_level0 = property(lambda self: self._index.xy_level0)
+    label = property(lambda self: self._index.label)
+    source = property(lambda self: self._index.source)
+    split = property(lambda self: self._index.split)
+    click_id = property(lambda self: self._index.click_id)
+    in_area = property(lambda self: self._index.in_area)
+
+    def select(
+        self,
+        *,
+        split: str | None = None,
+        source: str | Sequence[str] | None = None,
+        label: int | Sequence[int] | None = None,
+        image_key: str | None = None,
+    ) -> np.ndarray:
+        """Row numbers matching all the given filters, ascending ``(M,) int64``."""
+        mask = np.ones(len(self), dtype=bool)
+        if split is not None:
+            mask &= self.split == split
+        if source is not None:
+            mask &= np.isin(self.source, [source] if isinstance(source, str) else list(source))
+        if label is not None:
+            mask &= np.isin(self.label, [label] if isinstance(label, int) else list(label))
+        if image_key is not None:
+            mask &= self.image_key == image_key
+        return np.flatnonzero(mask).astype(np.int64)
+
+    def image(self, key: str) -> dict[str, Any]:
+        """The ``images.csv`` row of image ``key``."""
+        for im in self.images:
+            if im["key"] == key:
+                return im
+        raise KeyError(key)
+
+    @staticmethod
+    def is_complete(root: str | Path) -> bool:
+        """True if ``root`` holds a complete store (``store.json`` says so)."""
+        try:
+            meta = json.loads((Path(root) / "store.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return bool(meta.get("complete")) and meta.get("format") == STORE_FORMAT
