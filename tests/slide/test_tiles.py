@@ -79,16 +79,21 @@ def test_coordinates_do_not_depend_on_the_tile_size() -> None:
         for size, margin in ((100, 10), (64, 7), (257, 0), (1024, 40))
     ]
     rng = np.random.default_rng(1)
-    for g in rng.uniform(0, 1, (50, 2)) * [5900, 3900]:  # global target px (x, y)
-        positions = []
-        for tiles in grids:
-            for t in tiles:
-                local = g - np.asarray(t.origin_px)
-                w, h = t.size_px
-                if 0 <= local[0] < w and 0 <= local[1] < h:  # seen by this tile (core or margin)
-                    positions.append(t.to_level0(local[None])[0])
-        assert len(positions) >= 4
-        np.testing.assert_allclose(positions, [g * slide.level0_per_px(0.25)] * len(positions))
+    points = rng.uniform(0, 1, (50, 2)) * [5900, 3900]  # global target px (x, y)
+    f = slide.level0_per_px(0.25)
+    seen = np.zeros(len(points), int)
+    for tiles in grids:
+        origins = np.array([t.origin_px for t in tiles], float)  # (T, 2)
+        sizes = np.array([t.size_px for t in tiles], float)
+        local = points[:, None, :] - origins[None]  # (N, T, 2): each point in each read
+        inside = ((local >= 0) & (local < sizes[None])).all(axis=2)
+        for n, t in zip(*np.nonzero(inside), strict=True):
+            level0 = tiles[t].to_level0(local[n, t][None])[0]
+            np.testing.assert_allclose(level0, points[n] * f, rtol=0, atol=1e-9)
+            seen[n] += 1
+        owners = np.array([t.in_core(local[:, i]) for i, t in enumerate(tiles)]).sum(axis=0)
+        assert (owners == 1).all()
+    assert (seen >= len(grids)).all()
 
 
 def test_overlapping_tiles_have_the_same_pixels(pattern_slide_path: Path) -> None:

@@ -7,6 +7,7 @@ import pytest
 
 from wsdal_wsi.errors import ConfigError, ResolutionError
 from wsdal_wsi.slide import Slide, TissueMask, open_slide, tissue_mask
+from wsdal_wsi.slide._geometry import ReadPlan
 from wsdal_wsi.slide.tissue import classify_tissue_pixels
 
 from .conftest import write_pyramid
@@ -184,13 +185,13 @@ def test_pen_colours_are_not_he_colours() -> None:
 
 def test_mask_reads_a_low_level(jpeg_slide_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     levels: list[int] = []
-    original = Slide._read_level
+    original = Slide._read_pixels
 
-    def spy(self: Slide, level: int, *args: int) -> np.ndarray:
-        levels.append(level)
-        return original(self, level, *args)
+    def spy(self: Slide, plan: ReadPlan) -> tuple[np.ndarray, float, float]:
+        levels.append(plan.level)
+        return original(self, plan)
 
-    monkeypatch.setattr(Slide, "_read_level", spy)
+    monkeypatch.setattr(Slide, "_read_pixels", spy)
     with open_slide(jpeg_slide_path) as slide:
         mask = tissue_mask(slide, mask_mpp=8.0)  # 32 level-0 px per mask px
     assert levels and set(levels) == {2}

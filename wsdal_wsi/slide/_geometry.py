@@ -44,32 +44,59 @@ REDUCE_ABOVE = 4.0
 
 @dataclass(frozen=True)
 class ReadPlan:
-    """One OpenSlide read and the resampling that turns it into the output.
+    """Which pixels of which level to read, and how they map to the output.
 
     Attributes
     ----------
     level : int
         Pyramid level read.
-    x_level0, y_level0 : int
-        OpenSlide location of the read (level-0 px).
+    downsample : float
+        Its level-0 px per level px.
+    level_x, level_y : int
+        Top-left corner of the read in the level's own pixels.
     read_w, read_h : int
         Size of the read in the level's pixels.
-    box : tuple of 4 float or None
-        Pillow source box ``(left, top, right, bottom)`` in the pixel frame of
-        the read after the block reduction, or ``None`` when the read already is
-        the output (no resampling).
+    region : (float, float, float, float)
+        The output's extent ``(left, top, right, bottom)`` in the level's
+        pixel-edge coordinates (pixel ``k`` spans ``[k, k + 1)``).
+    direct : bool
+        The read is the output: same lattice, whole-pixel position, no resampling.
     reduce : int
         Average blocks of ``reduce`` x ``reduce`` px of the read before
-        resampling (1: no reduction). The read's size is a multiple of it.
+        resampling (1: none). The read starts on, and spans, whole blocks of the
+        level's global block grid.
     """
 
     level: int
-    x_level0: int
-    y_level0: int
+    downsample: float
+    level_x: int
+    level_y: int
     read_w: int
     read_h: int
-    box: tuple[float, float, float, float] | None
+    region: tuple[float, float, float, float]
+    direct: bool
     reduce: int = 1
+
+    def openslide_location(self) -> tuple[int, int]:
+        """Level-0 (x, y) to give OpenSlide for this read (whole level-0 px)."""
+        return (round(self.level_x * self.downsample), round(self.level_y * self.downsample))
+
+    def box(self, start_x: float, start_y: float) -> tuple[float, float, float, float]:
+        """Pillow's source box, for a read that really starts at level px ``(start_x, start_y)``.
+
+        OpenSlide starts a read at ``location / downsample``, which is not a
+        whole level pixel when the downsample is not a whole number; the raw-tile
+        reader starts exactly at ``(level_x, level_y)``. The box is in the pixels
+        of the read after the block reduction.
+        """
+        left, top, right, bottom = self.region
+        r = self.reduce
+        return (
+            (left - start_x) / r,
+            (top - start_y) / r,
+            (right - start_x) / r,
+            (bottom - start_y) / r,
+        )
 
 
 def choose_level(level_downsamples: Sequence[float], level0_per_px: float) -> int:
@@ -127,27 +154,18 @@ def plan_read(
     level = choose_level(level_downsamples, level0_per_px)
     downsample = float(level_downsamples[level])
     scale = level0_per_px / downsample  # level px per output px
-    if abs(scale - 1.0) < 1e-9 and _near_integer(x0) and _near_integer(y0):
-        # The level's own lattice (OpenSlide handles a fractional x0 / downsample itself).
-        return ReadPlan(level, round(x0), round(y0), w, h, None)
-    reduce = math.floor(scale / 2) if scale > REDUCE_ABOVE else 1
-    margin = math.ceil(_BICUBIC_SUPPORT * max(scale, 1.0)) + 2 + reduce
     u0, v0 = x0 / downsample, y0 / downsample
     u1, v1 = u0 + w * scale, v0 + h * scale
+    region = (u0, v0, u1, v1)
+    if abs(scale - 1.0) < 1e-9 and all(_near_integer(c) for c in (x0, y0, u0, v0)):
+        # The level's own lattice, at a whole pixel of both the level and level 0.
+        return ReadPlan(level, downsample, round(u0), round(v0), w, h, region, True)
+    reduce = math.floor(scale / 2) if scale > REDUCE_ABOVE else 1
+    margin = math.ceil(_BICUBIC_SUPPORT * max(scale, 1.0)) + 2 + reduce
     # Read whole reduction blocks of the level's global grid, so that every read
     # averages the same blocks.
     k0 = (math.floor(u0) - margin) // reduce * reduce
     l0 = (math.floor(v0) - margin) // reduce * reduce
     k1 = -(-(math.ceil(u1) + margin) // reduce) * reduce
     l1 = -(-(math.ceil(v1) + margin) // reduce) * reduce
-    # OpenSlide locations are whole level-0 pixels; the level start it reads from
-    # is that location / downsample, which is where the box is measured from.
-    x_read, y_read = round(k0 * downsample), round(l0 * downsample)
-    start_u, start_v = x_read / downsample, y_read / downsample
-    box = (
-        (u0 - start_u) / reduce,
-        (v0 - start_v) / reduce,
-        (u1 - start_u) / reduce,
-        (v1 - start_v) / reduce,
-    )
-    return ReadPlan(level, x_read, y_read, k1 - k0, l1 - l0, box, reduce)
+    return ReadPlan(level, downsample, k0, l0, k1 - k0, l1 - l0, region, False, reduce)

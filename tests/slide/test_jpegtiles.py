@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import openslide
+import pytest
+import tifffile
+
+from wsdal_wsi.errors import SlideError
+from wsdal_wsi.slide import open_slide
+from wsdal_wsi.slide._jpegtiles import JpegTileReader
+from wsdal_wsi.slide._pixels import read_level_rgb
+
+from .conftest import pattern_image, write_pyramid
+
+
+def _probe(path: Path) -> JpegTileReader | None:
+    slide = openslide.OpenSlide(str(path))
+    try:
+        return JpegTileReader.probe(path, slide.level_dimensions)
+    finally:
+        slide.close()
+
+
+def _compare_with_openslide(path: Path, regions: list[tuple[int, int, int, int, int]]) -> None:
+    reader = _probe(path)
+    assert reader is not None
+    slide = openslide.OpenSlide(str(path))
+    try:
+        for level, x, y, w, h in regions:
+            ds = slide.level_downsamples[level]
+            ours = reader.read(level, x, y, w, h)
+            reference = read_level_rgb(slide, level, round(x * ds), round(y * ds), w, h)
+            assert ours.shape == (h, w, 3) and ours.dtype == np.uint8
+            # Both decode with libjpeg-turbo: the same pixels (allow a decoder's rounding).
+            assert np.abs(ours.astype(int) - reference.astype(int)).max() <= 1, (level, x, y)
+    finally:
+        slide.close()
+        reader.close()
+
+
+def test_same_pixels_as_openslide_on_a_jpeg_pyramid(jpeg_slide_path: Path) -> None:
+    _compare_with_openslide(
+        jpeg_slide_path,
+        [
+            (0, 0, 0, 300, 200),
+            (0, 250, 129, 300, 300),  # across tile borders
+            (0, 900, 950, 200, 120),  # past the right and bottom edges: white
+            (1, 100, 37, 200, 200),
+            (2, -40, -30, 100, 100),  # before the top-left corner: white
+        ],
+    )
+
+
+def test_same_pixels_as_openslide_on_cmu1(cmu1_path: Path) -> None:
+    """Aperio SVS: RGB JPEG tiles with shared JPEG tables, 240-px tiles, ragged edges."""
+    _compare_with_openslide(cmu1_path, [(0, 0, 0, 512, 512), (0, 2000, 2800, 400, 300)])
+
+
+def test_only_jpeg_tiled_tiffs_are_eligible(
+    pattern_slide_path: Path, tcga_path: Path, jpeg_slide_path: Path
+) -> None:
+    assert _probe(pattern_slide_path) is None  # deflate tiles
+    assert _probe(tcga_path) is None  # JPEG 2000 tiles
+    reader = _probe(jpeg_slide_path)
+    assert reader is not None
+    reader.close()
+    with open_slide(jpeg_slide_path) as slide:
+        assert slide.info()["reader"] == "raw JPEG tiles"
+    with open_slide(jpeg_slide_path, fast_tiles=False) as slide:
+        assert slide.info()["reader"] == "OpenSlide"
+    with open_slide(pattern_slide_path) as slide:
+        assert slide.info()["reader"] == "OpenSlide"
+
+
+@pytest.mark.parametrize(
+    ("location", "size", "target_mpp"),
+    [
+        ((0.0, 0.0), (256, 256), 0.25),  # native: the tiles themselves
+        ((130.0, 77.0), (300, 200), 0.5),  # level 1, whole pixels
+        ((10.3, 20.7), (300, 200), 0.25),  # sub-pixel origin
+        ((-20.0, 700.0), (200, 180), 0.6),  # resampled, partly outside
+        ((5.0, 5.0), (64, 64), 4.0),  # below the pyramid: block reduction
+    ],
+)
+def test_read_region_same_with_and_without_fast_tiles(
+    jpeg_slide_path: Path, location: tuple[float, float], size: tuple[int, int], target_mpp: float
+) -> None:
+    with open_slide(jpeg_slide_path) as fast, open_slide(jpeg_slide_path, fast_tiles=False) as slow:
+        a = fast.read_region(location, size, target_mpp=target_mpp)
+        b = slow.read_region(location, size, target_mpp=target_mpp)
+    assert a.shape == b.shape == (size[1], size[0], 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_threads_and_cache(jpeg_slide_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    locations = [(float(x), float(y)) for x, y in rng.uniform(-100, 900, (32, 2))]
+    with open_slide(jpeg_slide_path, fast_tiles=False) as reference:
+        expected = [reference.read_region(loc, (128, 96)) for loc in locations]
+    with open_slide(jpeg_slide_path) as slide:
+        for _ in range(2):  # the second pass comes from the decoded-tile cache
+            with ThreadPoolExecutor(4) as pool:
+                got = list(pool.map(lambda loc: slide.read_region(loc, (128, 96)), locations))
+            for a, b in zip(got, expected, strict=True):
+                assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_damaged_jpeg_tile_is_a_slide_error(tmp_path: Path) -> None:
+    path = write_pyramid(
+        tmp_path / "broken.tiff",
+        pattern_image((512, 512), 0.25),
+        mpp=0.25,
+        compression="jpeg",
+        tile_px=256,
+    )
+    data = bytearray(path.read_bytes())
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        offset, count = int(page.dataoffsets[3]), int(page.databytecounts[3])
+    data[offset : offset + count] = b"\x00" * count  # the last tile of level 0: no JPEG at all
+    path.write_bytes(bytes(data))
+    with open_slide(path) as slide:
+        assert slide.info()["reader"] == "raw JPEG tiles"
+        slide.read_region((0, 0), (200, 200))  # intact tiles read fine
+        with pytest.raises(SlideError, match=r"broken\.tiff: cannot read level 0"):
+            slide.read_region((300, 300), (200, 200))

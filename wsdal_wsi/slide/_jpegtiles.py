@@ -1,0 +1,206 @@
+"""Fast path: JPEG-tiled TIFF-family slides read as raw tiles and decoded directly.
+
+OpenSlide's per-region overhead, not JPEG decoding, limits how fast a slide can
+be streamed (``performance.md``: about 44 MP/s per thread through OpenSlide,
+several times that for libjpeg-turbo on the raw tiles). For slides whose pyramid
+levels are plain JPEG-tiled TIFF pages (generic pyramidal TIFF, Aperio SVS with
+JPEG tiles, and the synthetic slides of :mod:`wsdal_wsi.synth`) this reader
+takes each tile's bytes from the file (``os.pread``, thread-safe) and decodes
+them with tifffile's decoder (imagecodecs' libjpeg-turbo, which handles the
+shared JPEG tables and the colour space). It returns the level's own pixels at
+whole-pixel positions; everything else (resampling, white outside) is the same
+code as the OpenSlide path, which stays the reader for every other format and
+the reference the tests compare this one with.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsdal_wsi.slide.resolution import is_tiff_file, quiet_tifffile
+
+__all__ = ["JpegTileReader"]
+
+log = logging.getLogger(__name__)
+
+_JPEG = 7
+_RGB, _YCBCR = 2, 6
+
+
+@dataclass(frozen=True)
+class _Level:
+    width: int
+    height: int
+    tile_w: int
+    tile_h: int
+    across: int
+    offsets: np.ndarray
+    counts: np.ndarray
+    tables: bytes | None
+    decode: Any
+
+
+class _TileCache:
+    """A small thread-safe LRU of decoded tiles (neighbouring reads share margin tiles)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._bytes = 0
+        self._items: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> np.ndarray | None:
+        with self._lock:
+            tile = self._items.get(key)
+            if tile is not None:
+                self._items.move_to_end(key)
+            return tile
+
+    def put(self, key: tuple[int, int], tile: np.ndarray) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = tile
+            self._bytes += tile.nbytes
+            while self._bytes > self._max and self._items:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+
+class JpegTileReader:
+    """Raw-tile reader of a JPEG-tiled pyramidal TIFF. Create with :meth:`probe`.
+
+    Reads are thread-safe. :meth:`close` releases the file.
+    """
+
+    def __init__(self, path: Path, tif: Any, levels: list[_Level], cache_mb: float) -> None:
+        self.path = path
+        self._tif = tif
+        self._levels = levels
+        self._fd = os.open(path, os.O_RDONLY)
+        self._cache = _TileCache(int(cache_mb * 2**20))
+
+    @classmethod
+    def probe(
+        cls, path: Path, level_dimensions: Sequence[tuple[int, int]], *, cache_mb: float = 64.0
+    ) -> JpegTileReader | None:
+        """A reader when every level of the slide is a JPEG-tiled TIFF page, else ``None``.
+
+        Parameters
+        ----------
+        path : Path
+            The slide file.
+        level_dimensions : sequence of (int, int)
+            OpenSlide's (w, h) of each level; each must match exactly one tiled
+            page of the file.
+        cache_mb : float
+            Memory for decoded tiles shared by neighbouring reads.
+        """
+        if not is_tiff_file(path):
+            return None
+        import tifffile
+
+        try:
+            with quiet_tifffile():
+                tif = tifffile.TiffFile(path)
+        except Exception:  # not a TIFF tifffile can parse: OpenSlide reads it
+            return None
+        try:
+            levels = []
+            pages = [p for p in tif.pages if getattr(p, "is_tiled", False)]
+            for width, height in level_dimensions:
+                matches = [p for p in pages if (p.imagewidth, p.imagelength) == (width, height)]
+                level = _level(matches[0]) if len(matches) == 1 else None
+                if level is None:
+                    tif.close()
+                    return None
+                levels.append(level)
+            return cls(path, tif, levels, cache_mb)
+        except Exception as exc:  # anything unexpected: fall back to OpenSlide
+            log.debug("%s: no raw JPEG tile path (%s)", path, exc)
+            tif.close()
+            return None
+
+    def read(self, level: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """Pixels ``[x, x + w) x [y, y + h)`` of ``level`` (level px): ``(h, w, 3) uint8``.
+
+        Pixels outside the level are white.
+        """
+        spec = self._levels[level]
+        out = np.full((h, w, 3), 255, np.uint8)
+        x0, y0 = max(x, 0), max(y, 0)
+        x1, y1 = min(x + w, spec.width), min(y + h, spec.height)
+        if x1 <= x0 or y1 <= y0:
+            return out
+        for row in range(y0 // spec.tile_h, (y1 - 1) // spec.tile_h + 1):
+            for col in range(x0 // spec.tile_w, (x1 - 1) // spec.tile_w + 1):
+                tile = self._tile(level, spec, row * spec.across + col)
+                if tile is None:
+                    continue  # an empty tile: white, as OpenSlide shows it
+                tx, ty = col * spec.tile_w, row * spec.tile_h
+                sx0, sy0 = max(x0, tx), max(y0, ty)
+                sx1 = min(x1, tx + tile.shape[1])
+                sy1 = min(y1, ty + tile.shape[0])
+                out[sy0 - y : sy1 - y, sx0 - x : sx1 - x] = tile[
+                    sy0 - ty : sy1 - ty, sx0 - tx : sx1 - tx
+                ]
+        return out
+
+    def _tile(self, level: int, spec: _Level, index: int) -> np.ndarray | None:
+        cached = self._cache.get((level, index))
+        if cached is not None:
+            return cached
+        count = int(spec.counts[index])
+        if count == 0:
+            return None
+        data = os.pread(self._fd, count, int(spec.offsets[index]))
+        if len(data) != count:
+            raise OSError(f"short read of tile {index} of level {level}")
+        decoded = spec.decode(data, index, jpegtables=spec.tables)[0]
+        tile = np.ascontiguousarray(decoded.reshape(decoded.shape[-3:])[..., :3])
+        self._cache.put((level, index), tile)
+        return tile
+
+    def close(self) -> None:
+        """Release the file."""
+        os.close(self._fd)
+        self._tif.close()
+
+
+def _level(page: Any) -> _Level | None:
+    """The raw-tile description of a page, or ``None`` when it is not plain JPEG RGB tiles."""
+    if (
+        page.compression != _JPEG
+        or page.photometric not in (_RGB, _YCBCR)
+        or page.samplesperpixel != 3
+        or page.bitspersample != 8
+        or page.planarconfig != 1
+        or getattr(page, "tiledepth", 1) != 1
+    ):
+        return None
+    offsets = np.asarray(page.dataoffsets, dtype=np.int64)
+    counts = np.asarray(page.databytecounts, dtype=np.int64)
+    across = -(-page.imagewidth // page.tilewidth)
+    down = -(-page.imagelength // page.tilelength)
+    if offsets.size != across * down or counts.size != offsets.size:
+        return None
+    return _Level(
+        width=page.imagewidth,
+        height=page.imagelength,
+        tile_w=page.tilewidth,
+        tile_h=page.tilelength,
+        across=across,
+        offsets=offsets,
+        counts=counts,
+        tables=page.jpegtables,
+        decode=page.decode,
+    )
