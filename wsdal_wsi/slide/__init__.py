@@ -7,6 +7,11 @@ pixels ``(x, y)``; sizes are ``(w, h)``; images are ``(h, w, 3) uint8`` RGB.
   ``read_thumbnail``, ``info``, ``require_mpp``);
 - :func:`tissue_mask` -> :class:`TissueMask`;
 - :func:`tile_grid` -> list of :class:`Tile`.
+
+Pixels come from OpenSlide, or, for slides whose every level is a JPEG-tiled
+TIFF page (generic pyramidal TIFF, Aperio SVS with JPEG tiles, the synthetic
+slides), from the raw tiles decoded directly (the same pixels, several times
+faster); either way the same resampling puts every read on one global lattice.
 """
 
 from wsdal_wsi.slide.reader import Slide, open_slide

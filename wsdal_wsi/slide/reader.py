@@ -257,6 +257,18 @@ class Slide:
             * f`` with ``f = level0_per_px(target_mpp)``; areas outside the slide
             are white.
 
+        Notes
+        -----
+        The pixels come from the coarsest pyramid level whose resolution is at
+        least as fine as ``target_mpp`` (1 % tolerance for odd-sized pyramids).
+        When the target is that level's own lattice at a whole-pixel position,
+        they are returned as they are; otherwise they are resampled with
+        Pillow's antialiased bicubic filter on a sub-pixel source box (after
+        averaging whole blocks of the level's pixel grid when downsampling more
+        than 4x). Every read thus samples one global lattice: a piece cut from
+        a big read equals a read of the piece (to the last bit of the filter's
+        fixed-point weights).
+
         Raises
         ------
         ResolutionError
