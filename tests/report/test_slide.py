@@ -81,3 +81,19 @@ def test_report_text_has_the_numbers(out_dir):
     assert f"{s.hotspot.count} mitoses" in [c[1] for c in t.cards]
     assert [r[0] for r in t.table_rows] == ["Tumour 1", "Rest"]
     assert any("score" in n.lower() and "10 HPF" in n for n in t.notes)
+
+
+def test_geojson_copies_are_written_and_kept_in_step(tmp_path):
+    copy = tmp_path / "project" / "wsdal" / "results" / "7.geojson"
+    pts = np.array([[100.0, 100.0], [120.0, 110.0], [5000.0, 5000.0]])
+    s = finish_slide(
+        tmp_path / "OUT", slide=SlideInfo("s", "s", mpp=0.5, dimensions=(8000, 6000)),
+        model=ModelInfo(), threshold=0.5, points_level0=pts, scores=np.array([0.9, 0.8, 0.7]),
+        settings=HotspotSettings(area_mm2=0.05), geojson_copies=[copy],
+    )  # fmt: skip
+    assert s.geojson_copies == [str(copy.resolve())]
+    assert copy.read_bytes() == slide_files(tmp_path / "OUT", "s").geojson.read_bytes()
+    s = read_summary(slide_files(tmp_path / "OUT", "s").summary)
+    recount_slide(tmp_path / "OUT", s, settings=HotspotSettings(area_mm2=0.1))
+    assert copy.read_bytes() == slide_files(tmp_path / "OUT", "s").geojson.read_bytes()
+    assert b"0.10 mm" in copy.read_bytes()

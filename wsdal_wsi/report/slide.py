@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
+import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,8 @@ from wsdal_wsi.report.summary import (
     build_summary,
     write_summary,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "draw_slide_report",
@@ -176,6 +181,7 @@ def finish_slide(
     gallery: Gallery | None = None,
     provenance: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
+    geojson_copies: Sequence[str | os.PathLike[str]] = (),
     progress: Progress | None = None,
 ) -> SlideSummary:
     """Count a predicted slide and write all its files (the ``wsdal predict`` per-slide step).
@@ -209,6 +215,10 @@ def finish_slide(
         Default: :func:`wsdal_wsi.provenance.provenance` of slide, model, settings.
     timings : dict, optional
         ``{"<step>_s": seconds}`` so far (e.g. ``read_s``, ``model_s``).
+    geojson_copies : sequence of path-like
+        More places to write the same results GeoJSON (e.g. the QuPath
+        project's ``wsdal/results/<entryID>.geojson``); recorded in the
+        summary, so ``wsdal count`` keeps them in step.
     progress : Progress, optional
 
     Returns
@@ -260,12 +270,18 @@ def finish_slide(
         assets=assets,
         timings=dict(timings or {}),
     )
+    summary = dataclasses.replace(
+        summary, geojson_copies=[str(Path(c).resolve()) for c in geojson_copies]
+    )
     write_results_geojson(
         files.geojson,
         detections=np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3)),
         extra_features=count_features(summary),
         provenance=prov,
     )
+    for copy in summary.geojson_copies:
+        with atomic_path(copy) as tmp:
+            shutil.copyfile(files.geojson, tmp)
     write_slide_report(
         out_dir,
         summary,
@@ -351,7 +367,13 @@ def recount_slide(
         )
     )
     new = dataclasses.replace(summary.with_counts(counts), threshold=thr, provenance=prov)
-    replace_count_features(geojson, count_features(new), provenance=prov)
+    features = count_features(new)
+    replace_count_features(geojson, features, provenance=prov)
+    for copy in new.geojson_copies:
+        if Path(copy).is_file():
+            replace_count_features(copy, features, provenance=prov)
+        else:
+            log.warning("%s: results copy not found; not updated", copy)
     thumb, thumb_ds = load_thumbnail(out, new.assets)
     gallery = load_gallery(out, new.assets)
     if gallery is not None and thr is not None:

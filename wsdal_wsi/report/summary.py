@@ -12,7 +12,8 @@ index page and the PNG report show comes from it. Schema
      "model": {"path", "sha256", "threshold", "target_mpp"},
      "settings": {"threshold", "hotspot": {window, mode, area_mm2, field_diameter_mm,
                   window_area_mm2, min_tissue_fraction, grid_um}, "description"},
-     "detections": {"count", "in_tissue", "geojson": "<key>.geojson"},
+     "detections": {"count", "in_tissue", "geojson": "<key>.geojson",
+                    "copies": ["<other results GeoJSON kept in step, e.g. in the project>"]},
      "tissue": {"area_mm2", "per_mm2", "mask": "<key>.tissue.png", "downsample"},
      "regions": [{"name", "class_name", "area_mm2", "tissue_area_mm2", "mitoses",
                   "per_mm2", "geometry": <GeoJSON geometry, level-0>}],
@@ -254,6 +255,7 @@ class SlideSummary:
     detections: int | None = None
     in_tissue: int | None = None
     geojson: str | None = None
+    geojson_copies: list[str] = field(default_factory=list)
     tissue_area_mm2: float | None = None
     tissue_per_mm2: float | None = None
     tissue_mask: str | None = None
@@ -319,6 +321,7 @@ class SlideSummary:
                 "count": self.detections,
                 "in_tissue": self.in_tissue,
                 "geojson": self.geojson,
+                "copies": list(self.geojson_copies),
             },
             "tissue": {
                 "area_mm2": self.tissue_area_mm2,
@@ -371,6 +374,7 @@ class SlideSummary:
             detections=det.get("count"),
             in_tissue=det.get("in_tissue"),
             geojson=det.get("geojson"),
+            geojson_copies=[str(c) for c in det.get("copies") or []],
             tissue_area_mm2=tis.get("area_mm2"),
             tissue_per_mm2=tis.get("per_mm2"),
             tissue_mask=tis.get("mask"),
