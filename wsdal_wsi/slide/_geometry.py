@@ -20,7 +20,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["LEVEL_TOLERANCE", "REDUCE_ABOVE", "ReadPlan", "choose_level", "plan_read"]
+import numpy as np
+
+from wsdal_wsi.errors import ConfigError
+
+__all__ = [
+    "LEVEL_TOLERANCE",
+    "REDUCE_ABOVE",
+    "ReadPlan",
+    "check_request",
+    "choose_level",
+    "plan_read",
+]
 
 #: A level counts as "at least as fine as the target" when its downsample exceeds
 #: the wanted one by at most this fraction. OpenSlide's downsamples of odd-sized
@@ -169,3 +180,29 @@ def plan_read(
     k1 = -(-(math.ceil(u1) + margin) // reduce) * reduce
     l1 = -(-(math.ceil(v1) + margin) // reduce) * reduce
     return ReadPlan(level, downsample, k0, l0, k1 - k0, l1 - l0, region, False, reduce)
+
+
+def check_request(
+    location_level0: tuple[float, float], size_px: tuple[int, int], level0_per_px: float
+) -> tuple[float, float, int, int, float]:
+    """Validate a read request: ``(x0, y0, w, h, level0_per_px)`` as numbers, or ConfigError."""
+    try:
+        x0, y0 = (float(v) for v in location_level0)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"location_level0 must be a level-0 (x, y) pair, got {location_level0!r}"
+        ) from None
+    if not (math.isfinite(x0) and math.isfinite(y0)):
+        raise ConfigError(f"location_level0 must be finite, got {location_level0!r}")
+    try:
+        w, h = size_px
+    except (TypeError, ValueError):
+        raise ConfigError(f"size_px must be a (w, h) pair, got {size_px!r}") from None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (w, h)):
+        raise ConfigError(f"size_px must be whole pixels, got {size_px!r}")
+    if w < 1 or h < 1:
+        raise ConfigError(f"size_px must be at least (1, 1), got {size_px!r}")
+    scale = float(level0_per_px)
+    if not math.isfinite(scale) or scale <= 0:
+        raise ConfigError(f"level0_per_px must be a positive number, got {level0_per_px!r}")
+    return x0, y0, int(w), int(h), scale

@@ -26,7 +26,7 @@ import numpy as np
 
 from wsdal_wsi.errors import ConfigError, ResolutionError, SlideError
 from wsdal_wsi.slide import _diagnose
-from wsdal_wsi.slide._geometry import ReadPlan, plan_read
+from wsdal_wsi.slide._geometry import ReadPlan, check_request, plan_read
 from wsdal_wsi.slide._jpegtiles import JpegTileReader
 from wsdal_wsi.slide._pixels import read_level_rgb, resample_rgb
 from wsdal_wsi.slide.resolution import (
@@ -308,7 +308,7 @@ class Slide:
         numpy.ndarray
             ``(h, w, 3) uint8`` RGB; white outside the slide.
         """
-        x0, y0, w, h, scale = _check_request(location_level0, size_px, level0_per_px)
+        x0, y0, w, h, scale = check_request(location_level0, size_px, level0_per_px)
         with self._state:
             if self._closed:
                 raise SlideError(f"{self.path}: the slide is closed")
@@ -473,28 +473,3 @@ class Slide:
         mpp = f"{self.mpp:.4g} µm/px ({self.mpp_source})" if self.mpp else "unknown µm/px"
         width, height = self.dimensions
         return f"Slide({str(self.path)!r}, {self.vendor}, {width}x{height}, {mpp})"
-
-
-def _check_request(
-    location_level0: tuple[float, float], size_px: tuple[int, int], level0_per_px: float
-) -> tuple[float, float, int, int, float]:
-    try:
-        x0, y0 = (float(v) for v in location_level0)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"location_level0 must be a level-0 (x, y) pair, got {location_level0!r}"
-        ) from None
-    if not (math.isfinite(x0) and math.isfinite(y0)):
-        raise ConfigError(f"location_level0 must be finite, got {location_level0!r}")
-    try:
-        w, h = size_px
-    except (TypeError, ValueError):
-        raise ConfigError(f"size_px must be a (w, h) pair, got {size_px!r}") from None
-    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (w, h)):
-        raise ConfigError(f"size_px must be whole pixels, got {size_px!r}")
-    if w < 1 or h < 1:
-        raise ConfigError(f"size_px must be at least (1, 1), got {size_px!r}")
-    scale = float(level0_per_px)
-    if not math.isfinite(scale) or scale <= 0:
-        raise ConfigError(f"level0_per_px must be a positive number, got {level0_per_px!r}")
-    return x0, y0, int(w), int(h), scale
