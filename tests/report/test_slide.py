@@ -97,3 +97,29 @@ def test_geojson_copies_are_written_and_kept_in_step(tmp_path):
     recount_slide(tmp_path / "OUT", s, settings=HotspotSettings(area_mm2=0.1))
     assert copy.read_bytes() == slide_files(tmp_path / "OUT", "s").geojson.read_bytes()
     assert b"0.10 mm" in copy.read_bytes()
+
+
+def test_finish_slide_with_a_real_slide(cmu1_path, tmp_path):
+    """The slide contract end to end: open_slide, tissue_mask, read_thumbnail, read_region."""
+    from wsdal_wsi.report import read_gallery
+    from wsdal_wsi.slide import open_slide, tissue_mask
+
+    rng = np.random.default_rng(0)
+    with open_slide(cmu1_path) as slide:
+        tissue = tissue_mask(slide)
+        thumb, thumb_ds = slide.read_thumbnail(max_size_px=800)
+        cells = np.argwhere(tissue.mask)[:, ::-1]
+        pts = (cells[rng.choice(len(cells), 40)] + 0.5) * tissue.downsample
+        scores = rng.uniform(0.5, 1.0, len(pts))
+        gallery = read_gallery(slide, pts, scores, n=4, size_px=64)
+        info = SlideInfo(slide.name, "cmu", str(slide.path), slide.mpp, slide.mpp_source,
+                         slide.dimensions)  # fmt: skip
+        s = finish_slide(
+            tmp_path, slide=info, model=ModelInfo(), threshold=0.5, points_level0=pts,
+            scores=scores, tissue=tissue, settings=HotspotSettings(area_mm2=0.05),
+            thumbnail=thumb, thumbnail_downsample=thumb_ds, gallery=gallery,
+        )  # fmt: skip
+    assert s.in_tissue == 40 and s.tissue_area_mm2 == pytest.approx(tissue.area_mm2(slide.mpp))
+    assert s.hotspot is not None and s.hotspot.count >= 1
+    assert gallery.crops.shape == (4, 64, 64, 3) and gallery.crops.std() > 5  # real pixels
+    assert slide_files(tmp_path, "cmu").report.is_file()

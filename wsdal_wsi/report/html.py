@@ -64,7 +64,7 @@ def _badge(s: SlideSummary) -> str:
 def _row(s: SlideSummary) -> str:
     hs = s.hotspot
     cells = [
-        f'<td><a href="#{_e(s.key)}">{_e(s.slide.name)}</a></td>',
+        f'<td><a href="#{_href(s.key)}">{_e(s.slide.name)}</a></td>',
         f"<td>{_badge(s)}</td>",
         f'<td class="n">{_e(s.detections if s.detections is not None else "–")}</td>',
         f'<td class="n">{_e(hs.count if hs else "–")}</td>',
