@@ -52,7 +52,7 @@ def count(
         "circle", "--window", help="Counting-window shape: 'circle' or 'rect' (4:3, axis-aligned)."
     ),
     area_mm2: float | None = typer.Option(
-        None, "--area-mm2", help="Window area in mm² [default: 2]; scored on the field diameter."
+        None, "--area-mm2", help="Window area in mm² (default 2 when no field diameter is given)."
     ),
     hpf_diameter_mm: float | None = typer.Option(
         None,
@@ -60,7 +60,7 @@ def count(
         help=(
             "Microscope field diameter in mm (0.40, 0.44, 0.50, 0.55, 0.59, 0.63 or 0.69). "
             "Alone: the window is 10 HPF of this field. With --area-mm2: the Nottingham "
-            "row the scaled count is scored on [default: 0.55]."
+            "row the scaled count is scored on (default 0.55)."
         ),
     ),
     min_tissue_fraction: float = typer.Option(
