@@ -26,3 +26,13 @@ def test_nan_is_refused(tmp_path):
     with pytest.raises(ValueError):
         write_json_atomic(tmp_path / "x.json", {"v": float("nan")})
     assert not (tmp_path / "x.json").exists()
+
+
+def test_written_file_has_normal_permissions(tmp_path):
+    import os
+
+    target = tmp_path / "shared.json"
+    write_json_atomic(target, {})
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask
