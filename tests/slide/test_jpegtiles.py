@@ -108,10 +108,11 @@ def test_threads_and_cache(jpeg_slide_path: Path) -> None:
                 assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
-def test_damaged_jpeg_tile_is_a_slide_error(tmp_path: Path) -> None:
+def _damaged_jpeg_slide(tmp_path: Path, tile_index: int) -> Path:
+    """A 1024 x 1024 px JPEG pyramid (256-px tiles) with one level-0 tile zeroed."""
     path = write_pyramid(
         tmp_path / "broken.tiff",
-        pattern_image((512, 512), 0.25),
+        pattern_image((1024, 1024), 0.25),
         mpp=0.25,
         compression="jpeg",
         tile_px=256,
@@ -119,11 +120,41 @@ def test_damaged_jpeg_tile_is_a_slide_error(tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
-        offset, count = int(page.dataoffsets[3]), int(page.databytecounts[3])
-    data[offset : offset + count] = b"\x00" * count  # the last tile of level 0: no JPEG at all
+        offset = int(page.dataoffsets[tile_index])
+        count = int(page.databytecounts[tile_index])
+    data[offset : offset + count] = b"\x00" * count  # no JPEG at all
     path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_jpeg_tile_is_a_slide_error(tmp_path: Path) -> None:
+    path = _damaged_jpeg_slide(tmp_path, 15)  # the bottom-right tile
     with open_slide(path) as slide:
         assert slide.info()["reader"] == "raw JPEG tiles"
         slide.read_region((0, 0), (200, 200))  # intact tiles read fine
         with pytest.raises(SlideError, match=r"broken\.tiff: cannot read level 0"):
+            slide.read_region((800, 800), (200, 200))
+
+
+def test_self_check_falls_back_without_breaking_openslide(tmp_path: Path) -> None:
+    """A damaged tile under the open-time self-check: OpenSlide reads, intact areas work."""
+    path = _damaged_jpeg_slide(tmp_path, 5)  # under the centre of level 0
+    with open_slide(path) as slide:
+        assert slide.info()["reader"] == "OpenSlide"
+        assert slide.read_region((0, 0), (200, 200)).std() > 10
+        with pytest.raises(SlideError, match=r"broken\.tiff: cannot read level 0"):
             slide.read_region((300, 300), (200, 200))
+
+
+def test_openslide_error_state_is_detected(tmp_path: Path) -> None:
+    from wsdal_wsi.slide.reader import _openslide_failed
+
+    path = _damaged_jpeg_slide(tmp_path, 15)
+    handle = openslide.OpenSlide(str(path))
+    try:
+        assert not _openslide_failed(handle)
+        with pytest.raises(openslide.OpenSlideError):
+            handle.read_region((800, 800), 0, (200, 200))
+        assert _openslide_failed(handle)  # sticky: why open_slide reopens after a self-check
+    finally:
+        handle.close()
