@@ -147,14 +147,14 @@ def test_self_check_falls_back_without_breaking_openslide(tmp_path: Path) -> Non
 
 
 def test_openslide_error_state_is_detected(tmp_path: Path) -> None:
-    from wsdal_wsi.slide.reader import _openslide_failed
+    from wsdal_wsi.slide._pixels import openslide_failed
 
     path = _damaged_jpeg_slide(tmp_path, 15)
     handle = openslide.OpenSlide(str(path))
     try:
-        assert not _openslide_failed(handle)
+        assert not openslide_failed(handle)
         with pytest.raises(openslide.OpenSlideError):
             handle.read_region((800, 800), 0, (200, 200))
-        assert _openslide_failed(handle)  # sticky: why open_slide reopens after a self-check
+        assert openslide_failed(handle)  # sticky: why open_slide reopens after a self-check
     finally:
         handle.close()

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from wsdal_wsi.slide._pixels import read_level_rgb
 from wsdal_wsi.slide.resolution import is_tiff_file, quiet_tifffile
 
-__all__ = ["JpegTileReader"]
+__all__ = ["FAST_TILE_VENDORS", "JpegTileReader", "fast_tile_reader"]
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +205,49 @@ def _level(page: Any) -> _Level | None:
         tables=page.jpegtables,
         decode=page.decode,
     )
+
+
+#: OpenSlide formats whose levels are exactly the file's tiled TIFF pages, tile for
+#: tile (others, like Ventana's overlapping tiles, place tiles in their own way).
+FAST_TILE_VENDORS = frozenset({"generic-tiff", "aperio"})
+
+
+def fast_tile_reader(osr: Any, path: Path) -> JpegTileReader | None:
+    """The raw-tile reader of an open slide, when its format allows it and it agrees.
+
+    Parameters
+    ----------
+    osr : openslide.OpenSlide
+        The slide, open.
+    path : Path
+        Its file.
+
+    Returns
+    -------
+    JpegTileReader or None
+        ``None`` for other formats, or when the open-time self-check (the centre
+        of level 0 and the corner of every level, read both ways) finds other
+        pixels than OpenSlide's or cannot read them.
+    """
+    if osr.properties.get("openslide.vendor") not in FAST_TILE_VENDORS:
+        return None
+    level_dimensions = [(int(w), int(h)) for w, h in osr.level_dimensions]
+    tiles = JpegTileReader.probe(path, level_dimensions)
+    if tiles is None:
+        return None
+    # Self-check: the centre of level 0 and the corner of every level, both ways.
+    width, height = level_dimensions[0]
+    probes = [(0, max(0, width // 2 - 32), max(0, height // 2 - 32))]
+    probes += [(level, 0, 0) for level in range(len(level_dimensions))]
+    try:
+        for level, x, y in probes:
+            ds = float(osr.level_downsamples[level])
+            ours = tiles.read(level, x, y, 64, 64)
+            theirs = read_level_rgb(osr, level, round(x * ds), round(y * ds), 64, 64)
+            if np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).max() > 2:
+                raise ValueError(f"level {level} differs from OpenSlide's pixels")
+    except Exception as exc:
+        log.info("%s: reading through OpenSlide (raw JPEG tiles unusable: %s)", path, exc)
+        tiles.close()
+        return None
+    return tiles

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-__all__ = ["read_level_rgb", "resample_rgb"]
+__all__ = ["openslide_failed", "read_level_rgb", "resample_rgb"]
 
 try:  # openslide-python >= 1.2: the ctypes binding of openslide_read_region
     from openslide import lowlevel as _lowlevel
@@ -133,3 +133,13 @@ def resample_rgb(
     out = image.resize(size_px, Image.Resampling.BICUBIC, box=box)
     array = np.asarray(out)
     return array if array.flags.writeable else array.copy()
+
+
+def openslide_failed(osr: object) -> bool:
+    """Whether an OpenSlide handle is in its (permanent) error state."""
+    try:
+        from openslide import lowlevel
+
+        return lowlevel.get_error(osr._osr) is not None  # type: ignore[attr-defined]
+    except Exception:  # an older binding without get_error: assume it is fine
+        return False

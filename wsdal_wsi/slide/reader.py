@@ -27,8 +27,8 @@ import numpy as np
 from wsdal_wsi.errors import ConfigError, ResolutionError, SlideError
 from wsdal_wsi.slide import _diagnose
 from wsdal_wsi.slide._geometry import ReadPlan, check_request, plan_read
-from wsdal_wsi.slide._jpegtiles import JpegTileReader
-from wsdal_wsi.slide._pixels import read_level_rgb, resample_rgb
+from wsdal_wsi.slide._jpegtiles import JpegTileReader, fast_tile_reader
+from wsdal_wsi.slide._pixels import openslide_failed, read_level_rgb, resample_rgb
 from wsdal_wsi.slide.resolution import (
     MPP_FROM_PROPERTIES,
     MPP_FROM_TIFF_TAGS,
@@ -102,8 +102,8 @@ def open_slide(
                 raise SlideError(f"{path}: not a readable slide: {damage}")
         tiles = None
         if tiff and fast_tiles:
-            tiles = _fast_tiles(osr, path)
-            if _openslide_failed(osr):
+            tiles = fast_tile_reader(osr, path)
+            if openslide_failed(osr):
                 # OpenSlide's errors are sticky: a damaged tile met by the self-check
                 # must not break every later read of the intact ones.
                 osr.close()
@@ -117,47 +117,6 @@ def open_slide(
     except BaseException:
         osr.close()
         raise
-
-
-#: OpenSlide formats whose levels are exactly the file's tiled TIFF pages, tile for
-#: tile (others, like Ventana's overlapping tiles, place tiles in their own way).
-_FAST_TILE_VENDORS = frozenset({"generic-tiff", "aperio"})
-
-
-def _openslide_failed(osr: Any) -> bool:
-    """Whether an OpenSlide handle is in its (permanent) error state."""
-    try:
-        from openslide import lowlevel
-
-        return lowlevel.get_error(osr._osr) is not None
-    except Exception:  # an older binding without get_error: assume it is fine
-        return False
-
-
-def _fast_tiles(osr: Any, path: Path) -> JpegTileReader | None:
-    """The raw-tile reader when the format allows it and it agrees with OpenSlide."""
-    if osr.properties.get("openslide.vendor") not in _FAST_TILE_VENDORS:
-        return None
-    level_dimensions = [(int(w), int(h)) for w, h in osr.level_dimensions]
-    tiles = JpegTileReader.probe(path, level_dimensions)
-    if tiles is None:
-        return None
-    # Self-check: the centre of level 0 and the corner of every level, both ways.
-    width, height = level_dimensions[0]
-    probes = [(0, max(0, width // 2 - 32), max(0, height // 2 - 32))]
-    probes += [(level, 0, 0) for level in range(len(level_dimensions))]
-    try:
-        for level, x, y in probes:
-            ds = float(osr.level_downsamples[level])
-            ours = tiles.read(level, x, y, 64, 64)
-            theirs = read_level_rgb(osr, level, round(x * ds), round(y * ds), 64, 64)
-            if np.abs(ours.astype(np.int16) - theirs.astype(np.int16)).max() > 2:
-                raise ValueError(f"level {level} differs from OpenSlide's pixels")
-    except Exception as exc:
-        log.info("%s: reading through OpenSlide (raw JPEG tiles unusable: %s)", path, exc)
-        tiles.close()
-        return None
-    return tiles
 
 
 def _reopen(path: Path, user_mpp: float | None, fast_tiles: bool = True) -> Slide:
