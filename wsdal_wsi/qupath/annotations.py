@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import shapely
-from shapely.geometry import GeometryCollection, MultiPoint, MultiPolygon, Point, Polygon
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
@@ -74,17 +74,16 @@ def annotations_from_objects(
             left_out[f"{obj.object_type} objects ignored"] += 1
             continue
         cls = classes.resolve(obj.class_name)
-        geom = obj.geometry
-        if isinstance(geom, Point):
-            points.append(PointAnnotation(geom.x, geom.y, cls))
-        elif isinstance(geom, MultiPoint):
-            if geom.is_empty:
+        kind = obj.geometry_type
+        if kind in ("Point", "MultiPoint"):
+            if not obj.coordinates:
                 left_out["empty Points annotations"] += 1
-            points.extend(PointAnnotation(p.x, p.y, cls) for p in geom.geoms)
-        elif isinstance(geom, (Polygon, MultiPolygon, GeometryCollection)):
+            points.extend(PointAnnotation(x, y, cls) for x, y in obj.points)
+        elif kind in ("Polygon", "MultiPolygon", "GeometryCollection"):
             if obj.object_type != "annotation":
                 left_out[f"polygon {obj.object_type}s ignored"] += 1
                 continue
+            geom = obj.geometry
             poly = _polygons(geom)
             if poly is None or poly.is_empty:
                 left_out["area annotations without a usable polygon ignored"] += 1
@@ -166,15 +165,12 @@ def read_points(
             continue
         if tool_made is not None and obj.tool_made != tool_made:
             continue
-        geom = obj.geometry
-        pts = [geom] if isinstance(geom, Point) else list(getattr(geom, "geoms", []))
         p = obj.measurements.get(PROBABILITY_MEASUREMENT, math.nan)
-        for pt in pts:
-            if isinstance(pt, Point):
-                xy.append((pt.x, pt.y))
-                prob.append(p)
-                names.append(obj.class_name)
-                made.append(obj.tool_made)
+        for pt in obj.points:
+            xy.append(pt)
+            prob.append(p)
+            names.append(obj.class_name)
+            made.append(obj.tool_made)
     return PointSet(
         xy=np.asarray(xy, dtype=np.float64).reshape(-1, 2),
         probability=np.asarray(prob, dtype=np.float64),

@@ -33,6 +33,7 @@ import os
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -94,8 +95,11 @@ class QuPathObject:
         Position of the feature in the file (for messages).
     object_type : str
         ``"annotation"``, ``"detection"``, ``"cell"``, ``"tile"``, ``"tmaCore"`` or ``"root"``.
-    geometry : shapely geometry
-        Level-0 pixels.
+    geometry_type : str
+        The GeoJSON geometry type (``"Point"``, ``"MultiPoint"``, ``"Polygon"``, ...).
+    coordinates : nested lists
+        The validated coordinates (finite floats), level-0 pixels; for a
+        GeometryCollection, a list of ``(type, coordinates)``.
     class_name : str or None
         ``"Parent: Child"`` for derived classes; ``None`` when unclassified.
     class_color : (int, int, int) or None
@@ -108,8 +112,9 @@ class QuPathObject:
 
     index: int
     object_type: str
-    geometry: BaseGeometry
-    class_name: str | None
+    geometry_type: str
+    coordinates: Any = field(repr=False, compare=True)
+    class_name: str | None = None
     class_color: tuple[int, int, int] | None = None
     name: str | None = None
     measurements: dict[str, float] = field(default_factory=dict, hash=False)
@@ -121,6 +126,20 @@ class QuPathObject:
     def tool_made(self) -> bool:
         """True if wsdal-wsi made this object (its name starts with ``"WS-DAL"``)."""
         return is_tool_name(self.name)
+
+    @cached_property
+    def geometry(self) -> BaseGeometry:
+        """The shapely geometry (level-0 pixels), built on first use."""
+        return _build(self.geometry_type, self.coordinates)
+
+    @property
+    def points(self) -> list[tuple[float, float]]:
+        """The ``(x, y)`` of a Point or MultiPoint (no shapely needed); ``[]`` otherwise."""
+        if self.geometry_type == "Point":
+            return [self.coordinates]
+        if self.geometry_type == "MultiPoint":
+            return list(self.coordinates)
+        return []
 
 
 class _FeatureError(Exception):
@@ -222,13 +241,18 @@ def _top_level_features(doc: Any, path: Path) -> list[Any]:
 
 
 def _position(pos: Any) -> tuple[float, float]:
+    if type(pos) is list and len(pos) >= 2:  # the common case, fast
+        x, y = pos[0], pos[1]
+        tx, ty = type(x), type(y)
+        if (tx is float or tx is int) and (ty is float or ty is int):
+            if math.isfinite(x) and math.isfinite(y):
+                return (float(x), float(y))
     if not isinstance(pos, (list, tuple)) or len(pos) < 2:
         raise _FeatureError(f"bad position {pos!r} (expected [x, y])")
-    x, y = pos[0], pos[1]
-    for v in (x, y):
+    for v in (pos[0], pos[1]):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
             raise _FeatureError(f"bad coordinate {v!r} in position {pos!r}")
-    return float(x), float(y)
+    return float(pos[0]), float(pos[1])
 
 
 def _positions(coords: Any, what: str) -> list[tuple[float, float]]:
@@ -237,7 +261,7 @@ def _positions(coords: Any, what: str) -> list[tuple[float, float]]:
     return [_position(p) for p in coords]
 
 
-def _polygon(coords: Any) -> Polygon:
+def _rings(coords: Any) -> list[list[tuple[float, float]]]:
     if not isinstance(coords, list) or not coords:
         raise _FeatureError(
             f"Polygon coordinates must be a non-empty array of rings, got {coords!r}"
@@ -246,10 +270,11 @@ def _polygon(coords: Any) -> Polygon:
     for k, ring in enumerate(rings):
         if len(set(ring)) < 3:
             raise _FeatureError(f"Polygon ring {k} has fewer than 3 distinct points")
-    return Polygon(rings[0], rings[1:])
+    return rings
 
 
-def _geometry(geo: Any) -> BaseGeometry:
+def _geometry(geo: Any) -> tuple[str, Any]:
+    """Validate a GeoJSON geometry; return ``(type, coordinates)`` with finite float pairs."""
     if geo is None:
         raise _FeatureError("no geometry (null)")
     if not isinstance(geo, dict):
@@ -259,34 +284,53 @@ def _geometry(geo: Any) -> BaseGeometry:
         parts = geo.get("geometries")
         if not isinstance(parts, list):
             raise _FeatureError("GeometryCollection without a 'geometries' array")
-        return GeometryCollection([_geometry(g) for g in parts])
+        return kind, [_geometry(g) for g in parts]
     if "coordinates" not in geo:
         raise _FeatureError(f"{kind} geometry has no 'coordinates'")
     coords = geo["coordinates"]
     if kind == "Point":
-        return Point(_position(coords))
-    if kind == "MultiPoint":
-        pts = _positions(coords, "MultiPoint")
-        return MultiPoint(pts) if pts else MultiPoint()
-    if kind == "LineString":
-        return LineString(_positions(coords, "LineString"))
+        return kind, _position(coords)
+    if kind in ("MultiPoint", "LineString"):
+        return kind, _positions(coords, kind)
     if kind == "MultiLineString":
         if not isinstance(coords, list):
             raise _FeatureError("MultiLineString coordinates must be an array")
-        return MultiLineString([_positions(c, "MultiLineString") for c in coords])
+        return kind, [_positions(c, "MultiLineString") for c in coords]
     if kind == "Polygon":
-        return _polygon(coords)
+        return kind, _rings(coords)
     if kind == "MultiPolygon":
         if not isinstance(coords, list) or not coords:
             raise _FeatureError("MultiPolygon coordinates must be a non-empty array")
-        return MultiPolygon([_polygon(c) for c in coords])
+        return kind, [_rings(c) for c in coords]
     raise _FeatureError(f"unsupported geometry type {kind!r}")
+
+
+def _build(kind: str, coords: Any) -> BaseGeometry:
+    """The shapely geometry of validated ``(type, coordinates)``."""
+    if kind == "Point":
+        return Point(coords)
+    if kind == "MultiPoint":
+        return MultiPoint(coords) if coords else MultiPoint()
+    if kind == "LineString":
+        return LineString(coords)
+    if kind == "MultiLineString":
+        return MultiLineString(coords)
+    if kind == "Polygon":
+        return Polygon(coords[0], coords[1:])
+    if kind == "MultiPolygon":
+        return MultiPolygon([Polygon(p[0], p[1:]) for p in coords])
+    return GeometryCollection([_build(k, c) for k, c in coords])
 
 
 # ---------------------------------------------------------------------- properties
 
 
 def _rgb(value: Any, what: str) -> tuple[int, int, int]:
+    if type(value) is list and len(value) == 3:  # the common case, fast
+        r, g, b = value
+        if type(r) is int and type(g) is int and type(b) is int:
+            if 0 <= r <= 255 and 0 <= g <= 255 and 0 <= b <= 255:
+                return (r, g, b)
     if isinstance(value, (list, tuple)) and len(value) == 3:
         if all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in value):
             return (value[0], value[1], value[2])
@@ -394,7 +438,7 @@ def parse_feature(feature: Any, *, index: int = 0) -> QuPathObject:
         props = {}
     if not isinstance(props, dict):
         raise _FeatureError(f"properties must be an object, got {type(props).__name__}")
-    geometry = _geometry(feature.get("geometry"))
+    geometry_type, coordinates = _geometry(feature.get("geometry"))
     name = props.get("name")
     if name is not None and not isinstance(name, str):
         raise _FeatureError(f"name must be a string, got {name!r}")
@@ -403,7 +447,8 @@ def parse_feature(feature: Any, *, index: int = 0) -> QuPathObject:
     return QuPathObject(
         index=index,
         object_type=_object_type(feature, props),
-        geometry=geometry,
+        geometry_type=geometry_type,
+        coordinates=coordinates,
         class_name=class_name,
         class_color=color,
         name=name,

@@ -361,7 +361,7 @@ def write_features(
             text = feature if isinstance(feature, str) else json.dumps(feature, **_JSON_KW)
             buf.append(("\n" if n == 0 else ",\n") + text)
             n += 1
-            if len(buf) >= 1024:
+            if len(buf) >= 256:
                 fh.write("".join(buf))
                 buf.clear()
         fh.write("".join(buf))

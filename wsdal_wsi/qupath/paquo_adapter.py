@@ -207,7 +207,7 @@ def write_results_paquo(
                 if not entry.is_readable():
                     report.failed[entry_id] = (
                         f"slide not reachable ({entry.uri}): QuPath cannot save this image; "
-                        "relink the slide in QuPath (or with --relink) first"
+                        "relink the slide in QuPath (File > Project > Relink images) first"
                     )
                     continue
                 report.removed[entry_id] = _replace_objects(entry, objects, known)

@@ -131,10 +131,48 @@ def _is_tool_feature(feature: Any) -> bool:
     return isinstance(props, dict) and is_tool_name(props.get("name"))
 
 
+def _kept_from_own_layout(path: Path) -> tuple[list[str], int] | None:
+    """Like :func:`_kept_features`, line by line, for files in :func:`write_features`' layout.
+
+    That layout has one feature per line, so an earlier result file with 100k
+    detections is filtered without loading it whole. Returns ``None`` for any
+    other layout (a file QuPath or a person wrote), which is then parsed whole.
+    """
+    kept: list[str] = []
+    removed = 0
+    try:
+        with open(path, encoding="utf-8") as fh:
+            if fh.readline() != '{"type": "FeatureCollection",\n':
+                return None
+            line = fh.readline()
+            if line.startswith('"wsdal": '):
+                line = fh.readline()
+            if line.rstrip("\n") != '"features": [':
+                return None
+            for line in fh:
+                text = line.rstrip("\n")
+                if text == "]}":
+                    return kept, removed
+                text = text[:-1] if text.endswith(",") else text
+                feature = json.loads(text)
+                if not isinstance(feature, dict):
+                    return None
+                if _is_tool_feature(feature):
+                    removed += 1
+                else:
+                    kept.append(text)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return None  # no closing "]}": truncated or not ours
+
+
 def _kept_features(path: Path) -> tuple[list[str], int]:
     """Serialised features of ``path`` the tool did not make, and how many it did."""
     if not path.exists():
         return [], 0
+    fast = _kept_from_own_layout(path)
+    if fast is not None:
+        return fast
     try:
         existing = load_geojson(path)
     except AnnotationFormatError as exc:
