@@ -69,7 +69,12 @@ def test_inspect_json_form(folder):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["source"]["kind"] == "slide-folder"
-    assert doc["summary"] == {"images": 2, "usable": 2, "unknown_classes": {}}
+    assert doc["summary"] == {
+        "images": 2,
+        "usable": 2,
+        "unknown_classes": {},
+        "missing_slides": [],
+    }
     a = doc["images"][0]
     for key in ("name", "slide", "readable", "mpp", "points", "areas", "problems"):
         assert key in a
@@ -139,8 +144,12 @@ def test_inspect_project_with_relink(tmp_path):
     )
     missing = runner.invoke(app, ["inspect", str(project), "--backend", "export", "--json"])
     assert missing.exit_code == 1
-    (im,) = json.loads(missing.stdout)["images"]
+    doc = json.loads(missing.stdout)
+    (im,) = doc["images"]
     assert im["slide"] is None and "--relink" in im["problems"][0]
+    assert doc["summary"]["missing_slides"] == ["a.tiff"]
+    text = runner.invoke(app, ["inspect", str(project), "--backend", "export"])
+    assert "Slides missing (1): a.tiff" in text.stdout
     fixed = runner.invoke(
         app,
         ["inspect", str(project), "--backend", "export", "--relink", f"/lab/scans={scans}"],

@@ -70,6 +70,11 @@ def format_inspection(doc: dict[str, Any]) -> str:
         f"Source   {src['path']} ({src['kind']}; {how})",
         f"Images   {summary['usable']} of {summary['images']} usable",
     ]
+    if summary["missing_slides"]:
+        lines.append(
+            f"Slides missing ({len(summary['missing_slides'])}): "
+            + ", ".join(summary["missing_slides"])
+        )
     if summary["unknown_classes"]:
         lines.append(f"Unknown classes (not used): {_counts(summary['unknown_classes'])}")
     for im in doc["images"]:
@@ -171,6 +176,7 @@ def inspect(
             "images": len(records),
             "usable": sum(r.usable for r in records),
             "unknown_classes": src.unknown_classes,
+            "missing_slides": [r.name for r in records if r.slide_path is None],
         },
         "images": [r.to_dict() for r in records],
     }

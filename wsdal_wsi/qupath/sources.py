@@ -446,4 +446,4 @@ def _looks_like_coco(path: Path) -> bool:
             head = fh.read(4096)
     except OSError:
         return False
-    return b'"images"' in head or b'"annotations"' in head or b'"categories"' in head
+    return b'"images"' in head
