@@ -57,6 +57,7 @@ def test_write_results_accepts_iterables_and_empty(tmp_path):
     assert write_results_geojson(path, detections=iter([(1, 2, 0.5)])).written == 1
     report = write_results_geojson(path, detections=np.zeros((0, 3)))
     assert (report.written, report.removed) == (0, 1)
+    assert json.loads(path.read_text())["wsdal"]["tool"] == "wsdal-wsi"  # provenance by default
     assert check_file(path, results=True) == []
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from wsdal_wsi.errors import AnnotationFormatError
+from wsdal_wsi.provenance import provenance as make_provenance
 from wsdal_wsi.qupath.geojson_read import load_geojson
 from wsdal_wsi.qupath.geojson_write import (
     area_feature,
@@ -211,7 +212,9 @@ def write_results_geojson(
         Regions and the hotspot with count measurements; written as annotations
         (a name not starting with ``"WS-DAL"`` gets the prefix).
     provenance : mapping, optional
-        The top-level ``"wsdal"`` member: which slide, model and settings.
+        The top-level ``"wsdal"`` member: which slide, model and settings
+        (:func:`wsdal_wsi.provenance.provenance`). Without one, the file still
+        records the tool, its version and the time.
     extra_features : iterable of dict
         More features, written as given (they should be tool-marked).
 
@@ -246,5 +249,7 @@ def write_results_geojson(
             written += 1
             yield feature
 
+    if provenance is None:
+        provenance = make_provenance()
     write_features(path, all_features(), provenance=provenance)
     return ResultsReport(path=path, written=written, removed=removed, kept=len(kept))
