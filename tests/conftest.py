@@ -69,3 +69,89 @@ def real_mitoses_dir(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"{path} not found")
     return path
+
+
+# --- Synthetic slides (wsdal_wsi.synth) --------------------------------------------------------
+# Made once per test session in a temporary folder; deterministic (fixed seeds).
+
+#: Seeds of the synthetic fixtures (change them and every synthetic number in the tests moves).
+SYNTH_SLIDE_SEED = 20261127
+SYNTH_DATASET_SEED = 1127
+
+
+@pytest.fixture(scope="session")
+def synth_slide(tmp_path_factory: pytest.TempPathFactory):
+    """One small synthetic slide: a :class:`wsdal_wsi.synth.SynthSlide` record.
+
+    ``synth_slide.slide_path``: a 2048 x 1536 px pyramidal tiled JPEG BigTIFF at
+    0.25 µm/px (3 levels: 2048, 1024, 512 px wide; OpenSlide vendor
+    ``generic-tiff``), about 70 % tissue with tumour nests and stroma, holding
+    about 10 mitoses and 10 look-alikes (apoptotic bodies, pyknotic nuclei,
+    lymphocytes). Beside it, ``annotation_path`` (``<name>.geojson``): the
+    clicks of a pathologist with noise: 15 % of mitoses missed, false
+    ``Mitosis`` clicks on look-alikes worth 15 % of the true clicks, clicks
+    1.5 µm off centre (RMS), ``Mitosis-like`` clicks on 30 % of the other
+    look-alikes, and one ``Region`` polygon (about 0.1 mm²): mitoses outside it
+    are not clicked. ``truth_path``: every object (classes ``Mitosis``,
+    ``Apoptotic body``, ``Pyknotic nucleus``, ``Lymphocyte``); ``noise_path``:
+    the injected noise; ``counts``: the numbers. Seed :data:`SYNTH_SLIDE_SEED`.
+    """
+    from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_slide
+
+    out = tmp_path_factory.mktemp("synth_slide")
+    params = SynthParams(
+        width_px=2048,
+        height_px=1536,
+        mpp=0.25,
+        mitoses_per_mm2=70.0,
+        lookalikes_per_mm2=70.0,
+        tissue_fraction=0.7,
+    )
+    noise = AnnotationNoise(
+        missed_fraction=0.15,
+        false_click_fraction=0.15,
+        click_offset_um=1.5,
+        negative_click_fraction=0.3,
+        regions=1,
+        region_area_mm2=0.1,
+    )
+    return generate_slide(
+        out, name="synth_slide", params=params, noise=noise, seed=SYNTH_SLIDE_SEED
+    )
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """A small synthetic dataset folder: a :class:`wsdal_wsi.synth.SynthDataset`.
+
+    ``synth_dataset.out_dir`` is a slide-folder source (``synth_000.tiff`` ..
+    ``synth_003.tiff``, each with its ``.geojson`` annotations beside it, plus
+    ``truth/`` and ``synth.json``); ``synth_dataset.slides`` the four
+    :class:`~wsdal_wsi.synth.SynthSlide` records. Each slide: 2048 x 2048 px at
+    0.25 µm/px, 3 levels, 70 % tissue, about 30-60 mitoses and as many
+    look-alikes (dense enough for a tiny training run), every slide with its own
+    stain, blur and JPEG quality. Annotation noise as a benchmark would set it:
+    15 % of mitoses missed, false clicks on look-alikes worth 15 % of the true
+    clicks, 1.5 µm RMS click offset, ``Mitosis-like`` clicks on 20 % of the other
+    look-alikes, no regions (the whole slide is annotated). Seed
+    :data:`SYNTH_DATASET_SEED`.
+    """
+    from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_dataset, load_dataset
+
+    out = tmp_path_factory.mktemp("synth_dataset")
+    params = SynthParams(
+        width_px=2048,
+        height_px=2048,
+        mpp=0.25,
+        mitoses_per_mm2=220.0,
+        lookalikes_per_mm2=220.0,
+        tissue_fraction=0.7,
+    )
+    noise = AnnotationNoise(
+        missed_fraction=0.15,
+        false_click_fraction=0.15,
+        click_offset_um=1.5,
+        negative_click_fraction=0.2,
+    )
+    generate_dataset(out, n_slides=4, params=params, noise=noise, seed=SYNTH_DATASET_SEED)
+    return load_dataset(out)

@@ -178,7 +178,7 @@ def synth(
     hit and which mitoses were missed; synth.json, every setting and the seed.
     The folder is a slide-folder source for `wsdal train` and `wsdal evaluate`.
     """
-    from wsdal_wsi.cli._console import RichProgress, out_console
+    from wsdal_wsi.cli._console import RichProgress
     from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_dataset, parse_size
 
     width_px, height_px = parse_size(size)
@@ -216,31 +216,13 @@ def synth(
             prefix=prefix,
             progress=progress,
         )
-    from rich.table import Table
-
-    table = Table(title=f"{len(made)} synthetic slide(s) in {out_dir}")
-    for col in (
-        "slide",
-        "size (px)",
-        "tissue mm²",
-        "mitoses",
-        "look-alikes",
-        "clicks",
-        "missed",
-        "false clicks",
-    ):
-        table.add_column(col, justify="left" if col == "slide" else "right")
+    typer.echo(f"{len(made)} synthetic slide(s) in {out_dir}:")
     for s in made:
         c = s.counts
-        table.add_row(
-            s.slide_path.name,
-            f"{s.width_px} x {s.height_px}",
-            f"{s.tissue_area_mm2:.2f}",
-            str(c["mitoses"]),
-            str(c["lookalikes"]),
-            str(c["true_clicks"] + c["false_clicks"]),
-            str(c["missed"]),
-            str(c["false_clicks"]),
+        typer.echo(
+            f"  {s.slide_path.name}  {s.width_px} x {s.height_px} px, {s.level_count} levels, "
+            f"{s.tissue_area_mm2:.2f} mm² tissue, {c['mitoses']} mitoses, "
+            f"{c['lookalikes']} look-alikes; clicks: {c['true_clicks']} true, "
+            f"{c['false_clicks']} false, {c['missed']} missed, {c['negative_clicks']} negative"
         )
-    out_console.print(table)
-    out_console.print(f"Settings, seeds and counts: {Path(out_dir) / 'synth.json'}")
+    typer.echo(f"Settings, seeds and counts: {Path(out_dir) / 'synth.json'}")

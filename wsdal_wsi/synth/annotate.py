@@ -39,7 +39,7 @@ from shapely.geometry import MultiPoint, Point, Polygon, box
 
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.qupath.geojson_write import make_feature, write_features
-from wsdal_wsi.synth.layout import KIND_NAMES, MITOSIS_PHASES, VARIANT_NAMES, Objects
+from wsdal_wsi.synth.objects import KIND_NAMES, MITOSIS_PHASES, VARIANT_NAMES, Objects
 from wsdal_wsi.synth.params import MITOSIS_CLASS, REGION_CLASS, AnnotationNoise
 from wsdal_wsi.units import mm2_to_px2, px_to_um, um_to_px
 
@@ -149,9 +149,11 @@ def _place_regions(
     regions: list[Polygon] = []
     for _ in range(noise.regions):
         best = None
-        for attempt in range(60):
-            r = math.sqrt(area / math.pi)
-            cx, cy = rng.uniform(r * 0.6, w - r * 0.6), rng.uniform(r * 0.6, h - r * 0.6)
+        r = math.sqrt(area / math.pi)
+        for attempt in range(80):
+            # Prefer regions wholly inside the slide and centred on tumour; relax later.
+            m = min(r * 1.45, w / 2, h / 2) if attempt < 60 else r * 0.5
+            cx, cy = rng.uniform(m, w - m), rng.uniform(m, h - m)
             if attempt < 40 and not in_tumour(np.array([[cx, cy]]))[0]:
                 continue
             poly = _region_polygon(rng, cx, cy, area).intersection(bounds)

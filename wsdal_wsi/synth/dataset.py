@@ -41,17 +41,12 @@ from wsdal_wsi.synth.annotate import (
     write_noise,
     write_truth,
 )
-from wsdal_wsi.synth.layout import (
-    KIND_NAMES,
-    make_bank,
-    make_plan,
-    slide_rng,
-    tissue_value,
-    tumour_value,
-)
+from wsdal_wsi.synth.layout import make_bank, tissue_value, tumour_value
+from wsdal_wsi.synth.objects import KIND_NAMES, slide_rng
 from wsdal_wsi.synth.params import AnnotationNoise, SynthParams
+from wsdal_wsi.synth.plan import make_plan
 from wsdal_wsi.synth.pyramid import write_pyramid
-from wsdal_wsi.synth.render import TEXTURE_PAD_PX, ChunkRenderer, chunk_grid, iter_bands
+from wsdal_wsi.synth.render import ChunkRenderer, chunk_grid, iter_bands
 
 __all__ = [
     "MANIFEST_NAME",
@@ -253,7 +248,7 @@ def _generate(
     progress: Progress,
     settings: dict[str, Any],
 ) -> SynthSlide:
-    bank = make_bank(params, seed, pad_px=TEXTURE_PAD_PX)
+    bank = make_bank(params, seed)
     plan = make_plan(params, seed=seed, name=name, bank=bank)
     slide_path = out_dir / f"{name}.tiff"
     prov = provenance(slide=slide_path.name, settings=settings, seed=seed)

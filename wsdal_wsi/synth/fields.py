@@ -11,8 +11,8 @@ Two kinds of fields describe a slide without ever holding it in memory:
   points (:func:`interp_points`), with the same result.
 - **Periodic textures** (:class:`TextureBank`): ``P x P`` tiles of filtered noise
   (collagen fibres in three orientations, cytoplasm granularity, border
-  roughness, sensor noise) that repeat every ``P`` pixels. They are stored
-  padded so a window anywhere on the slide is a plain slice (no copy).
+  roughness, sensor noise) that repeat every ``P`` pixels; a chunk's window
+  is a plain slice (no copy).
 
 Everything is drawn from seeded generators, so a slide's fields depend only on
 its seed and size, never on how the rendering is split into chunks or workers.
@@ -24,14 +24,17 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+import scipy.fft
+from scipy import ndimage, special
 
 __all__ = [
     "FIELD_NAMES",
     "CoarseFields",
     "TextureBank",
+    "interp_blocks",
     "interp_points",
     "interp_window",
+    "interp_window_at",
     "make_textures",
     "smooth_noise",
 ]
@@ -170,24 +173,72 @@ def interp_window(
         One ``(h, w)`` float32 array per name, equal to :func:`interp_points`
         at the window's pixels.
     """
+    return interp_window_at(
+        fields, names, y0 + np.arange(h, dtype=np.float64), x0 + np.arange(w, dtype=np.float64)
+    )
+
+
+def interp_blocks(
+    fields: CoarseFields,
+    names: tuple[str, ...],
+    x0: int,
+    y0: int,
+    w: int,
+    h: int,
+    block: tuple[int, int],
+) -> list[np.ndarray]:
+    """Coarse fields sampled once per block of a window (for slow fields).
+
+    Parameters
+    ----------
+    x0, y0 : int
+        Level-0 top-left of the window.
+    w, h : int
+        Window size (multiples of the block size).
+    block : tuple of int
+        Block size ``(bh, bw)`` (px); each block takes the value at its centre.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(h / bh, 1, w / bw, 1)`` float32 array per name, to multiply
+        with a window viewed as blocks (``arr.reshape(h / bh, bh, w / bw, bw)``).
+    """
+    bh, bw = block
+    small = interp_window_at(
+        fields,
+        names,
+        y0 + (bh - 1) / 2 + bh * np.arange(h // bh, dtype=np.float64),
+        x0 + (bw - 1) / 2 + bw * np.arange(w // bw, dtype=np.float64),
+    )
+    return [a[:, None, :, None] for a in small]
+
+
+def interp_window_at(
+    fields: CoarseFields, names: tuple[str, ...], ys: np.ndarray, xs: np.ndarray
+) -> list[np.ndarray]:
+    """Bilinear interpolation on the grid of level-0 rows ``ys`` x columns ``xs``.
+
+    Returns C-contiguous ``(len(ys), len(xs))`` float32 arrays.
+    """
     cell = fields.cell_px
     rows, cols = fields.data.shape[1:]
-    iy, ty = _lerp_index((y0 + np.arange(h, dtype=np.float64)) / cell, rows)
-    jx, tx = _lerp_index((x0 + np.arange(w, dtype=np.float64)) / cell, cols)
-    i_a, i_b = int(iy[0]), int(iy[-1]) + 2
-    j_a, j_b = int(jx[0]), int(jx[-1]) + 2
+    iy, ty = _lerp_index(ys / cell, rows)
+    jx, tx = _lerp_index(xs / cell, cols)
+    i_a, i_b = int(iy.min()), int(iy.max()) + 2
+    j_a, j_b = int(jx.min()), int(jx.max()) + 2
     iy, jx = iy - i_a, jx - j_a
-    ty, tx = ty[:, None], tx[None, :]
+    ty = ty[:, None]
     out = []
     for name in names:
         patch = np.asarray(fields.data[FIELD_NAMES.index(name), i_a:i_b, j_a:j_b])
-        rows_i = patch[iy] * (1 - ty) + patch[iy + 1] * ty  # (h, n_cols)
-        left = rows_i[:, jx]
-        right = rows_i[:, jx + 1]
-        right -= left
-        right *= tx
-        left += right
-        out.append(left)
+        cols_i = patch[:, jx] * (1 - tx) + patch[:, jx + 1] * tx  # (n_rows, w), small
+        top = cols_i[iy]
+        bottom = cols_i[iy + 1]
+        bottom -= top
+        bottom *= ty
+        top += bottom
+        out.append(top)
     return out
 
 
@@ -220,33 +271,34 @@ def interp_points(fields: CoarseFields, name: str, xy: np.ndarray) -> np.ndarray
 
 @dataclass
 class TextureBank:
-    """Periodic fine textures of one slide, padded for slicing.
+    """Periodic fine textures of one slide.
 
     Attributes
     ----------
     period_px : int
-        Period ``P`` (px) of every texture.
-    pad_px : int
-        Extra rows and columns (wrapped copies) so any window up to
-        ``pad_px`` wide is a slice.
+        Period ``P`` (px) of every texture. Windows that do not cross a
+        period boundary (every chunk window, since chunk sizes divide ``P``)
+        are views; others are assembled with wrap-around.
     tex : dict of str to numpy.ndarray
-        ``(P + pad, P + pad)`` float32 textures: ``fibre0..2`` (collagen
-        fibres, 0-1), ``gran`` (cytoplasm granularity, std 1), ``edge``
-        (border roughness, std 1), ``edge2`` (independent roughness, std 1),
-        ``sensor`` (white noise, std 1).
+        ``(P, P)`` float32 textures: ``fibre0..2`` (collagen fibres, 0-1),
+        ``gran`` (cytoplasm granularity, std 1), ``edge`` (border roughness,
+        std 1), ``edge2`` (independent roughness, std 1), ``sensor`` (white
+        noise, std 1).
     """
 
     period_px: int
-    pad_px: int
     tex: dict[str, np.ndarray]
 
     def window(self, name: str, x0: int, y0: int, w: int, h: int) -> np.ndarray:
-        """The ``(h, w)`` view of texture ``name`` at level-0 ``(x0, y0)``."""
-        if w > self.pad_px or h > self.pad_px:
-            raise ValueError(f"window {w}x{h} larger than the texture padding {self.pad_px}")
+        """The ``(h, w)`` window of texture ``name`` at level-0 ``(x0, y0)``."""
         p = self.period_px
         ys, xs = y0 % p, x0 % p
-        return self.tex[name][ys : ys + h, xs : xs + w]
+        arr = self.tex[name]
+        if ys + h <= p and xs + w <= p:
+            return arr[ys : ys + h, xs : xs + w]
+        rows = np.arange(ys, ys + h) % p
+        cols = np.arange(xs, xs + w) % p
+        return arr.take(rows, axis=0).take(cols, axis=1)
 
     def at(self, name: str, xy: np.ndarray) -> np.ndarray:
         """Texture ``name`` at level-0 points ``(N, 2)`` (nearest pixel) -> ``(N,)``."""
@@ -258,19 +310,49 @@ class TextureBank:
 
 def _spectrum_noise(rng: np.random.Generator, p: int, gain: np.ndarray) -> np.ndarray:
     """Periodic Gaussian noise with amplitude spectrum ``gain`` ``(p, p // 2 + 1)``, std 1."""
-    spec = rng.standard_normal((p, p // 2 + 1)).astype(np.float32) + 1j * rng.standard_normal(
-        (p, p // 2 + 1)
-    ).astype(np.float32)
+    shape = (p, p // 2 + 1)
+    spec = np.empty(shape, dtype=np.complex64)
+    spec.real = rng.standard_normal(shape, dtype=np.float32)
+    spec.imag = rng.standard_normal(shape, dtype=np.float32)
     spec *= gain
     spec[0, 0] = 0.0
-    out = np.fft.irfft2(spec, s=(p, p)).astype(np.float32)
+    out = scipy.fft.irfft2(spec, s=(p, p), workers=1)
     std = float(out.std())
-    return out / np.float32(std if std > 0 else 1.0)
+    return (out / np.float32(std if std > 0 else 1.0)).astype(np.float32, copy=False)
 
 
-def make_textures(
-    rng: np.random.Generator, *, mpp: float, period_px: int, pad_px: int
-) -> TextureBank:
+_GAINS: dict[tuple[float, int], dict[str, np.ndarray]] = {}
+
+
+def _texture_gains(mpp: float, p: int) -> dict[str, np.ndarray]:
+    """Amplitude spectra ``(p, p // 2 + 1)`` of the textures (cached: seed-independent)."""
+    key = (float(mpp), int(p))
+    gains = _GAINS.get(key)
+    if gains is not None:
+        return gains
+    fy = np.fft.fftfreq(p).astype(np.float32)[:, None] / np.float32(mpp)  # cycles per µm
+    fx = np.fft.rfftfreq(p).astype(np.float32)[None, :] / np.float32(mpp)
+    fr = np.sqrt(fx * fx + fy * fy)
+    gains = {}
+    for k, angle in enumerate((0.0, math.pi / 3, 2 * math.pi / 3)):
+        # Fibres along `angle`: long correlation along, short across (wavy bundles).
+        ca, sa = math.cos(angle), math.sin(angle)
+        f_along = fx * ca + fy * sa
+        f_across = -fx * sa + fy * ca
+        gain = np.exp(-0.5 * ((f_along * 5.0) ** 2 + (f_across * 1.4) ** 2)) * (
+            1.0 - np.exp(-0.5 * (fr * 8.0) ** 2)
+        ) + 0.25 * np.exp(-0.5 * (fr * 4.0) ** 2)
+        gains[f"fibre{k}"] = gain.astype(np.float32)
+    gains["gran"] = np.exp(-0.5 * (fr * 1.6) ** 2).astype(np.float32)
+    edge = np.exp(-0.5 * (fr * 20.0) ** 2) + 0.08 * np.exp(-0.5 * (fr * 5.0) ** 2)
+    gains["edge"] = edge.astype(np.float32)
+    if len(_GAINS) > 4:
+        _GAINS.clear()
+    _GAINS[key] = gains
+    return gains
+
+
+def make_textures(rng: np.random.Generator, *, mpp: float, period_px: int) -> TextureBank:
     """Draw one slide's periodic textures.
 
     Parameters
@@ -281,31 +363,18 @@ def make_textures(
         Resolution (µm/px): texture features keep their size in µm.
     period_px : int
         Texture period (px), even.
-    pad_px : int
-        Padding (px): the largest window :meth:`TextureBank.window` serves.
     """
     p = period_px
-    fy = np.fft.fftfreq(p).astype(np.float32)[:, None] / np.float32(mpp)  # cycles per µm
-    fx = np.fft.rfftfreq(p).astype(np.float32)[None, :] / np.float32(mpp)
-    fr = np.sqrt(fx * fx + fy * fy)
+    gains = _texture_gains(mpp, p)
     tex: dict[str, np.ndarray] = {}
-    for k, angle in enumerate((0.0, math.pi / 3, 2 * math.pi / 3)):
-        # Fibres along `angle`: long correlation along, short across (wavy bundles).
-        ca, sa = math.cos(angle), math.sin(angle)
-        f_along = fx * ca + fy * sa
-        f_across = -fx * sa + fy * ca
-        gain = np.exp(-0.5 * ((f_along * 5.0) ** 2 + (f_across * 1.4) ** 2)) * (
-            1.0 - np.exp(-0.5 * (fr * 8.0) ** 2)
-        ) + 0.25 * np.exp(-0.5 * (fr * 4.0) ** 2)
-        fib = _spectrum_noise(rng, p, gain.astype(np.float32))
+    for k in range(3):
+        fib = _spectrum_noise(rng, p, gains[f"fibre{k}"])
         # Bundles with pale gaps: squash to 0..1 with a soft threshold.
-        tex[f"fibre{k}"] = (1.0 / (1.0 + np.exp(-2.2 * (fib + 0.35)))).astype(np.float32)
-    tex["gran"] = _spectrum_noise(rng, p, np.exp(-0.5 * (fr * 1.2) ** 2).astype(np.float32))
-    edge_gain = np.exp(-0.5 * (fr * 20.0) ** 2) + 0.08 * np.exp(-0.5 * (fr * 5.0) ** 2)
-    tex["edge"] = _spectrum_noise(rng, p, edge_gain.astype(np.float32))
-    tex["edge2"] = _spectrum_noise(rng, p, edge_gain.astype(np.float32))
-    tex["sensor"] = rng.standard_normal((p, p)).astype(np.float32)
-    padded = {
-        name: np.pad(arr, ((0, pad_px), (0, pad_px)), mode="wrap") for name, arr in tex.items()
-    }
-    return TextureBank(period_px=p, pad_px=pad_px, tex=padded)
+        fib += np.float32(0.35)
+        fib *= np.float32(2.2)
+        tex[f"fibre{k}"] = special.expit(fib)
+    tex["gran"] = _spectrum_noise(rng, p, gains["gran"])
+    tex["edge"] = _spectrum_noise(rng, p, gains["edge"])
+    tex["edge2"] = _spectrum_noise(rng, p, gains["edge"])
+    tex["sensor"] = rng.standard_normal((p, p), dtype=np.float32)
+    return TextureBank(period_px=p, tex=tex)

@@ -27,7 +27,7 @@ Look-alikes (as dark as mitoses, different in shape, edge and context):
 - lymphocyte: small (5-7 µm) round dense nucleus with coarse chromatin and a
   thin pale rim, in clusters; borderline: larger, irregular, clumpier.
 
-:func:`render_object` returns a dense ``(S, S, 3)`` float32 sprite of
+:func:`render_object` returns a dense ``(3, S, S)`` float32 sprite of
 ``(h, e, m)`` (see :mod:`wsdal_wsi.synth.sprites`), centred on the truth point.
 """
 
@@ -48,19 +48,19 @@ from wsdal_wsi.synth.shapes import (
 
 __all__ = ["SPRITE_RADIUS_UM", "render_object"]
 
-#: Half-size (µm) of every special sprite (figure plus halo).
-SPRITE_RADIUS_UM = 11.0
+#: Half-size (µm) of the sprite of each kind (figure plus halo), by kind code.
+SPRITE_RADIUS_UM = (11.0, 9.0, 7.5, 6.0)
 #: Peak haematoxylin concentration of condensed chromatin (before the slide's strength).
-CHROMATIN_H = 1.45
+CHROMATIN_H = 1.05
 
 
 class _Canvas:
     """Sprite canvas in µm units: coordinates ``(u, v)`` rotated to the object's angle."""
 
-    def __init__(self, mpp: float, angle: float) -> None:
+    def __init__(self, mpp: float, angle: float, radius_um: float) -> None:
         self.mpp = mpp
         self.px = 1.0 / mpp  # px per µm
-        size = 2 * math.ceil(SPRITE_RADIUS_UM * self.px) + 1
+        size = 2 * math.ceil(radius_um * self.px) + 1
         yy, xx = grid(size)
         self.size = size
         self.x = xx * np.float32(mpp)  # µm
@@ -74,7 +74,7 @@ class _Canvas:
         return noise2d(rng, (self.size, self.size), sigma_um * self.px)
 
     def stack(self) -> np.ndarray:
-        return np.stack([self.h, self.e, np.clip(self.m, 0.0, 1.0)], axis=-1).astype(np.float32)
+        return np.stack([self.h, self.e, np.clip(self.m, 0.0, 1.0)]).astype(np.float32)
 
 
 def _hairy(
@@ -250,7 +250,8 @@ def _fragment(
 ) -> None:
     rho = np.sqrt(((c.u - pu) / (r * elong)) ** 2 + ((c.v - pv) / r) ** 2)
     mask = soft_inside((rho - 1.0) * r * c.px, 0.08 * c.px)
-    c.h += mask * np.float32(CHROMATIN_H * 1.05 * dark) * (1.0 + 0.04 * c.noise(rng, 0.5))
+    frag = mask * np.float32(CHROMATIN_H * 1.05 * dark) * (1.0 + 0.04 * c.noise(rng, 0.5))
+    np.maximum(c.h, frag + 0.04, out=c.h, where=mask > 0.02)  # fragments do not stack
     c.m += mask
 
 
@@ -328,7 +329,7 @@ def _lymphocyte(
     mask = soft_inside((rho - 1.0) * r * c.px, 0.12 * c.px)
     tex = 1.0 + clump * c.noise(rng, 0.35)
     rim = 0.15 * np.exp(-(((rho - 0.95) / 0.08) ** 2))
-    c.h += (mask * np.clip(tex, 0.5, 1.5) * 0.97 + rim) * np.float32(CHROMATIN_H * dark)
+    c.h += (mask * np.clip(tex, 0.5, 1.4) * 0.92 + rim) * np.float32(CHROMATIN_H * dark)
     c.m += 0.9 * mask
     pale = soft_inside((rho - 1.25) * r * c.px, 0.2 * c.px) - mask
     c.m += 0.35 * pale.clip(0, 1)
@@ -368,9 +369,10 @@ def render_object(
     Returns
     -------
     numpy.ndarray
-        ``(S, S, 3)`` float32 ``(h, e, m)`` sprite, ``S = 2 * ceil(11 µm / mpp) + 1``.
+        ``(3, S, S)`` float32 ``(h, e, m)`` sprite,
+        ``S = 2 * ceil(SPRITE_RADIUS_UM[kind] / mpp) + 1``.
     """
-    c = _Canvas(mpp, angle)
+    c = _Canvas(mpp, angle, SPRITE_RADIUS_UM[kind] if 0 <= kind < 4 else 11.0)
     if kind == 0:
         _mitosis(c, rng, variant, size, dark)
     elif kind == 1:

@@ -24,9 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from wsdal_wsi.synth.fields import TextureBank, interp_points
-from wsdal_wsi.synth.layout import SlidePlan, slide_rng, tissue_value, tumour_value
+from wsdal_wsi.synth.layout import tissue_value, tumour_value
+from wsdal_wsi.synth.objects import slide_rng
+from wsdal_wsi.synth.plan import SlidePlan
 from wsdal_wsi.synth.shapes import grid, noise2d, rotate, soft_inside, wobbly_radius
-from wsdal_wsi.synth.sprites import SpriteLib, StampSet
+from wsdal_wsi.synth.sprites import SpriteLib, StampSet, blur_sprites
 from wsdal_wsi.units import um_to_px
 
 __all__ = ["NucleusLibrary", "block_nuclei", "chunk_nuclei", "make_nucleus_library"]
@@ -49,17 +51,30 @@ class NucleusLibrary:
 
     Attributes
     ----------
-    lib : SpriteLib
-        Tumour sprites ``0 .. N_TUMOUR - 1``, then spindle sprites.
+    tumour : SpriteLib
+        Tumour nucleus sprites (stamp sprite indices ``0 .. N_TUMOUR - 1``).
+    spindle : SpriteLib
+        Spindle nucleus sprites (stamp sprite indices ``N_TUMOUR + k``).
     spindle_angle : numpy.ndarray
         ``(N_SPINDLE,)`` float32 long-axis angle (rad) of each spindle sprite.
-    max_radius_px : int
-        Largest sprite radius (px).
     """
 
-    lib: SpriteLib
+    tumour: SpriteLib
+    spindle: SpriteLib
     spindle_angle: np.ndarray
-    max_radius_px: int
+
+    @property
+    def max_radius_px(self) -> int:
+        """Largest sprite radius (px)."""
+        return max(self.tumour.radius, self.spindle.radius)
+
+    def split(self, stamps: StampSet) -> tuple[StampSet, StampSet]:
+        """Stamps of tumour sprites, and of spindle sprites (re-indexed)."""
+        is_sp = stamps.sprite >= N_TUMOUR
+        tum = stamps.select(~is_sp)
+        sp = stamps.select(is_sp)
+        sp.sprite = sp.sprite - N_TUMOUR
+        return tum, sp
 
 
 def _tumour_sprites(rng: np.random.Generator, k: int, mpp: float) -> np.ndarray:
@@ -75,7 +90,7 @@ def _tumour_sprites(rng: np.random.Generator, k: int, mpp: float) -> np.ndarray:
     inside = soft_inside((rho - 1.0) * a, um_to_px(0.22, mpp))
     fine = noise2d(rng, (k, size, size), um_to_px(0.3, mpp))
     coarse = noise2d(rng, (k, size, size), um_to_px(0.9, mpp))
-    base = rng.uniform(0.30, 0.48, (k, 1, 1)).astype(np.float32)
+    base = rng.uniform(0.26, 0.42, (k, 1, 1)).astype(np.float32)
     vesic = rng.uniform(0.1, 0.45, (k, 1, 1)).astype(np.float32)  # chromatin clearing
     chrom = 1.0 + 0.30 * fine + 0.25 * coarse - vesic * np.exp(-((rho / 0.7) ** 2))
     chrom = np.clip(chrom, 0.15, None)
@@ -96,7 +111,7 @@ def _tumour_sprites(rng: np.random.Generator, k: int, mpp: float) -> np.ndarray:
         h = h + 0.28 * spot
         e = e + 0.55 * spot
     m = 0.75 * inside
-    return np.stack([h, e, m], axis=-1).astype(np.float32)
+    return np.stack([h, e, m], axis=1).astype(np.float32)
 
 
 def _spindle_sprites(rng: np.random.Generator, k: int, mpp: float) -> tuple[np.ndarray, np.ndarray]:
@@ -117,17 +132,26 @@ def _spindle_sprites(rng: np.random.Generator, k: int, mpp: float) -> tuple[np.n
     h = inside * base * tex
     e = 0.03 * inside
     m = 0.6 * inside
-    return np.stack([h, e, m], axis=-1).astype(np.float32), ang
+    return np.stack([h, e, m], axis=1).astype(np.float32), ang
 
 
-def make_nucleus_library(seed: int, mpp: float) -> NucleusLibrary:
-    """Draw the slide's ordinary-nucleus sprites (deterministic in ``seed``)."""
+def make_nucleus_library(seed: int, mpp: float, *, blur_px: float = 0.0) -> NucleusLibrary:
+    """Draw the slide's ordinary-nucleus sprites (deterministic in ``seed``).
+
+    Parameters
+    ----------
+    seed : int
+        The slide's seed.
+    mpp : float
+        Resolution (µm/px).
+    blur_px : float
+        The slide's focus blur (Gaussian sigma, px), applied to the sprites.
+    """
     rng = slide_rng(seed, "sprites")
-    tumour = SpriteLib.from_dense(_tumour_sprites(rng, N_TUMOUR, mpp))
+    tumour = SpriteLib(blur_sprites(_tumour_sprites(rng, N_TUMOUR, mpp), blur_px))
     spindle_dense, angles = _spindle_sprites(rng, N_SPINDLE, mpp)
-    spindle = SpriteLib.from_dense(spindle_dense)
-    lib = SpriteLib.concat([tumour, spindle])
-    return NucleusLibrary(lib=lib, spindle_angle=angles, max_radius_px=int(lib.radius.max()))
+    spindle = SpriteLib(blur_sprites(spindle_dense, blur_px))
+    return NucleusLibrary(tumour=tumour, spindle=spindle, spindle_angle=angles)
 
 
 def _lattice(mpp: float) -> tuple[float, float]:
@@ -183,8 +207,7 @@ def block_nuclei(
         cy=np.round(xy[keep, 1]).astype(np.int64),
         sprite=sprite[keep].astype(np.int64),
         transform=tform[keep],
-        gain_h=gain[keep],
-        gain_e=np.ones(int(keep.sum()), dtype=np.float32),
+        gain=gain[keep],
     )
 
 
@@ -195,8 +218,7 @@ def _empty() -> StampSet:
         cy=z.copy(),
         sprite=z.copy(),
         transform=np.zeros(0, dtype=np.int8),
-        gain_h=np.zeros(0, dtype=np.float32),
-        gain_e=np.zeros(0, dtype=np.float32),
+        gain=np.zeros(0, dtype=np.float32),
     )
 
 
@@ -242,10 +264,8 @@ def chunk_nuclei(
                         cache.pop(next(iter(cache)))
                     cache[key] = blk
             parts.append(blk)
-    st = StampSet(
-        **{f: np.concatenate([getattr(p, f) for p in parts]) for f in StampSet.__dataclass_fields__}
-    )
-    rad = library.lib.radius[st.sprite]
+    st = StampSet.concat(parts)
+    rad = np.where(st.sprite < N_TUMOUR, library.tumour.radius, library.spindle.radius)
     keep = (
         (st.cx + rad >= x0) & (st.cx - rad < x0 + w) & (st.cy + rad >= y0) & (st.cy - rad < y0 + h)
     )
@@ -255,4 +275,4 @@ def chunk_nuclei(
         dy = st.cy[idx, None] - avoid_xy[None, :, 1]
         near = ((dx * dx + dy * dy) < (avoid_r_px[None, :] ** 2)).any(axis=1)
         keep[idx[near]] = False
-    return StampSet(**{f: getattr(st, f)[keep] for f in StampSet.__dataclass_fields__})
+    return st.select(keep)

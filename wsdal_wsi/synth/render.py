@@ -9,8 +9,9 @@ window, never on which process renders it or in which order. Per window it
    collagen fibres blended by local orientation, granular cytoplasm);
 2. stamps the ordinary nuclei of the blocks it touches and the special objects
    near it (:mod:`wsdal_wsi.synth.sprites`);
-3. composes stain concentrations, applies the slide's slow stain variation and
-   focus blur, and converts to RGB by Beer-Lambert with sensor noise
+3. composes stain concentrations (the sprites carry the slide's focus blur),
+   applies the slide's slow stain variation, and converts to RGB by
+   Beer-Lambert with sensor noise
    (:func:`wsdal_wsi.synth.stain.od_to_rgb`).
 
 Windows with no tissue are a constant background colour and cost nothing.
@@ -31,15 +32,16 @@ from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from wsdal_wsi.progress import ProgressTask
-from wsdal_wsi.synth.fields import TextureBank, interp_window
+from wsdal_wsi.synth.fields import TextureBank, interp_blocks, interp_window
 from wsdal_wsi.synth.figures import SPRITE_RADIUS_UM, render_object
-from wsdal_wsi.synth.layout import EDGE_UM, SlidePlan, make_bank, slide_rng
+from wsdal_wsi.synth.layout import EDGE_UM, make_bank
 from wsdal_wsi.synth.nuclei import chunk_nuclei, make_nucleus_library
+from wsdal_wsi.synth.objects import slide_rng
+from wsdal_wsi.synth.plan import SlidePlan
 from wsdal_wsi.synth.pyramid import Band, downsample2, encode_tiles
-from wsdal_wsi.synth.sprites import SpriteLib, StampSet, stamp
+from wsdal_wsi.synth.sprites import Canvas, blur_sprites
 from wsdal_wsi.synth.stain import od_to_rgb
 from wsdal_wsi.units import um_to_px
 
@@ -48,10 +50,10 @@ __all__ = ["CHUNK_H_PX", "CHUNK_W_PX", "ChunkRenderer", "chunk_grid", "chunk_job
 #: Chunk (unit of parallel work) size in level-0 px; multiples of the tile size.
 CHUNK_W_PX = 1024
 CHUNK_H_PX = 512
-#: Extra pixels rendered around a window for the blur.
-MARGIN_PX = 8
-#: Texture padding a renderer needs (px).
-TEXTURE_PAD_PX = CHUNK_W_PX + 2 * MARGIN_PX
+#: Slow fields (stain strength, fibre orientation) are constant over blocks of (h, w) px.
+BLOCK_PX = (8, 64)
+#: Special-object sprites a renderer keeps (about 100 kB each at 0.25 µm/px).
+FIGURE_CACHE = 512
 #: Radius (µm) around each special object kept free of ordinary nuclei, by kind.
 _AVOID_UM = np.array([9.5, 8.5, 6.0, 4.5])
 
@@ -64,31 +66,30 @@ class ChunkRenderer:
     plan : SlidePlan
         The slide.
     bank : TextureBank, optional
-        The slide's textures with at least :data:`TEXTURE_PAD_PX` padding
-        (drawn from the plan's seed when not given).
+        The slide's textures (drawn from the plan's seed when not given).
     """
 
     def __init__(self, plan: SlidePlan, *, bank: TextureBank | None = None) -> None:
         self.plan = plan
         mpp = plan.mpp
-        if bank is None or bank.pad_px < TEXTURE_PAD_PX:
-            bank = make_bank(plan.params, plan.seed, pad_px=TEXTURE_PAD_PX)
+        if bank is None:
+            bank = make_bank(plan.params, plan.seed)
         self.bank = bank
-        self.nuclei = make_nucleus_library(plan.seed, mpp)
+        look = plan.look
+        self.blur_px = look.blur_sigma_um / mpp
+        self.nuclei = make_nucleus_library(plan.seed, mpp, blur_px=self.blur_px)
         self.block_cache: dict = {}
-        self.figure_cache: dict[int, SpriteLib] = {}
+        self.figure_cache: dict[int, np.ndarray] = {}
         obj = plan.objects
         self._order = np.argsort(obj.xy[:, 1], kind="stable")
         self._ys = obj.xy[self._order, 1]
-        self._fig_r = um_to_px(SPRITE_RADIUS_UM, mpp) + 2
+        self._fig_r = math.ceil(um_to_px(max(SPRITE_RADIUS_UM), mpp))
         self._avoid_px = np.array([um_to_px(r, mpp) for r in _AVOID_UM])
         rng = slide_rng(plan.seed, "look", 1)
         self.e_stroma = float(rng.uniform(0.42, 0.62))
         self.e_cyto = float(rng.uniform(0.22, 0.36))
-        self.h_cyto = float(rng.uniform(0.05, 0.10))
+        self.h_cyto = float(rng.uniform(0.07, 0.13))
         self.cleft = float(rng.uniform(0.2, 0.85))
-        look = plan.look
-        self.blur_px = look.blur_sigma_um / mpp
         bg = np.exp(-np.log(10.0) * np.asarray(look.od_background)) * 255.0
         self.background = np.clip(np.round(bg), 0, 255).astype(np.uint8)
         edge_max = float(max(np.abs(self.bank.tex["edge"]).max(), 1.0))
@@ -99,40 +100,40 @@ class ChunkRenderer:
         f = self.plan.fields
         cell = f.cell_px
         rows, cols = f.data.shape[1:]
-        i0 = max(0, (y0 - MARGIN_PX) // cell)
-        i1 = min(rows, (y0 + h + MARGIN_PX) // cell + 2)
-        j0 = max(0, (x0 - MARGIN_PX) // cell)
-        j1 = min(cols, (x0 + w + MARGIN_PX) // cell + 2)
+        i0 = max(0, y0 // cell)
+        i1 = min(rows, (y0 + h + BLOCK_PX[0]) // cell + 2)
+        j0 = max(0, x0 // cell)
+        j1 = min(cols, (x0 + w + BLOCK_PX[1]) // cell + 2)
         patch = np.asarray(f.field("tissue")[i0:i1, j0:j1])
         return bool(patch.size == 0 or patch.max() < self._blank_level)
 
-    def _special_stamps(self, x0: int, y0: int, w: int, h: int):
-        """Sprites and stamps of the special objects whose sprite touches the window."""
+    def _special_objects(self, x0: int, y0: int, w: int, h: int, r: float) -> np.ndarray:
+        """Indices of the special objects within ``r`` px of the window."""
         obj = self.plan.objects
-        r = self._fig_r
         lo, hi = np.searchsorted(self._ys, [y0 - r, y0 + h + r])
         idx = self._order[lo:hi]
         xs = obj.xy[idx, 0]
-        idx = idx[(xs >= x0 - r) & (xs < x0 + w + r)]
-        libs = []
-        for i in idx.tolist():
-            lib = self.figure_cache.get(i)
-            if lib is None:
-                dense = render_object(
-                    int(obj.kind[i]),
-                    int(obj.variant[i]),
-                    angle=float(obj.angle[i]),
-                    size=float(obj.size[i]),
-                    dark=float(obj.dark[i]),
-                    rng=slide_rng(self.plan.seed, "figure", i),
-                    mpp=self.plan.mpp,
-                )
-                lib = SpriteLib.from_dense(dense[None])
-                if len(self.figure_cache) > 4096:
-                    self.figure_cache.pop(next(iter(self.figure_cache)))
-                self.figure_cache[i] = lib
-            libs.append(lib)
-        return idx, libs
+        return np.sort(idx[(xs >= x0 - r) & (xs < x0 + w + r)])
+
+    def _figure(self, i: int) -> np.ndarray:
+        """The (blurred) ``(3, S, S)`` sprite of special object ``i`` (cached)."""
+        sprite = self.figure_cache.get(i)
+        if sprite is None:
+            obj = self.plan.objects
+            dense = render_object(
+                int(obj.kind[i]),
+                int(obj.variant[i]),
+                angle=float(obj.angle[i]),
+                size=float(obj.size[i]),
+                dark=float(obj.dark[i]),
+                rng=slide_rng(self.plan.seed, "figure", i),
+                mpp=self.plan.mpp,
+            )
+            sprite = blur_sprites(dense[None], self.blur_px)[0]
+            if len(self.figure_cache) >= FIGURE_CACHE:
+                self.figure_cache.pop(next(iter(self.figure_cache)))
+            self.figure_cache[i] = sprite
+        return sprite
 
     def render(self, x0: int, y0: int, w: int, h: int) -> np.ndarray:
         """Render the level-0 window ``(x0, y0, w, h)``.
@@ -144,86 +145,115 @@ class ChunkRenderer:
         """
         if self.is_blank(x0, y0, w, h):
             return np.broadcast_to(self.background, (h, w, 3)).copy()
-        m = MARGIN_PX
-        X0, Y0, W, H = x0 - m, y0 - m, w + 2 * m, h + 2 * m
+        f32 = np.float32
+        # Work on a window grown to whole blocks of the global block grid: slow fields are
+        # constant per block, so any window gives the same pixels as the chunks do.
+        B = BLOCK_PX
+        ox, oy = x0 % B[1], y0 % B[0]
+        x0, y0 = x0 - ox, y0 - oy
+        W, H = -(-(w + ox) // B[1]) * B[1], -(-(h + oy) // B[0]) * B[0]
         plan, bank = self.plan, self.bank
-        tis, hole, tum, sh, se, f0, f1, f2 = interp_window(
-            plan.fields,
-            ("tissue", "hole", "tumour", "stain_h", "stain_e", "fib0", "fib1", "fib2"),
-            X0,
-            Y0,
-            W,
-            H,
+        tis, hole, tum = interp_window(plan.fields, ("tissue", "hole", "tumour"), x0, y0, W, H)
+        sh, se, f0, f1, f2 = interp_blocks(
+            plan.fields, ("stain_h", "stain_e", "fib0", "fib1", "fib2"), x0, y0, W, H, B
         )
-        edge = bank.window("edge", X0, Y0, W, H)
-        edge2 = bank.window("edge2", X0, Y0, W, H)
-        tval = np.minimum(
-            tis + np.float32(EDGE_UM[0]) * edge, -(hole + np.float32(EDGE_UM[1]) * edge2)
-        )
-        alpha = np.clip(tval * np.float32(1.0) + np.float32(0.5), 0.0, 1.0)
-        tumv = tum - np.float32(EDGE_UM[2]) * edge2
-        ta = np.clip(tumv * np.float32(1.2) + np.float32(0.5), 0.0, 1.0)
-        cleft = np.exp(-(((tumv + np.float32(1.3)) / np.float32(0.9)) ** 2)) * np.float32(
-            self.cleft
-        )
-        fib = (
-            f0 * bank.window("fibre0", X0, Y0, W, H)
-            + f1 * bank.window("fibre1", X0, Y0, W, H)
-            + f2 * bank.window("fibre2", X0, Y0, W, H)
-        )
-        gran = bank.window("gran", X0, Y0, W, H)
-        e_str = np.float32(self.e_stroma) * (
-            np.float32(0.35) + np.float32(0.85) * fib + np.float32(0.12) * edge
-        )
-        e_cyt = np.float32(self.e_cyto) * (np.float32(1.0) + np.float32(0.2) * gran)
-        eb = e_str + ta * (e_cyt - e_str)
-        hb = np.float32(0.03) + ta * np.float32(self.h_cyto) * (
-            np.float32(1.0) + np.float32(0.25) * gran
-        )
-        keep = alpha * (np.float32(1.0) - cleft)
+        edge = bank.window("edge", x0, y0, W, H)
+        edge2 = bank.window("edge2", x0, y0, W, H)
+        # Tissue alpha (rough borders, holes) and tumour-nest alpha.
+        tval = edge * f32(EDGE_UM[0])
+        tval += tis
+        hv = edge2 * f32(EDGE_UM[1])
+        hv += hole
+        np.negative(hv, out=hv)
+        np.minimum(tval, hv, out=tval)
+        tval += f32(0.5)
+        alpha = np.clip(tval, 0.0, 1.0, out=tval)
+        tumv = edge2 * f32(-EDGE_UM[2])
+        tumv += tum
+        ta = tumv * f32(1.2)
+        ta += f32(0.5)
+        np.clip(ta, 0.0, 1.0, out=ta)
+        # Retraction clefts just outside the nests: keep = alpha * (1 - cleft).
+        z = tumv + f32(1.3)
+        z *= f32(1.0 / 0.9)
+        np.square(z, out=z)
+        np.negative(z, out=z)
+        np.exp(z, out=z)
+        z *= f32(-self.cleft)
+        z += f32(1.0)
+        keep = z
+        keep *= alpha
+        # Background stains: fibrous stroma, granular cytoplasm in the nests.
+        fib = _blocks(bank.window("fibre0", x0, y0, W, H), B) * f0
+        fib += _blocks(bank.window("fibre1", x0, y0, W, H), B) * f1
+        fib += _blocks(bank.window("fibre2", x0, y0, W, H), B) * f2
+        e_str = fib.reshape(H, W)
+        e_str *= f32(0.85 * self.e_stroma)
+        e_str += edge * f32(0.12 * self.e_stroma)
+        e_str += f32(0.35 * self.e_stroma)
+        gran = bank.window("gran", x0, y0, W, H)
+        eb = gran * f32(0.2 * self.e_cyto)
+        eb += f32(self.e_cyto)
+        eb -= e_str
+        eb *= ta
+        eb += e_str
         eb *= keep
+        hb = gran * f32(0.25 * self.h_cyto)
+        hb += f32(self.h_cyto)
+        hb *= ta
+        hb += f32(0.05)
         hb *= keep
+        # Objects: ordinary nuclei and special objects, stamped as sprites.
+        hs, es, ms = self._stamps(x0, y0, W, H)
+        np.clip(ms, 0.0, 1.0, out=ms)
+        np.subtract(f32(1.0), ms, out=ms)
+        hb *= ms
+        hs *= alpha
+        hs += hb
+        eb *= ms
+        es *= alpha
+        es += eb
+        c_h = (_blocks(hs, B) * sh).reshape(H, W)
+        c_e = (_blocks(es, B) * se).reshape(H, W)
+        noise = bank.window("sensor", x0, y0, W, H) * f32(plan.look.noise_level)
+        noise *= alpha
+        crop = (slice(oy, oy + h), slice(ox, ox + w))
+        return od_to_rgb(c_h[crop], c_e[crop], plan.look, noise=noise[crop])
 
-        sp_idx, sp_libs = self._special_stamps(X0, Y0, W, H)
+    def _stamps(self, x0: int, y0: int, w: int, h: int):
+        """``(H, E, M)`` maps of the ordinary nuclei and special objects touching the window."""
+        plan = self.plan
         obj = plan.objects
+        # Objects that clear nuclei touching the window (a wider reach than their sprites).
+        reach = self.nuclei.max_radius_px + float(self._avoid_px.max()) + 1
+        near = self._special_objects(x0, y0, w, h, reach)
         nuc = chunk_nuclei(
             plan,
-            bank,
+            self.bank,
             self.nuclei,
-            X0,
-            Y0,
-            W,
-            H,
-            avoid_xy=obj.xy[sp_idx],
-            avoid_r_px=self._avoid_px[obj.kind[sp_idx]],
+            x0,
+            y0,
+            w,
+            h,
+            avoid_xy=obj.xy[near],
+            avoid_r_px=self._avoid_px[obj.kind[near]],
             cache=self.block_cache,
         )
-        hs, es, ms = stamp(self.nuclei.lib, nuc, X0, Y0, W, H)
-        if len(sp_idx):
-            lib = SpriteLib.concat(sp_libs)
-            n = len(sp_idx)
-            st = StampSet(
-                cx=np.round(obj.xy[sp_idx, 0]).astype(np.int64),
-                cy=np.round(obj.xy[sp_idx, 1]).astype(np.int64),
-                sprite=np.arange(n, dtype=np.int64),
-                transform=np.zeros(n, dtype=np.int8),
-                gain_h=np.ones(n, dtype=np.float32),
-                gain_e=np.ones(n, dtype=np.float32),
-            )
-            h2, e2, m2 = stamp(lib, st, X0, Y0, W, H)
-            hs += h2
-            es += e2
-            ms += m2
-        np.clip(ms, 0.0, 1.0, out=ms)
-        inv = np.float32(1.0) - ms
-        c_h = (hb * inv + hs * alpha) * sh
-        c_e = (eb * inv + es * alpha) * se
-        if self.blur_px >= 0.2:
-            c_h = ndimage.gaussian_filter(c_h, self.blur_px, truncate=3.0)
-            c_e = ndimage.gaussian_filter(c_e, self.blur_px, truncate=3.0)
-        noise = bank.window("sensor", X0, Y0, W, H) * (np.float32(plan.look.noise_level) * alpha)
-        rgb = od_to_rgb(c_h, c_e, plan.look, noise=noise)
-        return rgb[m : m + h, m : m + w]
+        sp_idx = self._special_objects(x0, y0, w, h, self._fig_r)
+        canvas = Canvas(x0, y0, w, h)
+        tum, spin = self.nuclei.split(nuc)
+        canvas.add(self.nuclei.tumour, tum)
+        canvas.add(self.nuclei.spindle, spin)
+        for i in sp_idx.tolist():
+            cx, cy = np.round(obj.xy[i]).astype(np.int64).tolist()
+            canvas.add_one(self._figure(i), cx, cy)
+        return canvas.maps()
+
+
+def _blocks(arr: np.ndarray, b: tuple[int, int]) -> np.ndarray:
+    """View an ``(H, W)`` array as ``(H / bh, bh, W / bw, bw)`` blocks."""
+    hh, ww = arr.shape
+    return arr.reshape(hh // b[0], b[0], ww // b[1], b[1])
 
 
 _WORKER_STATE: dict[str, ChunkRenderer] = {}

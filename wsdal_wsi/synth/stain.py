@@ -147,17 +147,25 @@ def od_to_rgb(
     """
     h, w = c_h.shape
     out = np.empty((h, w, 3), dtype=np.uint8)
-    ch = c_h * np.float32(look.h_strength)
-    ce = c_e * np.float32(look.e_strength)
+    f32 = np.float32
+    ch = c_h * f32(-_LN10 * look.h_strength)
+    ce = c_e * f32(-_LN10 * look.e_strength)
+    od = np.empty((h, w), dtype=np.float32)
+    tmp = np.empty((h, w), dtype=np.float32)
+    offset = None
+    if noise is not None:
+        offset = noise + f32(0.5)
     for k in range(3):
-        od = ch * np.float32(look.h_vec[k] * -_LN10)
-        od += ce * np.float32(look.e_vec[k] * -_LN10)
-        od += np.float32(look.od_background[k] * -_LN10)
+        np.multiply(ch, f32(look.h_vec[k]), out=od)
+        np.multiply(ce, f32(look.e_vec[k]), out=tmp)
+        od += tmp
+        # 255 * 10^-(OD + background) = exp(-ln10 * OD + ln(255) - ln10 * background)
+        od += f32(math.log(255.0) - _LN10 * look.od_background[k])
         np.exp(od, out=od)
-        od *= np.float32(255.0)
-        if noise is not None:
-            od += noise
-        od += np.float32(0.5)
+        if offset is not None:
+            od += offset
+        else:
+            od += f32(0.5)
         np.clip(od, 0.0, 255.0, out=od)
         out[..., k] = od
     return out

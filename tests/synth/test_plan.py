@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from wsdal_wsi.synth.layout import make_bank
+from wsdal_wsi.synth.params import SynthParams
+from wsdal_wsi.synth.plan import make_plan
+from wsdal_wsi.units import px2_to_mm2
+
+PARAMS = SynthParams(width_px=3072, height_px=2048, mitoses_per_mm2=40.0, tissue_fraction=0.5)
+
+
+def test_plan_is_deterministic_in_its_seed():
+    bank = make_bank(PARAMS, 11)
+    a = make_plan(PARAMS, seed=11, name="a", bank=bank)
+    b = make_plan(PARAMS, seed=11, name="b", bank=bank)
+    for field in ("xy", "kind", "variant", "hard", "angle", "dark"):
+        assert np.array_equal(getattr(a.objects, field), getattr(b.objects, field))
+    assert a.look == b.look
+    other = make_plan(PARAMS, seed=12, name="c", bank=make_bank(PARAMS, 12))
+    assert other.look != a.look
+    assert not np.array_equal(other.objects.xy[:3], a.objects.xy[:3])
+
+
+def test_plan_areas():
+    plan = make_plan(PARAMS, seed=5, name="x", bank=make_bank(PARAMS, 5))
+    area = px2_to_mm2(3072 * 2048, 0.25)
+    assert plan.tissue_area_mm2 == pytest.approx(0.5 * area, rel=0.2)
+    assert 0 < plan.tumour_area_mm2 < plan.tissue_area_mm2
+    assert plan.mpp == 0.25 and plan.name == "x"
