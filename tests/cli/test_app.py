@@ -21,3 +21,23 @@ def test_help_lists_commands():
 def test_unknown_command_is_a_usage_error():
     result = runner.invoke(app, ["no-such-command"])
     assert result.exit_code == 2
+
+
+def test_log_messages_go_to_stderr_not_stdout():
+    import logging
+
+    import typer
+
+    from wsdal_wsi.cli._app import _root
+
+    _root(verbose=True, version=False)
+    logger = logging.getLogger("wsdal_wsi.test")
+    sub = typer.Typer()
+
+    @sub.command()
+    def emit() -> None:
+        logger.warning("a warning for the log")
+
+    result = runner.invoke(sub, [])
+    assert "a warning for the log" not in result.stdout
+    assert "a warning for the log" in result.stderr

@@ -63,9 +63,12 @@ def _root(
     """wsdal: mitosis detection for whole-slide images."""
     from rich.logging import RichHandler
 
+    from wsdal_wsi.cli._console import err_console
+
     root = logging.getLogger("wsdal_wsi")
     root.handlers.clear()
-    handler = RichHandler(show_time=False, show_path=False, markup=False)
+    # Log to stderr, so stdout stays clean for --json output.
+    handler = RichHandler(console=err_console, show_time=False, show_path=False, markup=False)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
