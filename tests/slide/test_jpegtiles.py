@@ -82,7 +82,7 @@ def test_only_jpeg_tiled_tiffs_are_eligible(
         ((130.0, 77.0), (300, 200), 0.5),  # level 1, whole pixels
         ((10.3, 20.7), (300, 200), 0.25),  # sub-pixel origin
         ((-20.0, 700.0), (200, 180), 0.6),  # resampled, partly outside
-        ((5.0, 5.0), (64, 64), 4.0),  # below the pyramid: block reduction
+        ((5.0, 5.0), (40, 40), 6.0),  # 6x below level 2: block reduction first
     ],
 )
 def test_read_region_same_with_and_without_fast_tiles(
