@@ -57,6 +57,7 @@ def test_good_synthetic_tiff(good_tiff: Path) -> None:
     assert "level 2    128 x 96 px, downsample 4" in out
     assert "0.25 µm/px (slide properties)" in out
     assert "Objective    unknown" in out
+    assert "Read with    raw JPEG tiles" in out
 
 
 def test_json(good_tiff: Path) -> None:
@@ -82,12 +83,14 @@ def test_cmu1(cmu1_path: Path) -> None:
     assert "2220 x 2967 px" in result.stdout
     assert "0.499 µm/px (slide properties)" in result.stdout
     assert "Objective    20x" in result.stdout
+    assert "Read with    raw JPEG tiles" in result.stdout  # Aperio JPEG tiles
 
 
 def test_tcga_without_and_with_mpp(tcga_path: Path) -> None:
     result = runner.invoke(app, ["info", str(tcga_path)])
     assert result.exit_code == 0, result.output
     assert "Resolution   unknown: pass --mpp" in result.stdout
+    assert "Read with    OpenSlide" in result.stdout  # JPEG 2000 tiles
     result = runner.invoke(app, ["info", str(tcga_path), "--mpp", "0.5", "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)

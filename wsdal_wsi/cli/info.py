@@ -44,6 +44,8 @@ def format_info(data: dict[str, Any]) -> str:
     lines.append(f"Resolution   {resolution}")
     power = data.get("objective_power")
     lines.append(f"Objective    {_number(power) + 'x' if power is not None else 'unknown'}")
+    if data.get("reader"):
+        lines.append(f"Read with    {data['reader']}")
     if data.get("associated_images"):
         lines.append(f"Associated   {', '.join(data['associated_images'])}")
     return "\n".join(lines)
