@@ -126,3 +126,28 @@ def blob_store(tmp_path: Path) -> Callable[..., tuple[PatchStore, dict[str, np.n
         return make_blob_store(tmp_path / f"store{next(counter)}", **kwargs)
 
     return make
+
+
+def blob_preset():
+    """The ``tiny`` preset shrunk to the blob stores (32 px patches, width 4, few epochs)."""
+    from wsdal_wsi.train.presets import get_preset
+
+    return get_preset("tiny").replace(
+        width=4,
+        **{
+            "extract.patch_px": 32,
+            "extract.context_px": 40,
+            "ns.epochs": 2,
+            "ns.batch_size": 16,
+            "dmu.epochs": 4,
+            "dmu.batch_size": 32,
+            "csdgl.epochs": 2,
+            "csdgl.batch_size": 16,
+            "csdgl.input_px": 32,
+            "csdgl.proj_dim": 16,
+            "baseline.epochs": 2,
+            "baseline.batch_size": 16,
+            "baseline.input_px": 32,
+            "baseline.proj_dim": 16,
+        },
+    )

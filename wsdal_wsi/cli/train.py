@@ -1,1 +1,169 @@
-"""`wsdal` commands: train (being built)."""
+"""``wsdal train SOURCE --out RUN_DIR``: train WS-DAL (or the baseline) from point annotations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from wsdal_wsi.cli._app import app
+
+__all__ = ["format_summary", "train"]
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The closing summary of ``wsdal train`` (plain text)."""
+    st = summary.get("stages", {})
+    lines = [f"Method       {summary['method']} (preset {summary['preset']})"]
+    if "device" in summary:
+        lines.append(f"Device       {summary['device']}; trunk: {summary.get('init', '?')}")
+    if "ns" in st:
+        ns = st["ns"]
+        lines.append(
+            f"NS           {ns['n_positive_patches']} positive patches, "
+            f"{ns['n_random_negatives']} random + {ns['n_negative_clicks']} clicked negatives, "
+            f"{ns['n_mined']} mined hard negatives (of {ns['n_candidates_scored']} candidates)"
+        )
+    if "dmu" in st:
+        o = st["dmu"]["outcomes"]
+        lines.append(
+            "DMU          mitosis labels: "
+            + ", ".join(f"{k} {v}" for k, v in o["label1"].items())
+            + "; non-mitosis labels: "
+            + ", ".join(f"{k} {v}" for k, v in o["label0"].items())
+            + f"; never learned {st['dmu']['never_learned']}"
+        )
+    if "audit" in st:
+        lines.append(
+            f"Label audit  {st['audit']['n_flagged']} annotations to review "
+            "(RUN/audit/<image>.geojson, class 'WS-DAL review')"
+        )
+    if "dle" in st:
+        lines.append(
+            f"DLE          kept {st['dle']['n_kept']} of {st['dle']['n_in']} samples "
+            f"({st['dle']['dropped_noisy']} noisy dropped)"
+        )
+    if "csdgl" in st:
+        lines.append(
+            f"CSDGL        {st['csdgl']['epochs']} epochs on {st['csdgl']['n']} samples, "
+            f"final loss {_fmt(st['csdgl']['final_loss'])}"
+        )
+    if "baseline" in st:
+        lines.append(
+            f"Baseline     {st['baseline']['epochs']} epochs of cross-entropy on "
+            f"{st['baseline']['n']} samples, final loss {_fmt(st['baseline']['final_loss'])}"
+        )
+    if summary.get("model"):
+        info = summary.get("threshold_info", {})
+        lines.append(
+            f"Threshold    {_fmt(summary['threshold'])} ({info.get('method', '')}); "
+            f"validation F1 {_fmt(summary.get('val_f1'))}"
+        )
+        held = summary.get("heldout", {})
+        lines.append(
+            f"Held-out     {held.get('n', 0)} patches of validation slides: "
+            f"AUC {_fmt(held.get('auc'))}, accuracy {_fmt(held.get('accuracy'))}"
+        )
+        lines.append(f"Model        {summary['model']}")
+    else:
+        lines.append(f"Stopped after {summary.get('stopped_after')} (continue with --resume)")
+    return "\n".join(lines)
+
+
+@app.command()
+def train(
+    source: Path = typer.Argument(
+        ...,
+        help="Annotated images: a QuPath project (project.qpproj or its folder), a folder of "
+        "slides with QuPath GeoJSON sidecars, or one slide.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder (created)."),
+    preset: str | None = typer.Option(
+        None,
+        "--preset",
+        help="paper (upstream schedule, GPU hours), fast (about an hour on a GPU; the default), "
+        "demo (minutes on a CPU, narrow ResNet-18), tiny (seconds, for tests).",
+    ),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="wsdal (NS, DMU, DLE, CSDGL; the default) or baseline (plain cross-entropy).",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cuda or cpu."),
+    val_fraction: float | None = typer.Option(
+        None,
+        "--val-fraction",
+        help="Fraction of the slides held out to choose the threshold (default 0.2).",
+    ),
+    seed: int | None = typer.Option(
+        None, "--seed", min=0, help="Seed of the split, sampling and weights (default 0)."
+    ),
+    resume: bool = typer.Option(
+        False, "--resume", help="Continue the run in --out after its last finished stage/epoch."
+    ),
+    mpp: float | None = typer.Option(
+        None, "--mpp", help="Resolution (µm/px) for slides that do not record one."
+    ),
+    pretrained: Path | None = typer.Option(
+        None,
+        "--pretrained",
+        help="ResNet-18 weights (torchvision layout) to start from; by default ImageNet "
+        "weights are used only if already in the torch hub cache.",
+    ),
+    stop_after: str | None = typer.Option(
+        None, "--stop-after", help="Stop after stage ns, dmu or dle (inspect it, then --resume)."
+    ),
+) -> None:
+    """Train a mitosis classifier from one click per mitosis (WS-DAL) and write RUN/model.pt.
+
+    With --resume, options not given are taken from the run's config.json.
+    """
+    from wsdal_wsi.cli._console import RichProgress, err_console
+    from wsdal_wsi.train.presets import Preset, get_preset
+    from wsdal_wsi.train.run import RunSettings, read_run_config, train_run
+    from wsdal_wsi.units import check_mpp
+
+    if mpp is not None:
+        check_mpp(mpp, what="--mpp")
+    old = read_run_config(out) if resume else None
+    if old is not None:
+        chosen = get_preset(preset) if preset else Preset.from_dict(old["preset"])
+        method = method or old["method"]
+        seed = old["seed"] if seed is None else seed
+        val_fraction = old["val_fraction"] if val_fraction is None else val_fraction
+        mpp = old.get("mpp") if mpp is None else mpp
+        pretrained_s = old.get("pretrained") if pretrained is None else str(pretrained)
+    else:
+        chosen = get_preset(preset or "fast")
+        pretrained_s = str(pretrained) if pretrained else None
+    settings = RunSettings(
+        method=method or "wsdal",
+        preset=chosen,
+        seed=0 if seed is None else seed,
+        val_fraction=0.2 if val_fraction is None else val_fraction,
+        mpp=mpp,
+        pretrained=pretrained_s,
+    )
+    preset = chosen.name
+    method = settings.method
+    err_console.print(f"Training {method} with preset {preset} into {out}")
+    with RichProgress() as progress:
+        summary = train_run(
+            source,
+            out,
+            settings,
+            device=device,
+            resume=resume,
+            stop_after=stop_after,
+            progress=progress,
+        )
+    typer.echo(format_summary(summary))

@@ -77,6 +77,7 @@ IMAGE_COLUMNS = (
     "n_positive",
     "n_negative_clicks",
     "n_candidates",
+    "n_candidates_found",
     "area_mm2",
 )
 SOURCES = ("click", "jitter", "negative_click", "candidate")
@@ -119,6 +120,11 @@ class StoreWriter:
     def n_rows(self) -> int:
         """Patches written so far."""
         return len(self._rows)
+
+    @property
+    def images(self) -> list[dict[str, Any]]:
+        """The image records added so far."""
+        return list(self._images)
 
     def new_click_id(self) -> int:
         """A fresh click id (unique in this store)."""
@@ -279,6 +285,9 @@ class PatchStore:
             self.images = [dict(r) for r in csv.DictReader(fh)]
         for im in self.images:
             im["mpp"] = float(im["mpp"])
+            im["area_mm2"] = float(im["area_mm2"]) if str(im.get("area_mm2", "")).strip() else 0.0
+            for k in ("n_positive", "n_negative_clicks", "n_candidates", "n_candidates_found"):
+                im[k] = int(im[k]) if str(im.get(k, "")).strip() else 0
             im["has_regions"] = im["has_regions"] in ("True", "1", "true")
 
     def _read_index(self, n: int) -> _Index:

@@ -1,0 +1,85 @@
+"""Tests of DLE: level clustering order, validation by an out-of-fold classifier, the stage."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from wsdal_wsi.train.dle import DLESettings, assign_levels, kept_samples, run_dle, validate_levels
+
+
+def test_levels_are_ordered_hardest_first():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0.1, 0.1], [0.9, 0.8], [0.5, 0.5]])
+    truth = np.repeat([2, 0, 1], 20)  # easiest, hardest, middle
+    x = centres[np.repeat([0, 1, 2], 20)] + rng.normal(0, 0.03, (60, 2))
+    level = assign_levels(x, levels=3, seed=0)
+    np.testing.assert_array_equal(level, truth)
+    assert assign_levels(x[:1], levels=3).tolist() == [0]
+
+
+def test_validation_keeps_predictable_levels_only():
+    rng = np.random.default_rng(1)
+    level = np.repeat([0, 1, 2], 30)
+    informative = np.eye(3)[level] * 3 + rng.normal(0, 0.3, (90, 3))
+    hits = validate_levels(informative, level, draws=6, seed=0)
+    assert hits.min() >= 5
+    noise = rng.normal(0, 1, (90, 3))
+    hits_noise = validate_levels(noise, level, draws=6, seed=0)
+    assert hits_noise.mean() < 0.55 * 6
+    # a level with a single member cannot be cross-validated
+    lv = np.array([0] * 10 + [1] * 10 + [2])
+    h = validate_levels(rng.normal(0, 1, (21, 3)), lv, draws=4)
+    assert h[-1] == 0
+
+
+def _table(n_hard_per_class=30, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, labels, outcome, fr, scd = [], [], [], [], []
+    for c in (0, 1):
+        for o, n in (("clean", 10), ("hard", n_hard_per_class), ("noisy", 4)):
+            rows += list(range(len(rows), len(rows) + n))
+            labels += [c] * n
+            outcome += [o] * n
+            fr += list(rng.uniform(0, 1, n))
+            scd += list(rng.uniform(0, 1, n))
+    n = len(rows)
+    return {
+        "index": np.arange(n),
+        "row": np.array(rows) + 100,
+        "label": np.array(labels),
+        "origin": np.array(["x"] * n, dtype=object),
+        "outcome": np.array(outcome, dtype=object),
+        "never_learned": np.zeros(n, np.int64),
+        "forget_rate": np.array(fr),
+        "scd_rate": np.array(scd),
+    }
+
+
+def test_run_dle_drops_noisy_and_unvalidated(tmp_path):
+    t = _table()
+    # features that follow (forget_rate, scd_rate) so most levels validate
+    feats = np.stack([t["forget_rate"], t["scd_rate"]], axis=1) * 5
+    stats = run_dle(tmp_path / "dle", t, feats, DLESettings(draws=4), seed=0)
+    assert stats["dropped_noisy"] == 8
+    kept, subclass = kept_samples(tmp_path / "dle")
+    assert stats["n_kept"] == len(kept) <= 2 * (10 + 30)
+    assert not np.isin(t["row"][t["outcome"] == "noisy"], kept.rows).any()
+    # clean samples: level 3 (easy), subclasses label * 4 + level
+    clean_rows = t["row"][t["outcome"] == "clean"]
+    assert np.isin(clean_rows, kept.rows).all()
+    sub_of = dict(zip(kept.rows.tolist(), subclass.tolist(), strict=True))
+    assert {sub_of[r] for r in clean_rows[:10]} == {3} and {sub_of[r] for r in clean_rows[10:]} == {
+        7
+    }
+    assert set(subclass.tolist()) <= set(range(8))
+    assert stats["classes"]["label1"]["validated"] is True
+
+
+def test_few_hard_samples_are_kept_at_the_middle_level(tmp_path):
+    t = _table(n_hard_per_class=3)
+    feats = np.zeros((len(t["row"]), 2))
+    stats = run_dle(tmp_path / "dle", t, feats, DLESettings(min_hard=12), seed=0)
+    assert stats["classes"]["label0"]["validated"] is False
+    kept, subclass = kept_samples(tmp_path / "dle")
+    assert len(kept) == 2 * (10 + 3)
+    assert sorted(set(subclass.tolist())) == [1, 3, 5, 7]

@@ -1,0 +1,104 @@
+"""Tests of patch extraction from a source: areas, labels, jitter, split, skipped images."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import shapely
+
+from wsdal_wsi.errors import ConfigError, TrainingError
+from wsdal_wsi.qupath import ClassSettings, read_annotations
+from wsdal_wsi.slide import open_slide
+from wsdal_wsi.train.extract import extract_store, split_by_slide
+from wsdal_wsi.train.presets import ExtractSettings
+
+SETTINGS = ExtractSettings(
+    context_px=96,
+    n_jitter=2,
+    max_candidates_per_image=40,
+    max_val_candidates_per_image=40,
+    read_threads=2,
+)
+
+
+@pytest.fixture(scope="module")
+def slide_store(synth_slide, tmp_path_factory):
+    root = tmp_path_factory.mktemp("extract") / "store"
+    store = extract_store(
+        synth_slide.slide_path.parent, root, settings=SETTINGS, val_fraction=0.0, seed=0
+    )
+    return store, synth_slide
+
+
+def test_clicks_jitter_and_negative_clicks(slide_store):
+    store, synth = slide_store
+    ann = read_annotations(synth.annotation_path, classes=ClassSettings())
+    pos = np.array([(p.x, p.y) for p in ann.points_with_role("positive", ClassSettings())])
+    neg = [p for p in ann.points_with_role("negative", ClassSettings())]
+    clicks = store.select(source="click")
+    assert len(clicks) == len(pos) > 0
+    np.testing.assert_allclose(
+        np.sort(store.xy_level0[clicks], axis=0), np.sort(pos, axis=0), atol=0.01
+    )
+    jit = store.select(source="jitter")
+    assert len(jit) == 2 * len(pos)
+    for r in jit[:10]:  # each copy within 16 px (target) of its click, same click id
+        c = clicks[store.click_id[clicks] == store.click_id[r]][0]
+        assert 0 < np.linalg.norm(store.xy_level0[r] - store.xy_level0[c]) <= 16 * 1.0 + 1e-6
+    assert len(store.select(source="negative_click", label=0)) == len(neg)
+    assert (store.split == "train").all()
+
+
+def test_candidates_inside_the_region_and_clear_of_positives(slide_store):
+    store, synth = slide_store
+    ann = read_annotations(synth.annotation_path, classes=ClassSettings())
+    region = shapely.union_all([a.geometry for a in ann.areas_with_role("region", ClassSettings())])
+    im = store.images[0]
+    assert im["has_regions"] is True and im["area_mm2"] > 0
+    cand = store.select(source="candidate")
+    assert len(cand) == min(40, im["n_candidates_found"]) and im["n_candidates"] == len(cand)
+    xy = store.xy_level0[cand]
+    assert shapely.contains_xy(region, xy[:, 0], xy[:, 1]).all()
+    pos = store.xy_level0[store.select(source="click")]
+    d = np.linalg.norm(xy[:, None] - pos[None], axis=2).min(axis=1)
+    lab = store.label[cand]
+    assert (d[lab == 0] >= 80).all() and (d[lab == -1] < 80).all()  # 80 px at 0.25 µm/px
+    assert store.meta["settings"]["candidate_params"]["threshold_od"] > 0
+
+
+def test_patches_are_the_slide_around_the_point(slide_store):
+    store, synth = slide_store
+    r = int(store.select(source="click")[0])
+    x, y = store.xy_level0[r]
+    with open_slide(synth.slide_path) as slide:
+        ref = slide.read_region((x - 48, y - 48), (96, 96), target_mpp=0.25)
+    np.testing.assert_array_equal(store.patches[r].transpose(1, 2, 0), ref)
+
+
+def test_split_by_slide():
+    keys = [f"s{i}" for i in range(10)]
+    split = split_by_slide(keys, val_fraction=0.2, seed=0)
+    assert sorted(split) == keys and list(split.values()).count("val") == 2
+    assert split == split_by_slide(keys, val_fraction=0.2, seed=0)
+    assert split != split_by_slide(keys, val_fraction=0.2, seed=1)
+    assert list(split_by_slide(keys[:2], val_fraction=0.01, seed=0).values()).count("val") == 1
+    assert set(split_by_slide(keys[:1], val_fraction=0.5, seed=0).values()) == {"train"}
+    with pytest.raises(ConfigError, match="--val-fraction must be in"):
+        split_by_slide(keys, val_fraction=1.0, seed=0)
+
+
+def test_unusable_images_are_skipped_with_their_reason(synth_slide, tmp_path):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    shutil.copy(synth_slide.slide_path, folder / "good.tiff")
+    shutil.copy(synth_slide.annotation_path, folder / "good.geojson")
+    shutil.copy(synth_slide.slide_path, folder / "bare.tiff")  # no annotations
+    store = extract_store(folder, tmp_path / "store", settings=SETTINGS, val_fraction=0.0)
+    skipped = store.meta["settings"]["skipped"]
+    assert [s["key"] for s in skipped] == ["bare"] and skipped[0]["reason"]
+    assert {im["key"] for im in store.images} == {"good"}
+    (folder / "good.geojson").unlink()
+    with pytest.raises(TrainingError, match="no image can be used for training"):
+        extract_store(folder, tmp_path / "store2", settings=SETTINGS)

@@ -1,0 +1,47 @@
+"""Tests of the threshold choice on validation slides and the held-out patch check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsdal_wsi.train import threshold as thr
+from wsdal_wsi.train.common import StageContext
+from wsdal_wsi.train.store import StoreWriter
+
+
+def _store(tmp_path, *, val=True):
+    w = StoreWriter(tmp_path / "s", context_px=8, patch_px=8, target_mpp=0.25)
+    split = "val" if val else "train"
+    base = {"image_key": "v", "slide": "v.tiff", "split": split, "y_level0": 0.0}
+    recs = [
+        {**base, "x_level0": x, "label": 1, "source": "click", "in_area": x < 900}
+        for x in (0.0, 100.0, 200.0, 1000.0)
+    ]  # the last click lies outside the area
+    # candidates: two on mitoses (within 30 px = 7.5 µm at 0.25 µm/px), three elsewhere
+    recs += [
+        {**base, "x_level0": x, "label": lab, "source": "candidate"}
+        for x, lab in ((5.0, -1), (104.0, -1), (400.0, 0), (500.0, 0), (600.0, 0))
+    ]
+    w.append(np.zeros((len(recs), 3, 8, 8), np.uint8), recs)
+    w.add_image({"key": "v", "slide": "v.tiff", "mpp": 0.25, "split": split})
+    return w.finish(settings={}, provenance={})
+
+
+def test_threshold_maximises_f1_on_validation_candidates(tmp_path, monkeypatch):
+    store = _store(tmp_path)
+    ctx = StageContext(store=store, device=torch.device("cpu"))
+    scores = np.array([0.9, 0.6, 0.7, 0.3, 0.2], np.float32)  # candidate rows 4..8
+    monkeypatch.setattr(thr, "score_rows", lambda *a, **k: scores)
+    out = thr.choose_threshold(None, ctx)
+    # truth: the 3 clicks inside the area. >= 0.6: TP 2, FP 1, FN 1 -> F1 = 4/6
+    assert out["threshold"] == pytest.approx(0.6) and out["f1"] == pytest.approx(4 / 6)
+    assert out["n_truth"] == 3 and out["n_candidates"] == 5 and out["n_images"] == 1
+
+
+def test_without_validation_slides_the_threshold_is_half(tmp_path):
+    ctx = StageContext(store=_store(tmp_path, val=False), device=torch.device("cpu"))
+    out = thr.choose_threshold(None, ctx)
+    assert out["threshold"] == 0.5 and out["f1"] is None and "no validation slide" in out["method"]
+    assert thr.heldout_metrics(None, ctx)["n"] == 0

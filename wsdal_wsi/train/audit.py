@@ -1,0 +1,195 @@
+"""Label audit: the annotations the model believes are wrong, back to the annotator.
+
+From DMU's per-sample table, per annotation:
+
+* a **positive click** (aggregating its jittered copies) is flagged when at least
+  ``min_fraction`` of its patches came out ``noisy`` or never learned: *"click
+  with no mitosis under it"*;
+* a **negative-class click** flagged noisy: *"likely mitosis near a
+  negative-class click"*;
+* a **candidate used as a negative** (random or mined, inside an exhaustively
+  annotated area) flagged noisy: *"likely mitosis not annotated"*.
+
+Each flagged annotation becomes a QuPath point annotation of class
+``WS-DAL review`` named ``"WS-DAL review: <reason>"`` with the measurements
+``WS-DAL probability`` (the DMU network's p(mitosis)) and ``WS-DAL noisy
+fraction``, in ``RUN/audit/<image key>.geojson`` (one file per training image,
+empty when nothing was flagged) plus ``RUN/audit/review.csv`` listing all of
+them. Importing the GeoJSON into QuPath puts the points on the slide; nothing of
+the pathologist's own annotations is changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from wsdal_wsi.provenance import provenance
+from wsdal_wsi.train.common import StageDir, write_table
+from wsdal_wsi.train.store import PatchStore
+
+__all__ = ["REASONS", "REVIEW_CLASS", "AnnotationFlags", "flag_annotations", "write_audit"]
+
+#: The QuPath class of the review objects.
+REVIEW_CLASS = "WS-DAL review"
+
+#: Reason per kind of annotation.
+REASONS = {
+    "positive_click": "click with no mitosis under it",
+    "negative_click": "likely mitosis near a negative-class click",
+    "candidate": "likely mitosis not annotated",
+}
+
+
+@dataclass
+class AnnotationFlags:
+    """DMU's verdict per annotation (clicks aggregated over their jittered copies).
+
+    Attributes (all ``(K,)``)
+    ----------
+    image_key : ndarray of str
+    xy_level0 : ndarray ``(K, 2)`` float64
+        The annotated point (the click, not a jittered copy).
+    kind : ndarray of str
+        ``positive_click``, ``negative_click`` or ``candidate``.
+    noisy_fraction : ndarray float64
+        Fraction of the annotation's patches flagged noisy or never learned.
+    p_mitosis : ndarray float64
+        Mean DMU p(mitosis) over its patches.
+    flagged : ndarray bool
+    click_id : ndarray int64
+        The store's click id (-1 for candidates).
+    row : ndarray int64
+        A store row of the annotation (the click itself where present).
+    """
+
+    image_key: np.ndarray
+    xy_level0: np.ndarray
+    kind: np.ndarray
+    noisy_fraction: np.ndarray
+    p_mitosis: np.ndarray
+    flagged: np.ndarray
+    click_id: np.ndarray
+    row: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+def flag_annotations(
+    table: Mapping[str, np.ndarray], store: PatchStore, *, min_fraction: float = 0.5
+) -> AnnotationFlags:
+    """Aggregate DMU's per-sample outcomes into per-annotation flags."""
+    bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
+        bool
+    )
+    rows = np.asarray(table["row"]).astype(np.int64)
+    label = np.asarray(table["label"]).astype(np.int64)
+    p = np.asarray(table["p_mitosis"]).astype(np.float64)
+    cid = store.click_id[rows]
+    src = store.source[rows]
+    out: dict[str, list] = {
+        k: [] for k in ("image_key", "x", "y", "kind", "frac", "p", "cid", "row")
+    }
+
+    def add(i_rows: np.ndarray, kind: str, anchor: int, click: int) -> None:
+        out["image_key"].append(str(store.image_key[anchor]))
+        out["x"].append(float(store.xy_level0[anchor, 0]))
+        out["y"].append(float(store.xy_level0[anchor, 1]))
+        out["kind"].append(kind)
+        out["frac"].append(float(np.mean(bad[i_rows])))
+        out["p"].append(float(np.mean(p[i_rows])))
+        out["cid"].append(int(click))
+        out["row"].append(int(anchor))
+
+    pos = np.flatnonzero((label == 1) & (cid >= 0))
+    for c in np.unique(cid[pos]):
+        members = pos[cid[pos] == c]
+        clicks = members[src[members] == "click"]
+        anchor = rows[clicks[0]] if len(clicks) else rows[members[0]]
+        add(members, "positive_click", anchor, c)
+    for i in np.flatnonzero((label == 0) & (src == "negative_click")):
+        add(np.array([i]), "negative_click", rows[i], cid[i])
+    for i in np.flatnonzero((label == 0) & (src == "candidate")):
+        add(np.array([i]), "candidate", rows[i], -1)
+    frac = np.array(out["frac"], np.float64)
+    return AnnotationFlags(
+        image_key=np.array(out["image_key"], dtype=object),
+        xy_level0=np.stack([np.array(out["x"]), np.array(out["y"])], axis=1).reshape(-1, 2),
+        kind=np.array(out["kind"], dtype=object),
+        noisy_fraction=frac,
+        p_mitosis=np.array(out["p"], np.float64),
+        flagged=frac >= min_fraction,
+        click_id=np.array(out["cid"], np.int64),
+        row=np.array(out["row"], np.int64),
+    )
+
+
+def write_audit(
+    out_dir: Path,
+    table: Mapping[str, np.ndarray],
+    store: PatchStore,
+    *,
+    min_fraction: float = 0.5,
+    run_info: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the review objects per training image; return the audit's statistics."""
+    from wsdal_wsi.qupath.geojson_write import point_feature, write_features
+    from wsdal_wsi.qupath.model import PROBABILITY_MEASUREMENT, tool_name
+
+    stage = StageDir(out_dir)
+    if (done := stage.done) is not None:
+        return done
+    flags = flag_annotations(table, store, min_fraction=min_fraction)
+    sel = np.flatnonzero(flags.flagged)
+    reasons = np.array([REASONS[k] for k in flags.kind[sel]], dtype=object)
+    keys = sorted({str(im["key"]) for im in store.images if im["split"] == "train"})
+    per_image: dict[str, int] = {}
+    for key in keys:
+        im = store.image(key)
+        mine = sel[flags.image_key[sel] == key]
+        features = [
+            point_feature(
+                float(flags.xy_level0[i, 0]),
+                float(flags.xy_level0[i, 1]),
+                REVIEW_CLASS,
+                name=tool_name(f"review: {REASONS[flags.kind[i]]}"),
+                measurements={
+                    PROBABILITY_MEASUREMENT: round(float(flags.p_mitosis[i]), 4),
+                    "WS-DAL noisy fraction": round(float(flags.noisy_fraction[i]), 4),
+                },
+            )
+            for i in mine
+        ]
+        write_features(
+            stage.path / f"{key}.geojson",
+            features,
+            provenance=provenance(
+                slide=str(im["slide"]),
+                model="WS-DAL DMU label audit",
+                settings={"min_fraction": min_fraction, **dict(run_info or {})},
+            ),
+        )
+        per_image[key] = len(features)
+    write_table(
+        stage.path / "review.csv",
+        {
+            "image_key": flags.image_key[sel],
+            "x_level0": flags.xy_level0[sel, 0],
+            "y_level0": flags.xy_level0[sel, 1],
+            "reason": reasons,
+            "p_mitosis": flags.p_mitosis[sel],
+            "noisy_fraction": flags.noisy_fraction[sel],
+        },
+    )
+    stats = {
+        "stage": "audit",
+        "n_flagged": len(sel),
+        "by_reason": {r: int(np.sum(reasons == r)) for r in REASONS.values()},
+        "per_image": per_image,
+    }
+    return stage.write_done(stats)

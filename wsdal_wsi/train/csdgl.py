@@ -1,0 +1,361 @@
+"""Stage 4, Class-Stratified Difficulty-Guided Learning (CSDGL): the final model.
+
+A :class:`~wsdal_wsi.train.nets.ProjNet` (ResNet-18 trunk, linear classifier,
+MLP projection head) is trained on the DLE-kept samples with class-balanced
+sampling, two strongly augmented views per sample, and
+
+    loss = CE(both views) + weight * SBCL
+
+where SBCL (:func:`sbcl_loss`, after Hou et al., "Subclass-balancing contrastive
+learning", ICCV 2023) has a subclass term (same subclass = positives, temperature
+``tau``) and a weaker class term (same class, other subclass = positives, weight
+``beta``, each anchor at its subclass's temperature). Subclass temperatures come
+from each subclass's spread in the projection space (:func:`subclass_temperatures`:
+mean distance to the centre / log(n + 10), clipped to the 20th-80th percentile,
+scaled so their mean is ``tau``). The initial subclasses are DLE's (class x level);
+every ``recluster_every`` epochs the projections are re-clustered per class by
+cosine k-means (k = 4) and the temperatures recomputed.
+
+Outputs in ``RUN/csdgl/``: ``metrics.csv``, ``weights.pt``, ``done.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wsdal_wsi.train.augment import STRONG, augment_batch
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, fit
+from wsdal_wsi.train.data import Batch
+from wsdal_wsi.train.engine import predict, to_input
+from wsdal_wsi.train.nets import ProjNet
+
+__all__ = ["CSDGLSettings", "cosine_kmeans", "run_csdgl", "sbcl_loss", "subclass_temperatures"]
+
+
+@dataclass(frozen=True)
+class CSDGLSettings:
+    """Settings of the CSDGL stage.
+
+    Attributes
+    ----------
+    epochs, batch_size : int
+    lr, weight_decay : float
+    tau : float
+        Temperature of the subclass term and mean of the subclass temperatures (0.1).
+    beta : float
+        Weight of the class term inside SBCL.
+    weight : float
+        Weight of SBCL against the cross-entropy.
+    recluster_every : int
+        Re-cluster the subclasses every this many epochs (10; 0: never).
+    k : int
+        Clusters per class when re-clustering (4).
+    input_px : int
+        Side the network sees; the 80 px patch is resized to it when larger
+        (upstream: 224; ours: 80, no resize).
+    proj_dim : int
+        Projection size.
+    percentiles : tuple of float
+        Clip range of the subclass spreads.
+    """
+
+    epochs: int = 100
+    batch_size: int = 256
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    tau: float = 0.1
+    beta: float = 0.5
+    weight: float = 0.5
+    recluster_every: int = 10
+    k: int = 4
+    input_px: int = 80
+    proj_dim: int = 128
+    percentiles: tuple[float, float] = (20.0, 80.0)
+
+
+def sbcl_loss(
+    z: Tensor, subclass: Tensor, cls: Tensor, *, tau: float, tau_sub: Tensor, beta: float
+) -> Tensor:
+    """Subclass-balancing contrastive loss of a batch.
+
+    Parameters
+    ----------
+    z : Tensor ``(N, D)`` float
+        L2-normalised projections (all views of the batch).
+    subclass, cls : Tensor ``(N,)`` int64
+        Subclass and class of each row.
+    tau : float
+        Temperature of the subclass term.
+    tau_sub : Tensor ``(S,)`` float
+        Temperature of each subclass, used for the class term of its anchors.
+    beta : float
+        Weight of the class term.
+
+    Returns
+    -------
+    Tensor
+        Scalar: mean over anchors with a same-subclass positive of the subclass
+        term, plus ``beta`` times the mean over anchors with a same-class
+        other-subclass positive of the class term (anchors without positives are
+        left out of each mean).
+    """
+    z = z.float()
+    n = z.shape[0]
+    sim = z @ z.T
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
+    same_sub = (subclass.view(-1, 1) == subclass.view(1, -1)) & ~eye
+    same_cls_other = (cls.view(-1, 1) == cls.view(1, -1)) & ~same_sub & ~eye
+    neg_inf = torch.finfo(sim.dtype).min
+
+    logits1 = (sim / tau).masked_fill(eye, neg_inf)
+    logp1 = logits1 - torch.logsumexp(logits1, dim=1, keepdim=True)
+    n1 = same_sub.sum(1)
+    l1 = -torch.where(same_sub, logp1, 0.0).sum(1) / n1.clamp_min(1)
+    has1 = n1 > 0
+
+    t = tau_sub.to(sim.dtype)[subclass].view(-1, 1)
+    logits2 = (sim / t).masked_fill(same_sub | eye, neg_inf)
+    logp2 = logits2 - torch.logsumexp(logits2, dim=1, keepdim=True)
+    n2 = same_cls_other.sum(1)
+    l2 = -torch.where(same_cls_other, logp2, 0.0).sum(1) / n2.clamp_min(1)
+    has2 = n2 > 0
+
+    zero = z.sum() * 0.0
+    term1 = l1[has1].mean() if bool(has1.any()) else zero
+    term2 = l2[has2].mean() if bool(has2.any()) else zero
+    return term1 + beta * term2
+
+
+def subclass_temperatures(
+    z: Tensor,
+    subclass: Tensor,
+    *,
+    n_subclasses: int,
+    tau: float,
+    percentiles: tuple[float, float] = (20.0, 80.0),
+) -> Tensor:
+    """Per-subclass temperatures from the spread of each subclass.
+
+    phi_s = mean ||z - centre_s|| / log(n_s + 10); subclasses with fewer than 2
+    members get the largest phi; phi is clipped to the given percentiles and
+    scaled so that its mean is ``tau``.
+
+    Parameters
+    ----------
+    z : Tensor ``(N, D)``
+    subclass : Tensor ``(N,)`` int64 in ``[0, n_subclasses)``
+    n_subclasses : int
+    tau : float
+    percentiles : (float, float)
+
+    Returns
+    -------
+    Tensor ``(n_subclasses,)`` float32
+    """
+    z = z.float()
+    phi = torch.zeros(n_subclasses, device=z.device)
+    valid = torch.zeros(n_subclasses, dtype=torch.bool, device=z.device)
+    for s in range(n_subclasses):
+        m = subclass == s
+        cnt = int(m.sum())
+        if cnt > 1:
+            zs = z[m]
+            phi[s] = (zs - zs.mean(0)).norm(dim=1).mean() / np.log(cnt + 10)
+            valid[s] = True
+    if not bool(valid.any()):
+        return torch.full((n_subclasses,), float(tau), device=z.device)
+    phi[~valid] = phi[valid].max()
+    lo, hi = np.percentile(phi.cpu().numpy(), percentiles)
+    phi = phi.clamp(float(lo), float(hi))
+    if float(phi.mean()) <= 1e-12:
+        return torch.full((n_subclasses,), float(tau), device=z.device)
+    return tau * phi / phi.mean()
+
+
+def cosine_kmeans(z: Tensor, k: int, *, seed: int = 0, iters: int = 30) -> Tensor:
+    """Spherical k-means of ``z (N, D)``: ``(N,)`` int64 cluster ids in ``[0, min(k, N))``.
+
+    k-means++ initialisation from a seeded CPU generator; an emptied cluster is
+    re-seeded with the point farthest from its centre.
+    """
+    n = z.shape[0]
+    k = max(1, min(int(k), n))
+    x = torch.nn.functional.normalize(z.float(), dim=1)
+    g = torch.Generator().manual_seed(seed)
+    first = int(torch.randint(0, n, (1,), generator=g))
+    centres = [x[first]]
+    for _ in range(1, k):
+        sim = torch.stack([x @ c for c in centres], dim=1).max(dim=1).values
+        d = (1 - sim).clamp_min(0).cpu() + 1e-12
+        centres.append(x[int(torch.multinomial(d, 1, generator=g))])
+    c = torch.stack(centres)
+    assign = torch.zeros(n, dtype=torch.int64, device=z.device)
+    for _ in range(iters):
+        sim = x @ c.T
+        new = sim.argmax(dim=1)
+        best = sim.max(dim=1).values
+        for j in range(k):
+            m = new == j
+            if not bool(m.any()):
+                far = int(best.argmin())
+                new[far] = j
+                best[far] = 1.0
+                m = new == j
+            c[j] = torch.nn.functional.normalize(x[m].mean(0), dim=0)
+        if torch.equal(new, assign):
+            break
+        assign = new
+    return assign
+
+
+def run_csdgl(
+    ctx: StageContext,
+    out_dir: Path,
+    samples: SampleSet,
+    subclass: np.ndarray,
+    settings: CSDGLSettings,
+    *,
+    n_per_class: int = 4,
+) -> tuple[ProjNet, dict[str, Any]]:
+    """Run (or resume) CSDGL; return the final network (on ``ctx.device``) and statistics.
+
+    Parameters
+    ----------
+    samples : SampleSet
+        The DLE-kept samples.
+    subclass : ndarray ``(M,)`` int64
+        Their initial subclasses, ``label * n_per_class + level``.
+    n_per_class : int
+        Subclass ids per class in ``subclass`` (DLE levels + 1).
+    """
+    stage = StageDir(out_dir)
+    n_per_class = max(n_per_class, settings.k)
+    n_sub = 2 * n_per_class
+    input_px = settings.input_px if settings.input_px != ctx.patch_px else None
+    arch_kwargs = {"width": ctx.width, "proj_dim": settings.proj_dim, "input_px": input_px}
+    torch.manual_seed(ctx.seed * 1000 + 4)
+    model = ProjNet(**arch_kwargs)
+    if (done := stage.done) is not None:
+        model.load_state_dict(
+            torch.load(stage.path / "weights.pt", map_location="cpu", weights_only=True)
+        )
+        return model.to(ctx.device).eval(), done
+    init = ctx.init_trunks(model.trunk)
+    labels = samples.labels
+    batches = ctx.batches(
+        samples.rows,
+        labels,
+        batch_size=settings.batch_size,
+        mode="balanced",
+        seed_offset=4,
+        drop_last=True,
+    )
+    seq = ctx.batches(samples.rows, labels, batch_size=settings.batch_size * 2, mode="sequential")
+    gen = torch.Generator(device=ctx.device)
+    state: dict[str, Any] = {
+        "subclass": torch.as_tensor(subclass, dtype=torch.int64),
+        "tau_sub": torch.full((n_sub,), settings.tau),
+        "ready": False,
+        "reclusters": 0,
+    }
+    dev_state: dict[str, Tensor] = {}
+    y_t = torch.as_tensor(labels, dtype=torch.int64, device=ctx.device)
+
+    def refresh(recluster: bool) -> None:
+        z = torch.from_numpy(
+            predict(
+                model,
+                seq,
+                ctx.device,
+                fn=lambda m, x: m.forward_train(x)[1],
+                patch_px=ctx.patch_px,
+                mean=ctx.mean,
+                std=ctx.std,
+            )
+        ).to(ctx.device)
+        sub = state["subclass"].to(ctx.device)
+        if recluster:
+            for c in (0, 1):
+                m = y_t == c
+                if int(m.sum()) >= 2:
+                    sub[m] = c * n_per_class + cosine_kmeans(
+                        z[m], settings.k, seed=ctx.seed + state["reclusters"]
+                    )
+            state["reclusters"] += 1
+        state["subclass"] = sub.cpu()
+        state["tau_sub"] = subclass_temperatures(
+            z, sub, n_subclasses=n_sub, tau=settings.tau, percentiles=settings.percentiles
+        ).cpu()
+        state["ready"] = True
+
+    def begin(epoch: int) -> None:
+        gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 4)
+        if not state["ready"]:
+            refresh(recluster=False)
+        elif settings.recluster_every and epoch > 0 and epoch % settings.recluster_every == 0:
+            refresh(recluster=True)
+        dev_state["sub"] = state["subclass"].to(ctx.device)
+        dev_state["tau"] = state["tau_sub"].to(ctx.device)
+
+    def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        v1 = augment_batch(b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen)
+        v2 = augment_batch(b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen)
+        x = to_input(torch.cat([v1, v2]), mean=ctx.mean, std=ctx.std)
+        logits, z = m.forward_train(x)
+        y2 = b.labels.repeat(2)
+        sub2 = dev_state["sub"][b.positions].repeat(2)
+        ce = torch.nn.functional.cross_entropy(logits.float(), y2)
+        sb = sbcl_loss(z, sub2, y2, tau=settings.tau, tau_sub=dev_state["tau"], beta=settings.beta)
+        return ce + settings.weight * sb, {"ce": ce, "sbcl": sb}
+
+    def get_state() -> dict[str, Any]:
+        return {k: v for k, v in state.items()}
+
+    def set_state(s: dict[str, Any]) -> None:
+        state.update(s)
+
+    metrics = fit(
+        model,
+        batches,
+        stage=stage,
+        device=ctx.device,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        compute_loss=loss_fn,
+        config={
+            "stage": "csdgl",
+            **asdict(settings),
+            "seed": ctx.seed,
+            "width": ctx.width,
+            "n": len(samples),
+        },
+        progress=ctx.progress,
+        description="CSDGL: final model",
+        begin_epoch=begin,
+        get_state=get_state,
+        set_state=set_state,
+    )
+    torch.save(model.state_dict(), stage.path / "weights.pt")
+    sub = state["subclass"].numpy()
+    stats = {
+        "stage": "csdgl",
+        "init": init,
+        "arch": "proj_resnet18",
+        "arch_kwargs": arch_kwargs,
+        "epochs": settings.epochs,
+        "n": len(samples),
+        "final_loss": metrics[-1]["loss"] if metrics else None,
+        "reclusters": int(state["reclusters"]),
+        "subclass_sizes": {str(s): int(np.sum(sub == s)) for s in range(n_sub)},
+        "subclass_temperatures": [round(float(t), 5) for t in state["tau_sub"]],
+    }
+    done = stage.write_done(stats)
+    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
+    return model.eval(), done

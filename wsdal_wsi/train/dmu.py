@@ -1,0 +1,386 @@
+"""Stage 2, Dynamic Memory Units (DMU): which labels are clean, hard or noisy.
+
+A :class:`~wsdal_wsi.train.nets.DualViewNet` sees every sample of the NS set once
+per epoch, a weakly augmented view in one trunk and a strongly augmented view in
+the other; loss = 0.25 CE(weak) + 0.25 CE(strong) + 0.5 CE(fused), class-weighted
+(inverse frequency, since every sample must be seen once per epoch there is no
+class-balanced sampling here). :class:`DMUMemory` keeps, per sample, the last
+softmax of each view and per-view EMA thresholds, and after the warm-up epochs
+counts how often the sample was clean / hard / noisy, its learning and
+forgetting events, and the last fused p(mitosis).
+
+Rules (``wsdal-method.md`` §4; where it is silent, our reading, marked *):
+
+* thresholds start at 1/C (C = 2 classes) and are updated every epoch
+  ``prev <- ema * prev + (1 - ema) * max_prob``; the sample is compared with the
+  threshold *before* this epoch's update*;
+* after warm-up: clean = both views' p[label] above their thresholds, hard =
+  exactly one, noisy = neither;
+* learning event = fused prediction wrong in the previous epoch (or before the
+  first epoch*) and right now; forgetting event = right then wrong now;
+* SCD = distance of the sample's pooled features (both trunks, centre crop, at
+  the end of training*) to its class centre (mean over the samples of that label
+  that were mostly clean*), both L2-normalised, min-max normalised per class;
+* outcome* = ``noisy`` if noisy in at least ``noisy_min_fraction`` of the
+  post-warm-up epochs, else ``clean`` if clean in at least ``clean_min_fraction``,
+  else ``hard``; ``never_learned`` marks samples whose fused prediction was never
+  right (they leave the set like noisy ones).
+
+Outputs in ``RUN/dmu/``: ``table.csv`` (per sample), ``features.npy``,
+``weights.pt``, ``metrics.csv``, ``done.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, fit, read_table, write_table
+from wsdal_wsi.train.data import Batch
+from wsdal_wsi.train.engine import predict, to_input
+from wsdal_wsi.train.nets import DualViewNet
+
+__all__ = ["DMUMemory", "DMUSettings", "read_dmu_table", "run_dmu", "sample_outcomes"]
+
+OUTCOMES = ("clean", "hard", "noisy")
+
+
+@dataclass(frozen=True)
+class DMUSettings:
+    """Settings of the DMU stage.
+
+    Attributes
+    ----------
+    epochs : int
+        Training epochs (upstream: 100).
+    warmup_epochs : int
+        Epochs before the clean / hard / noisy counting starts (upstream: 5).
+    batch_size : int
+        (upstream: 512)
+    lr, weight_decay : float
+    ema : float
+        Momentum of the per-sample thresholds (0.99).
+    noisy_min_fraction, clean_min_fraction : float
+        Outcome rule (see the module docstring).
+    """
+
+    epochs: int = 100
+    warmup_epochs: int = 5
+    batch_size: int = 512
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    ema: float = 0.99
+    noisy_min_fraction: float = 0.5
+    clean_min_fraction: float = 0.5
+
+
+class DMUMemory:
+    """Per-sample memory of the dual-view network (tensors on one device).
+
+    Parameters
+    ----------
+    n : int
+        Samples.
+    num_classes : int
+    ema : float
+    device : torch.device
+    """
+
+    FIELDS = (
+        "weak_prev",
+        "strong_prev",
+        "last_weak",
+        "last_strong",
+        "last_fused",
+        "n_clean",
+        "n_hard",
+        "n_noisy",
+        "n_learn",
+        "n_forget",
+        "prev_correct",
+        "ever_correct",
+        "n_updates",
+    )
+
+    def __init__(
+        self, n: int, *, num_classes: int = 2, ema: float = 0.99, device: torch.device | str = "cpu"
+    ) -> None:
+        dev = torch.device(device)
+        self.ema = float(ema)
+        self.weak_prev = torch.full((n,), 1.0 / num_classes, device=dev)
+        self.strong_prev = torch.full((n,), 1.0 / num_classes, device=dev)
+        self.last_weak = torch.zeros(n, num_classes, device=dev)
+        self.last_strong = torch.zeros(n, num_classes, device=dev)
+        self.last_fused = torch.zeros(n, num_classes, device=dev)
+        for name in ("n_clean", "n_hard", "n_noisy", "n_learn", "n_forget", "n_updates"):
+            setattr(self, name, torch.zeros(n, dtype=torch.int64, device=dev))
+        self.prev_correct = torch.zeros(n, dtype=torch.bool, device=dev)
+        self.ever_correct = torch.zeros(n, dtype=torch.bool, device=dev)
+
+    @torch.no_grad()
+    def update(
+        self,
+        positions: Tensor,
+        labels: Tensor,
+        p_weak: Tensor,
+        p_strong: Tensor,
+        p_fused: Tensor,
+        *,
+        count: bool,
+    ) -> None:
+        """Record one sighting of the samples at ``positions``.
+
+        Parameters
+        ----------
+        positions : Tensor ``(B,)`` int64
+        labels : Tensor ``(B,)`` int64
+        p_weak, p_strong, p_fused : Tensor ``(B, C)`` float
+            Softmax outputs of the weak, strong and fused heads.
+        count : bool
+            After warm-up: count the clean / hard / noisy status.
+        """
+        i, y = positions, labels.view(-1, 1)
+        pw, ps, pf = p_weak.float(), p_strong.float(), p_fused.float()
+        if count:
+            ok_w = pw.gather(1, y).squeeze(1) > self.weak_prev[i]
+            ok_s = ps.gather(1, y).squeeze(1) > self.strong_prev[i]
+            self.n_clean[i] += (ok_w & ok_s).long()
+            self.n_hard[i] += (ok_w ^ ok_s).long()
+            self.n_noisy[i] += (~ok_w & ~ok_s).long()
+        m = self.ema
+        self.weak_prev[i] = m * self.weak_prev[i] + (1 - m) * pw.max(dim=1).values
+        self.strong_prev[i] = m * self.strong_prev[i] + (1 - m) * ps.max(dim=1).values
+        correct = pf.argmax(dim=1) == y.squeeze(1)
+        prev = self.prev_correct[i]
+        self.n_learn[i] += (correct & ~prev).long()
+        self.n_forget[i] += (~correct & prev).long()
+        self.prev_correct[i] = correct
+        self.ever_correct[i] |= correct
+        self.last_weak[i], self.last_strong[i], self.last_fused[i] = pw, ps, pf
+        self.n_updates[i] += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema, **{k: getattr(self, k).detach().cpu() for k in self.FIELDS}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.ema = float(state["ema"])
+        for k in self.FIELDS:
+            cur = getattr(self, k)
+            setattr(self, k, state[k].to(cur.device, cur.dtype))
+
+
+def sample_outcomes(
+    n_clean: np.ndarray,
+    n_hard: np.ndarray,
+    n_noisy: np.ndarray,
+    *,
+    noisy_min_fraction: float,
+    clean_min_fraction: float,
+) -> np.ndarray:
+    """Outcome per sample from its status counts: ``(M,)`` str in clean / hard / noisy."""
+    total = np.maximum(n_clean + n_hard + n_noisy, 1)
+    out = np.full(len(total), "hard", dtype=object)
+    clean = n_clean / total >= clean_min_fraction
+    noisy = n_noisy / total >= noisy_min_fraction
+    out[clean] = "clean"
+    out[noisy] = "noisy"
+    return out
+
+
+def forget_rate(n_learn: np.ndarray, n_forget: np.ndarray) -> np.ndarray:
+    """forget / (forget + learn), 0 where both are 0."""
+    tot = n_learn + n_forget
+    return np.where(tot > 0, n_forget / np.maximum(tot, 1), 0.0)
+
+
+def scd_rates(
+    features: np.ndarray, labels: np.ndarray, reference: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample-to-class-centre distance, raw and min-max normalised per class.
+
+    Parameters
+    ----------
+    features : ndarray ``(M, D)``
+    labels : ndarray ``(M,)``
+    reference : ndarray ``(M,)`` bool
+        Samples that define each class centre (all of the class when none is set).
+
+    Returns
+    -------
+    scd, scd_rate : ndarray ``(M,)`` float64
+    """
+    f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    scd = np.zeros(len(f))
+    rate = np.zeros(len(f))
+    for c in np.unique(labels):
+        m = labels == c
+        ref = m & reference if np.any(m & reference) else m
+        centre = f[ref].mean(axis=0)
+        centre /= max(np.linalg.norm(centre), 1e-12)
+        d = np.linalg.norm(f[m] - centre, axis=1)
+        scd[m] = d
+        span = d.max() - d.min()
+        rate[m] = (d - d.min()) / span if span > 0 else 0.0
+    return scd, rate
+
+
+def read_dmu_table(out_dir: Path) -> dict[str, np.ndarray]:
+    """The per-sample table of a finished DMU stage."""
+    return read_table(Path(out_dir) / "table.csv")
+
+
+def run_dmu(
+    ctx: StageContext, out_dir: Path, samples: SampleSet, settings: DMUSettings
+) -> dict[str, Any]:
+    """Run (or resume) the DMU stage on ``samples``; return its statistics."""
+    stage = StageDir(out_dir)
+    if (done := stage.done) is not None:
+        return done
+    n = len(samples)
+    torch.manual_seed(ctx.seed * 1000 + 2)
+    model = DualViewNet(width=ctx.width)
+    init = ctx.init_trunks(model.weak.trunk, model.strong.trunk)
+    memory = DMUMemory(n, ema=settings.ema, device=ctx.device)
+    batches = ctx.batches(
+        samples.rows, samples.labels, batch_size=settings.batch_size, mode="shuffle", seed_offset=2
+    )
+    counts = np.bincount(samples.labels, minlength=2).astype(np.float64)
+    weight = torch.tensor(
+        counts.sum() / (2 * np.maximum(counts, 1)), dtype=torch.float32, device=ctx.device
+    )
+    gen = torch.Generator(device=ctx.device)
+    state = {"epoch": 0}
+
+    def begin(epoch: int) -> None:
+        gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 2)
+        state["epoch"] = epoch
+
+    def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        w = to_input(
+            augment_batch(b.patches, patch_px=ctx.patch_px, params=WEAK, generator=gen),
+            mean=ctx.mean,
+            std=ctx.std,
+        )
+        s = to_input(
+            augment_batch(b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen),
+            mean=ctx.mean,
+            std=ctx.std,
+        )
+        lw, ls, lf, _ = m.forward_views(w, s)
+        ce = torch.nn.functional.cross_entropy
+        y = b.labels
+        loss = (
+            0.25 * ce(lw.float(), y, weight=weight)
+            + 0.25 * ce(ls.float(), y, weight=weight)
+            + 0.5 * ce(lf.float(), y, weight=weight)
+        )
+        memory.update(
+            b.positions,
+            y,
+            torch.softmax(lw.float(), 1),
+            torch.softmax(ls.float(), 1),
+            torch.softmax(lf.float(), 1),
+            count=state["epoch"] >= settings.warmup_epochs,
+        )
+        return loss, {"acc_fused": (lf.argmax(1) == y).float().mean()}
+
+    def end(epoch: int) -> dict[str, Any]:
+        if epoch < settings.warmup_epochs:
+            return {"clean": "", "hard": "", "noisy": ""}
+        tot = max(1, epoch - settings.warmup_epochs + 1)
+        return {
+            "clean": float(memory.n_clean.sum()) / tot / n,
+            "hard": float(memory.n_hard.sum()) / tot / n,
+            "noisy": float(memory.n_noisy.sum()) / tot / n,
+        }
+
+    fit(
+        model,
+        batches,
+        stage=stage,
+        device=ctx.device,
+        epochs=settings.epochs,
+        lr=settings.lr,
+        weight_decay=settings.weight_decay,
+        compute_loss=loss_fn,
+        config={"stage": "dmu", **asdict(settings), "seed": ctx.seed, "width": ctx.width, "n": n},
+        progress=ctx.progress,
+        description="DMU: dual-view memory",
+        begin_epoch=begin,
+        end_epoch=end,
+        get_state=memory.state_dict,
+        set_state=memory.load_state_dict,
+    )
+    torch.save(model.state_dict(), stage.path / "weights.pt")
+
+    seq = ctx.batches(
+        samples.rows, samples.labels, batch_size=settings.batch_size, mode="sequential"
+    )
+    with ctx.progress.task("DMU: features", total=n) as task:
+        feats = predict(
+            model,
+            seq,
+            ctx.device,
+            fn=lambda m, x: m.forward_views(x, x)[3],
+            patch_px=ctx.patch_px,
+            mean=ctx.mean,
+            std=ctx.std,
+            task=task,
+        )
+    np.save(stage.path / "features.npy", feats.astype(np.float16))
+
+    mem = {k: v.numpy() for k, v in memory.state_dict().items() if k != "ema"}
+    outcome = sample_outcomes(
+        mem["n_clean"],
+        mem["n_hard"],
+        mem["n_noisy"],
+        noisy_min_fraction=settings.noisy_min_fraction,
+        clean_min_fraction=settings.clean_min_fraction,
+    )
+    fr = forget_rate(mem["n_learn"], mem["n_forget"])
+    scd, scd_rate = scd_rates(feats.astype(np.float64), samples.labels, outcome == "clean")
+    never = ~mem["ever_correct"].astype(bool)
+    store = ctx.store
+    table = {
+        "index": np.arange(n),
+        "row": samples.rows,
+        "image_key": store.image_key[samples.rows],
+        "x_level0": store.xy_level0[samples.rows, 0],
+        "y_level0": store.xy_level0[samples.rows, 1],
+        "source": store.source[samples.rows],
+        "origin": samples.origin,
+        "click_id": store.click_id[samples.rows],
+        "label": samples.labels,
+        "clean": mem["n_clean"],
+        "hard": mem["n_hard"],
+        "noisy": mem["n_noisy"],
+        "learn": mem["n_learn"],
+        "forget": mem["n_forget"],
+        "forget_rate": fr,
+        "scd": scd,
+        "scd_rate": scd_rate,
+        "p_mitosis": mem["last_fused"][:, 1].astype(np.float64),
+        "never_learned": never.astype(np.int64),
+        "outcome": outcome,
+    }
+    write_table(stage.path / "table.csv", table)
+    stats = {
+        "stage": "dmu",
+        "init": init,
+        "epochs": settings.epochs,
+        "n": n,
+        "outcomes": {
+            f"label{c}": {o: int(np.sum((samples.labels == c) & (outcome == o))) for o in OUTCOMES}
+            for c in (0, 1)
+        },
+        "never_learned": int(never.sum()),
+    }
+    done = stage.write_done(stats)
+    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
+    return done

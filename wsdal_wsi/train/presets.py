@@ -1,0 +1,234 @@
+"""Training presets: one resolved set of settings per use.
+
+=========  ==================================================================
+``paper``  the upstream schedule (NS 25 epochs; DMU 100 epochs, batch 512, 5
+           warm-up; CSDGL 100 epochs) with a full-width ResNet-18 (GPU, hours).
+``fast``   a short schedule for about an hour on one GPU (full width).
+``demo``   a few minutes on a laptop CPU (``wsdal demo``): ResNet-18 at a
+           quarter of the width (16 channels in the first stage), few epochs.
+``tiny``   seconds on a CPU, for CI: ResNet-18 at an eighth of the width,
+           one or two epochs per stage, few candidates per image.
+=========  ==================================================================
+
+``demo`` and ``tiny`` keep the architecture (ResNet-18 layout, the same heads)
+and narrow its channels to fit a CPU budget; their models are smaller and less
+accurate, and their model files say so (``arch_kwargs.width``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, is_dataclass
+from typing import Any
+
+from wsdal_wsi.errors import ConfigError
+from wsdal_wsi.train.baseline import CESettings
+from wsdal_wsi.train.csdgl import CSDGLSettings
+from wsdal_wsi.train.dle import DLESettings
+from wsdal_wsi.train.dmu import DMUSettings
+from wsdal_wsi.train.ns import NSSettings
+
+__all__ = ["PRESETS", "ExtractSettings", "Preset", "get_preset"]
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """How patches are read from the slides into the patch store.
+
+    Attributes
+    ----------
+    patch_px : int
+        The network's patch side (pixels at ``target_mpp``): 80 (20 µm at 0.25 µm/px).
+    context_px : int
+        Stored side (>= patch_px) so rotations need no invented corners.
+    target_mpp : float
+        Resolution of the patches (µm/px).
+    n_jitter : int
+        Jittered copies per positive click (upstream: about 4).
+    jitter_px : float
+        Largest shift of a jittered copy (pixels at ``target_mpp``; upstream 16).
+    clear_radius_px : float
+        A candidate is a usable negative only if it is at least this far from every
+        positive and ignored point (pixels at ``target_mpp``; upstream 80).
+    max_candidates_per_image : int
+        Candidates kept per training image (a seeded random subset beyond it):
+        NS's mining pool and the random negatives.
+    max_val_candidates_per_image : int
+        Candidates kept per validation image, where they choose the threshold (a
+        subset would under-count false positives, so keep this large).
+    read_threads : int
+        Threads reading slides.
+    """
+
+    patch_px: int = 80
+    context_px: int = 112
+    target_mpp: float = 0.25
+    n_jitter: int = 4
+    jitter_px: float = 16.0
+    clear_radius_px: float = 80.0
+    max_candidates_per_image: int = 20000
+    max_val_candidates_per_image: int = 200000
+    read_threads: int = 4
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A complete training configuration.
+
+    Attributes
+    ----------
+    name, description : str
+    width : int
+        ResNet-18 width (64 = the standard network).
+    extract : ExtractSettings
+    ns, dmu, dle, csdgl : stage settings
+    baseline : CESettings
+        Plain cross-entropy training (``--method baseline`` and the ablations).
+    merge_radius_um : float
+        Detections closer than this are one figure (stored in the model file).
+    match_radius_um : float
+        Matching radius of the threshold selection (MIDOG: 7.5 µm).
+    """
+
+    name: str
+    description: str
+    width: int
+    extract: ExtractSettings
+    ns: NSSettings
+    dmu: DMUSettings
+    dle: DLESettings
+    csdgl: CSDGLSettings
+    baseline: CESettings
+    merge_radius_um: float = 5.0
+    match_radius_um: float = 7.5
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (``config.json``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Preset:
+        """Inverse of :meth:`to_dict`."""
+        kw: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            v = data[f.name]
+            sub = _SUBTYPES.get(f.name)
+            if sub is not None:
+                v = sub(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
+            kw[f.name] = v
+        return cls(**kw)
+
+    def replace(self, **changes: Any) -> Preset:
+        """A copy with top-level fields or ``"stage.field"`` entries changed."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in changes.items():
+            if "." in key:
+                stage, name = key.split(".", 1)
+                obj = kw[stage]
+                if not is_dataclass(obj) or name not in {f.name for f in fields(obj)}:
+                    raise ConfigError(f"unknown preset setting {key!r}")
+                kw[stage] = type(obj)(**{**asdict(obj), name: value})
+            elif key in kw:
+                kw[key] = value
+            else:
+                raise ConfigError(f"unknown preset setting {key!r}")
+        return Preset(**kw)
+
+
+_SUBTYPES = {
+    "extract": ExtractSettings,
+    "ns": NSSettings,
+    "dmu": DMUSettings,
+    "dle": DLESettings,
+    "csdgl": CSDGLSettings,
+    "baseline": CESettings,
+}
+
+
+def _paper() -> Preset:
+    return Preset(
+        name="paper",
+        description="upstream epochs and batch sizes, full-width ResNet-18 (GPU, hours)",
+        width=64,
+        extract=ExtractSettings(),
+        ns=NSSettings(epochs=25, batch_size=256, lr=1e-4),
+        dmu=DMUSettings(epochs=100, warmup_epochs=5, batch_size=512, lr=1e-4),
+        dle=DLESettings(),
+        csdgl=CSDGLSettings(epochs=100, batch_size=256, lr=1e-4, recluster_every=10),
+        baseline=CESettings(epochs=100, batch_size=256, lr=1e-4),
+    )
+
+
+def _fast() -> Preset:
+    return Preset(
+        name="fast",
+        description="short schedule for about an hour on one GPU, full-width ResNet-18",
+        width=64,
+        extract=ExtractSettings(),
+        ns=NSSettings(epochs=8, batch_size=256, lr=3e-4),
+        dmu=DMUSettings(epochs=24, warmup_epochs=3, batch_size=512, lr=3e-4),
+        dle=DLESettings(),
+        csdgl=CSDGLSettings(epochs=24, batch_size=256, lr=3e-4, recluster_every=8),
+        baseline=CESettings(epochs=24, batch_size=256, lr=3e-4),
+    )
+
+
+def _demo() -> Preset:
+    return Preset(
+        name="demo",
+        description=(
+            "a few minutes on a laptop CPU: ResNet-18 at 1/4 width (16 channels), few epochs"
+        ),
+        width=16,
+        extract=ExtractSettings(
+            context_px=96,
+            n_jitter=2,
+            max_candidates_per_image=1500,
+            max_val_candidates_per_image=20000,
+            read_threads=2,
+        ),
+        ns=NSSettings(epochs=4, batch_size=64, lr=1e-3),
+        dmu=DMUSettings(epochs=8, warmup_epochs=2, batch_size=64, lr=1e-3),
+        dle=DLESettings(draws=6),
+        csdgl=CSDGLSettings(epochs=6, batch_size=64, lr=1e-3, recluster_every=3),
+        baseline=CESettings(epochs=6, batch_size=64, lr=1e-3),
+    )
+
+
+def _tiny() -> Preset:
+    return Preset(
+        name="tiny",
+        description="seconds on a CPU, for CI: ResNet-18 at 1/8 width (8 channels), 2-5 epochs",
+        width=8,
+        extract=ExtractSettings(
+            context_px=96,
+            n_jitter=1,
+            max_candidates_per_image=120,
+            max_val_candidates_per_image=2000,
+            read_threads=2,
+        ),
+        ns=NSSettings(epochs=2, batch_size=32, lr=2e-3),
+        dmu=DMUSettings(epochs=5, warmup_epochs=1, batch_size=32, lr=2e-3),
+        dle=DLESettings(draws=4, min_hard=8),
+        csdgl=CSDGLSettings(epochs=3, batch_size=32, lr=2e-3, recluster_every=2),
+        baseline=CESettings(epochs=3, batch_size=32, lr=2e-3),
+    )
+
+
+#: The presets by name.
+PRESETS = {"paper": _paper(), "fast": _fast(), "demo": _demo(), "tiny": _tiny()}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name (the message lists the known ones).
+    """
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r} (choose {', '.join(PRESETS)})") from None

@@ -1,0 +1,491 @@
+"""A training run: settings, patch store, stages in order, threshold, model file.
+
+Run folder::
+
+    RUN/config.json        resolved settings (source, method, preset with every value, seed, ...)
+    RUN/store/             the patch store (extracted once)
+    RUN/ns/ RUN/dmu/ RUN/audit/ RUN/dle/ RUN/csdgl/    (method wsdal)
+    RUN/baseline/                                       (method baseline)
+    RUN/threshold.json     the decision threshold and the validation F1
+    RUN/model.pt           the model file (``wsdal predict --model RUN/model.pt``)
+    RUN/summary.json       stage statistics, threshold, held-out metrics, where the model is
+
+``--resume`` continues a run: a stage with ``done.json`` is not redone, a stage
+with a checkpoint continues from its last finished epoch. A run folder is
+refused without ``--resume`` when it already holds a run, and with it when the
+settings differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+from wsdal_wsi import __version__
+from wsdal_wsi.atomic import write_json_atomic
+from wsdal_wsi.errors import ConfigError, InputError, TrainingError
+from wsdal_wsi.model_file import ModelSpec, save_model
+from wsdal_wsi.progress import NULL_PROGRESS, Progress
+from wsdal_wsi.provenance import provenance
+from wsdal_wsi.train.audit import write_audit
+from wsdal_wsi.train.baseline import train_ce
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
+from wsdal_wsi.train.csdgl import run_csdgl
+from wsdal_wsi.train.dle import kept_samples, run_dle
+from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
+from wsdal_wsi.train.engine import resolve_device
+from wsdal_wsi.train.nets import find_imagenet_weights
+from wsdal_wsi.train.ns import initial_training_set, run_ns
+from wsdal_wsi.train.presets import Preset
+from wsdal_wsi.train.store import PatchStore
+from wsdal_wsi.train.threshold import choose_threshold, heldout_metrics
+
+__all__ = [
+    "METHODS",
+    "STAGES",
+    "RunSettings",
+    "read_run_config",
+    "train_ablation",
+    "train_from_store",
+    "train_run",
+]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("wsdal", "baseline")
+STAGES = ("ns", "dmu", "dle", "csdgl")
+ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
+CLASS_NAMES = ("Non-mitosis", "Mitosis")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything that defines a run (``RUN/config.json``).
+
+    Attributes
+    ----------
+    method : {"wsdal", "baseline"}
+    preset : Preset
+    seed : int
+    val_fraction : float
+        Fraction of the images (slides) held out for validation.
+    source : str or None
+        The annotation source (None for a run on a ready-made store).
+    mpp : float or None
+        Resolution given for slides without one (µm/px).
+    pretrained : str or None
+        ResNet-18 weights the trunks start from (None: random init).
+    """
+
+    method: str
+    preset: Preset
+    seed: int = 0
+    val_fraction: float = 0.2
+    source: str | None = None
+    mpp: float | None = None
+    pretrained: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "preset": self.preset.to_dict(),
+            "seed": self.seed,
+            "val_fraction": self.val_fraction,
+            "source": self.source,
+            "mpp": self.mpp,
+            "pretrained": self.pretrained,
+        }
+
+
+def read_run_config(out_dir: str | Path) -> dict[str, Any] | None:
+    """The ``config.json`` of a run folder, or None when there is none."""
+    return _load_json(Path(out_dir) / "config.json")
+
+
+def _check_config(out_dir: Path, settings: RunSettings, *, resume: bool) -> None:
+    path = out_dir / "config.json"
+    new = json.loads(json.dumps(settings.to_dict()))
+    if path.is_file():
+        if not resume:
+            raise ConfigError(
+                f"{out_dir} already holds a training run; pass --resume to continue it "
+                "or choose another --out folder"
+            )
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as exc:
+            raise TrainingError(f"{path}: unreadable ({exc})") from exc
+        old_settings = {k: v for k, v in old.items() if k in new}
+        if old_settings != new:
+            diff = [k for k in new if old_settings.get(k) != new[k]]
+            raise ConfigError(
+                f"{out_dir}: --resume with other settings than the run was started with "
+                f"(differs: {', '.join(diff)}); use the original options or a new --out folder"
+            )
+        return
+    if out_dir.exists() and any(p.name != "store" for p in out_dir.iterdir()) and not resume:
+        raise ConfigError(f"{out_dir} is not empty; choose an empty or new --out folder")
+    write_json_atomic(path, {**new, "created_by": provenance()})
+
+
+def _resolve_pretrained(pretrained: str | None, width: int) -> Path | None:
+    if pretrained:
+        p = Path(pretrained)
+        if not p.is_file():
+            raise ConfigError(f"--pretrained {p}: file not found")
+        return p
+    found = find_imagenet_weights()
+    if found is not None and width == 64:
+        return found
+    return None
+
+
+def train_from_store(
+    store: PatchStore,
+    out_dir: str | Path,
+    settings: RunSettings,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    stop_after: str | None = None,
+    progress: Progress | None = None,
+    cache_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Train on a ready patch store (the stages, threshold and model file).
+
+    Parameters
+    ----------
+    store : PatchStore
+    out_dir : path
+        The run folder.
+    settings : RunSettings
+    device : str
+        ``auto``, ``cuda`` or ``cpu``.
+    resume : bool
+        Continue a run in ``out_dir``.
+    stop_after : str, optional
+        Stop after this stage (``ns``, ``dmu``, ``dle``), e.g. to inspect it.
+    progress : Progress, optional
+    cache_bytes : int, optional
+        Device cache budget of the patch batches.
+
+    Returns
+    -------
+    dict
+        The run summary (also ``RUN/summary.json``); ``"model"`` is None when
+        stopped early.
+    """
+    out_dir = Path(out_dir)
+    if settings.method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
+    if stop_after is not None and stop_after not in STAGES:
+        raise ConfigError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
+    _check_config(out_dir, settings, resume=resume)
+    cfg = read_run_config(out_dir) or {}
+    if cfg.get("store") != str(Path(store.root).resolve()):
+        write_json_atomic(
+            out_dir / "config.json", {**cfg, "store": str(Path(store.root).resolve())}
+        )
+    preset = settings.preset
+    dev = resolve_device(device)
+    pre = _resolve_pretrained(settings.pretrained, preset.width)
+    init = (
+        f"ImageNet/pretrained weights from {pre}"
+        if pre
+        else "random init (no local ImageNet weights)"
+    )
+    log.info("training on %s; trunk initialisation: %s", dev, init)
+    ctx = StageContext(
+        store=store,
+        device=dev,
+        seed=settings.seed,
+        width=preset.width,
+        pretrained=pre,
+        progress=progress or NULL_PROGRESS,
+        cache_bytes=cache_bytes,
+    )
+    stages: dict[str, Any] = {}
+    if settings.method == "baseline":
+        samples = initial_training_set(store, neg_per_pos=preset.ns.neg_per_pos, seed=settings.seed)
+        model, stages["baseline"] = train_ce(ctx, out_dir / "baseline", samples, preset.baseline)
+        arch_kwargs = stages["baseline"]["arch_kwargs"]
+    else:
+        stages["ns"] = run_ns(ctx, out_dir / "ns", preset.ns)
+        if stop_after == "ns":
+            return _partial(out_dir, settings, stages, stop_after)
+        ns_set = SampleSet.load(out_dir / "ns" / "train_set.csv")
+        stages["dmu"] = run_dmu(ctx, out_dir / "dmu", ns_set, preset.dmu)
+        table = read_dmu_table(out_dir / "dmu")
+        stages["audit"] = write_audit(
+            out_dir / "audit", table, store, run_info={"run": str(out_dir), "preset": preset.name}
+        )
+        if stop_after == "dmu":
+            return _partial(out_dir, settings, stages, stop_after)
+        feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
+        stages["dle"] = run_dle(out_dir / "dle", table, feats, preset.dle, seed=settings.seed)
+        if stop_after == "dle":
+            return _partial(out_dir, settings, stages, stop_after)
+        kept, subclass = kept_samples(out_dir / "dle")
+        _require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
+        model, stages["csdgl"] = run_csdgl(
+            ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
+        )
+        arch_kwargs = stages["csdgl"]["arch_kwargs"]
+    return _finish(
+        ctx,
+        out_dir,
+        settings,
+        model,
+        arch_kwargs,
+        stages,
+        init=init,
+        model_path=out_dir / "model.pt",
+    )
+
+
+def train_run(
+    source: str | Path,
+    out_dir: str | Path,
+    settings: RunSettings,
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    stop_after: str | None = None,
+    progress: Progress | None = None,
+    cache_bytes: int | None = None,
+) -> dict[str, Any]:
+    """``wsdal train``: extract the patch store of ``source`` once, then train.
+
+    ``settings.source`` is set from ``source``. The store lives in ``RUN/store``;
+    an incomplete one (an interrupted extraction) is extracted again.
+
+    Returns
+    -------
+    dict
+        The run summary (see :func:`train_from_store`).
+    """
+    from wsdal_wsi.train.extract import extract_store
+
+    out_dir = Path(out_dir)
+    source = Path(source)
+    if not source.exists():
+        raise InputError(f"{source}: no such file or folder")
+    settings = RunSettings(
+        method=settings.method,
+        preset=settings.preset,
+        seed=settings.seed,
+        val_fraction=settings.val_fraction,
+        source=str(source.resolve()),
+        mpp=settings.mpp,
+        pretrained=settings.pretrained,
+    )
+    if settings.method not in METHODS:
+        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
+    _check_config(out_dir, settings, resume=resume)
+    root = out_dir / "store"
+    if PatchStore.is_complete(root):
+        store = PatchStore(root)
+    else:
+        store = extract_store(
+            source,
+            root,
+            settings=settings.preset.extract,
+            val_fraction=settings.val_fraction,
+            seed=settings.seed,
+            mpp=settings.mpp,
+            device=resolve_device(device),
+            progress=progress,
+        )
+    return train_from_store(
+        store,
+        out_dir,
+        settings,
+        device=device,
+        resume=True,
+        stop_after=stop_after,
+        progress=progress,
+        cache_bytes=cache_bytes,
+    )
+
+
+def _require_both_classes(samples: SampleSet, what: str) -> None:
+    n1, n0 = int(np.sum(samples.labels == 1)), int(np.sum(samples.labels == 0))
+    if n1 < 2 or n0 < 2:
+        raise TrainingError(f"{what}: too few samples left ({n1} mitosis, {n0} non-mitosis)")
+
+
+def _partial(
+    out_dir: Path, settings: RunSettings, stages: dict[str, Any], stopped_after: str
+) -> dict[str, Any]:
+    summary = {
+        "method": settings.method,
+        "preset": settings.preset.name,
+        "stages": stages,
+        "model": None,
+        "stopped_after": stopped_after,
+    }
+    write_json_atomic(out_dir / "summary.json", summary)
+    return summary
+
+
+def _finish(
+    ctx: StageContext,
+    out_dir: Path,
+    settings: RunSettings,
+    model: torch.nn.Module,
+    arch_kwargs: dict[str, Any],
+    stages: dict[str, Any],
+    *,
+    init: str,
+    model_path: Path,
+) -> dict[str, Any]:
+    preset = settings.preset
+    thr_path = model_path.parent / "threshold.json"
+    thr = _load_json(thr_path)
+    if thr is None:
+        thr = choose_threshold(model, ctx, match_radius_um=preset.match_radius_um)
+        thr["heldout"] = heldout_metrics(model, ctx)
+        write_json_atomic(thr_path, thr)
+    store = ctx.store
+    spec = ModelSpec(
+        arch="proj_resnet18",
+        arch_kwargs=arch_kwargs,
+        patch_size_px=store.patch_px,
+        target_mpp=store.target_mpp,
+        mean=ctx.mean,
+        std=ctx.std,
+        threshold=float(thr["threshold"]),
+        class_names=CLASS_NAMES,
+        candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
+        merge_radius_um=preset.merge_radius_um,
+        provenance=provenance(
+            data={
+                "source": settings.source,
+                "store": str(store.root),
+                "images": [
+                    {"key": im["key"], "split": im["split"], "slide": im["slide"]}
+                    for im in store.images
+                ],
+                "counts": store.meta.get("counts", {}),
+            },
+            method=settings.method,
+            preset=preset.to_dict(),
+            seed=settings.seed,
+            init=init,
+            stages=stages,
+            threshold=thr,
+            versions={
+                "wsdal-wsi": __version__,
+                "torch": torch.__version__,
+                "torchvision": torchvision.__version__,
+                "numpy": np.__version__,
+            },
+        ),
+    )
+    save_model(model_path, model, spec)
+    summary = {
+        "method": settings.method,
+        "preset": preset.name,
+        "device": str(ctx.device),
+        "init": init,
+        "stages": stages,
+        "threshold": thr["threshold"],
+        "val_f1": thr["f1"],
+        "threshold_info": {k: v for k, v in thr.items() if k != "heldout"},
+        "heldout": thr["heldout"],
+        "model": str(model_path),
+    }
+    write_json_atomic(model_path.parent / "summary.json", summary)
+    return summary
+
+
+def _load_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+
+
+def train_ablation(
+    run_dir: str | Path,
+    variant: str,
+    *,
+    device: str = "auto",
+    progress: Progress | None = None,
+    cache_bytes: int | None = None,
+) -> dict[str, Any]:
+    """Train a cross-entropy model on an intermediate sample set of a finished WS-DAL run.
+
+    ``variant``: ``ns`` (the NS set), ``ns_dmu`` (the NS set without DMU's noisy and
+    never-learned samples), ``ns_dmu_dle`` (DLE's kept set). Trained with the
+    baseline's settings into ``RUN/ablation-<variant>/`` (with its own threshold
+    and ``model.pt``), so each stage's contribution can be measured.
+
+    Returns
+    -------
+    dict
+        The ablation's summary (as :func:`train_from_store`'s).
+    """
+    run_dir = Path(run_dir)
+    if variant not in ABLATIONS:
+        raise ConfigError(f"ablation must be one of {', '.join(ABLATIONS)}, got {variant!r}")
+    cfg = _load_json(run_dir / "config.json")
+    if cfg is None or cfg.get("method") != "wsdal":
+        raise TrainingError(f"{run_dir}: not a WS-DAL run folder")
+    settings = RunSettings(
+        method="wsdal",
+        preset=Preset.from_dict(cfg["preset"]),
+        seed=int(cfg["seed"]),
+        val_fraction=float(cfg["val_fraction"]),
+        source=cfg.get("source"),
+        mpp=cfg.get("mpp"),
+        pretrained=cfg.get("pretrained"),
+    )
+    need = {"ns": "ns", "ns_dmu": "dmu", "ns_dmu_dle": "dle"}[variant]
+    if StageDir(run_dir / need).done is None:
+        raise TrainingError(f"{run_dir}: stage {need} has not finished")
+    store = PatchStore(cfg.get("store") or run_dir / "store")
+    ns_set = SampleSet.load(run_dir / "ns" / "train_set.csv")
+    if variant == "ns":
+        samples = ns_set
+    elif variant == "ns_dmu":
+        t = read_dmu_table(run_dir / "dmu")
+        bad = (t["outcome"] == "noisy") | t["never_learned"].astype(bool)
+        samples = ns_set.subset(~bad)
+    else:
+        samples, _ = kept_samples(run_dir / "dle")
+    _require_both_classes(samples, f"ablation {variant}")
+    dev = resolve_device(device)
+    preset = settings.preset
+    pre = _resolve_pretrained(settings.pretrained, preset.width)
+    init = f"pretrained weights from {pre}" if pre else "random init (no local ImageNet weights)"
+    ctx = StageContext(
+        store=store,
+        device=dev,
+        seed=settings.seed,
+        width=preset.width,
+        pretrained=pre,
+        progress=progress or NULL_PROGRESS,
+        cache_bytes=cache_bytes,
+    )
+    out = run_dir / f"ablation-{variant}"
+    model, stats = train_ce(ctx, out, samples, preset.baseline, name=f"ablation-{variant}")
+    return _finish(
+        ctx,
+        out,
+        settings,
+        model,
+        stats["arch_kwargs"],
+        {variant: stats},
+        init=init,
+        model_path=out / "model.pt",
+    )
