@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -92,11 +94,41 @@ def test_geojson_copies_are_written_and_kept_in_step(tmp_path):
         settings=HotspotSettings(area_mm2=0.05), geojson_copies=[copy],
     )  # fmt: skip
     assert s.geojson_copies == [str(copy.resolve())]
-    assert copy.read_bytes() == slide_files(tmp_path / "OUT", "s").geojson.read_bytes()
+    main = slide_files(tmp_path / "OUT", "s").geojson
+    assert _objects(copy) == _objects(main)
     s = read_summary(slide_files(tmp_path / "OUT", "s").summary)
     recount_slide(tmp_path / "OUT", s, settings=HotspotSettings(area_mm2=0.1))
-    assert copy.read_bytes() == slide_files(tmp_path / "OUT", "s").geojson.read_bytes()
+    assert _objects(copy) == _objects(main)
     assert b"0.10 mm" in copy.read_bytes()
+
+
+def _objects(path):
+    """A results file's objects without their ids (each written file gets its own ids)."""
+    features = json.loads(path.read_text(encoding="utf-8"))["features"]
+    return [{k: v for k, v in f.items() if k != "id"} for f in features]
+
+
+def test_results_copies_keep_a_pathologists_objects(tmp_path):
+    """Results are merged into existing files, never copied over them (OUT = slide folder)."""
+    from wsdal_wsi.qupath import read_objects
+    from wsdal_wsi.qupath.geojson_write import points_feature, write_features
+
+    sidecar = tmp_path / "slides" / "s.geojson"
+    copy = tmp_path / "project" / "wsdal" / "results" / "7.geojson"
+    clicks = {sidecar: [(10.0, 20.0), (30.0, 40.0)], copy: [(50.0, 60.0)]}
+    for target, xy in clicks.items():
+        write_features(target, [points_feature(xy, "Mitosis")])
+    pts = np.array([[100.0, 100.0], [120.0, 110.0]])
+    finish_slide(
+        tmp_path / "slides", slide=SlideInfo("s", "s", mpp=0.5, dimensions=(8000, 6000)),
+        model=ModelInfo(), threshold=0.5, points_level0=pts, scores=np.array([0.9, 0.8]),
+        settings=HotspotSettings(area_mm2=0.05), geojson_copies=[copy],
+    )  # fmt: skip
+    for target in (sidecar, copy):
+        objects = read_objects(target)
+        mine = [o for o in objects if not o.tool_made]
+        assert len(mine) == 1 and list(mine[0].points) == clicks[target], target
+        assert sum(o.object_type == "detection" and o.tool_made for o in objects) == 2, target
 
 
 def test_finish_slide_with_a_real_slide(cmu1_path, tmp_path):

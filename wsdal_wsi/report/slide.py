@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -273,15 +272,15 @@ def finish_slide(
     summary = dataclasses.replace(
         summary, geojson_copies=[str(Path(c).resolve()) for c in geojson_copies]
     )
-    write_results_geojson(
-        files.geojson,
-        detections=np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3)),
-        extra_features=count_features(summary),
-        provenance=prov,
-    )
-    for copy in summary.geojson_copies:
-        with atomic_path(copy) as tmp:
-            shutil.copyfile(files.geojson, tmp)
+    detections = np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3))
+    features = count_features(summary)
+    # Every results file is merged, never copied over: a copy's target (or the
+    # output file itself, when the output folder is the slide folder) may hold a
+    # pathologist's objects, which write_results_geojson keeps.
+    for target in (files.geojson, *summary.geojson_copies):
+        write_results_geojson(
+            target, detections=detections, extra_features=features, provenance=prov
+        )
     write_slide_report(
         out_dir,
         summary,
