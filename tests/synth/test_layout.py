@@ -12,17 +12,19 @@ def test_tissue_and_tumour_fractions_follow_the_settings(tissue, tumour):
     params = SynthParams(
         width_px=4096, height_px=3072, tissue_fraction=tissue, tumour_fraction=tumour
     )
-    _, tissue_frac, tumour_frac = make_fields(params, seed=3)
+    _, _, tissue_frac, tumour_frac = make_fields(params, seed=3)
     assert tissue_frac == pytest.approx(tissue, abs=0.08)
     assert tumour_frac / tissue_frac == pytest.approx(tumour, abs=0.12)
 
 
 def test_fields_are_seeded_and_borders_are_background():
     params = SynthParams(width_px=4096, height_px=4096)
-    a, *_ = make_fields(params, seed=1)
-    b, *_ = make_fields(params, seed=1)
+    a, slow_a, *_ = make_fields(params, seed=1)
+    b, slow_b, *_ = make_fields(params, seed=1)
     c, *_ = make_fields(params, seed=2)
     assert np.array_equal(a.data, b.data) and not np.array_equal(a.data, c.data)
+    assert np.array_equal(slow_a.data, slow_b.data)
+    assert slow_a.cell_px == 4 * a.cell_px and a.names == ("tissue", "hole", "tumour")
     bank = make_bank(params, 1)
     rng = np.random.default_rng(0)
     edge_pts = np.column_stack([rng.uniform(0, 4096, 200), rng.uniform(0, 20, 200)])

@@ -18,14 +18,12 @@ depend on the number of worker processes.
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import pickle
 import tempfile
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,13 @@ from wsdal_wsi.synth.objects import KIND_NAMES, slide_rng
 from wsdal_wsi.synth.params import AnnotationNoise, SynthParams
 from wsdal_wsi.synth.plan import make_plan
 from wsdal_wsi.synth.pyramid import write_pyramid
+from wsdal_wsi.synth.records import (
+    MANIFEST_NAME,
+    MANIFEST_VERSION,
+    SynthDataset,
+    SynthSlide,
+    load_dataset,
+)
 from wsdal_wsi.synth.render import ChunkRenderer, chunk_grid, iter_bands
 
 __all__ = [
@@ -57,131 +62,6 @@ __all__ = [
     "load_dataset",
     "slide_seed",
 ]
-
-#: File name of the dataset manifest.
-MANIFEST_NAME = "synth.json"
-#: Format version of the manifest.
-MANIFEST_VERSION = 1
-
-
-@dataclass(frozen=True)
-class SynthSlide:
-    """One generated slide and its files.
-
-    Attributes
-    ----------
-    name : str
-        Slide name (file stem).
-    seed : int
-        The slide's own seed (``generate_slide(seed=...)`` makes it again).
-    slide_path : Path
-        The pyramidal TIFF.
-    annotation_path : Path
-        The noisy pathologist annotations (QuPath GeoJSON), beside the slide.
-    truth_path : Path
-        The ground truth (QuPath GeoJSON).
-    noise_path : Path
-        The injected annotation noise (JSON).
-    width_px, height_px : int
-        Level-0 size.
-    mpp : float
-        Resolution (µm/px).
-    level_count : int
-        Pyramid levels.
-    tissue_area_mm2 : float
-        Tissue area (holes excluded).
-    counts : dict of str to int
-        ``mitoses``, ``apoptotic_bodies``, ``pyknotic_nuclei``,
-        ``lymphocytes``, ``lookalikes``, ``ambiguous_mitoses``, and the
-        annotation summary: ``true_clicks``, ``missed``, ``false_clicks``,
-        ``negative_clicks``, ``mislabelled``, ``outside_regions``, ``regions``.
-    look : dict
-        The slide's drawn appearance (stain vectors, strengths, blur, JPEG quality).
-    """
-
-    name: str
-    seed: int
-    slide_path: Path
-    annotation_path: Path
-    truth_path: Path
-    noise_path: Path
-    width_px: int
-    height_px: int
-    mpp: float
-    level_count: int
-    tissue_area_mm2: float
-    counts: dict[str, int] = field(default_factory=dict)
-    look: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_mitoses(self) -> int:
-        """Number of mitoses in the truth."""
-        return self.counts.get("mitoses", 0)
-
-    @property
-    def n_lookalikes(self) -> int:
-        """Number of look-alikes in the truth."""
-        return self.counts.get("lookalikes", 0)
-
-    def to_dict(self, *, relative_to: Path | None = None) -> dict[str, Any]:
-        """JSON-able record (paths relative to ``relative_to`` when given)."""
-
-        def rel(p: Path) -> str:
-            return p.relative_to(relative_to).as_posix() if relative_to else str(p)
-
-        return {
-            "name": self.name,
-            "seed": self.seed,
-            "slide": rel(self.slide_path),
-            "annotations": rel(self.annotation_path),
-            "truth": rel(self.truth_path),
-            "noise": rel(self.noise_path),
-            "width_px": self.width_px,
-            "height_px": self.height_px,
-            "mpp": self.mpp,
-            "level_count": self.level_count,
-            "tissue_area_mm2": round(self.tissue_area_mm2, 6),
-            "counts": dict(self.counts),
-            "look": self.look,
-        }
-
-    @staticmethod
-    def from_dict(d: dict[str, Any], *, base: Path) -> SynthSlide:
-        """Inverse of :meth:`to_dict` (paths resolved against ``base``)."""
-        return SynthSlide(
-            name=d["name"],
-            seed=int(d["seed"]),
-            slide_path=base / d["slide"],
-            annotation_path=base / d["annotations"],
-            truth_path=base / d["truth"],
-            noise_path=base / d["noise"],
-            width_px=int(d["width_px"]),
-            height_px=int(d["height_px"]),
-            mpp=float(d["mpp"]),
-            level_count=int(d["level_count"]),
-            tissue_area_mm2=float(d["tissue_area_mm2"]),
-            counts=dict(d["counts"]),
-            look=dict(d.get("look", {})),
-        )
-
-
-@dataclass(frozen=True)
-class SynthDataset:
-    """A generated dataset folder.
-
-    Attributes
-    ----------
-    out_dir : Path
-        The folder (a slide-folder source).
-    slides : tuple of SynthSlide
-        Its slides in order.
-    manifest : dict
-        The content of ``synth.json``.
-    """
-
-    out_dir: Path
-    slides: tuple[SynthSlide, ...]
-    manifest: dict[str, Any]
 
 
 def slide_seed(seed: int, index: int) -> int:
@@ -202,22 +82,32 @@ def _pool(workers: int) -> Iterator[Executor | None]:
     if workers <= 1:
         yield None
         return
-    keys = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-    saved = {k: os.environ.get(k) for k in keys}
-    os.environ.update({k: "1" for k in keys})
+    # Workers: one BLAS thread each, and glibc keeps freed large blocks for reuse
+    # (rendering makes many short-lived multi-MB arrays; mapping them fresh each time
+    # costs page faults that double the rendering time).
+    env = {
+        "OMP_NUM_THREADS": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+        "MALLOC_MMAP_THRESHOLD_": str(256 << 20),
+        "MALLOC_TRIM_THRESHOLD_": str(512 << 20),
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # workers start on the first submits and inherit it
     try:
-        ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+        pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_workers(workers: Any) -> int:
@@ -260,6 +150,9 @@ def _generate(
         plan_path = None
         renderer = None
         if executor is not None:
+            # Workers map the fields from disk instead of each holding a copy.
+            plan.fields.to_memmap(Path(tmp) / "fields.npy")
+            plan.slow.to_memmap(Path(tmp) / "slow.npy")
             plan_path = Path(tmp) / "plan.pickle"
             with open(plan_path, "wb") as fh:
                 pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
@@ -486,23 +379,3 @@ def generate_dataset(
     }
     write_json_atomic(out / MANIFEST_NAME, manifest)
     return slides
-
-
-def load_dataset(out_dir: str | os.PathLike[str]) -> SynthDataset:
-    """Read a dataset folder's ``synth.json``.
-
-    Raises
-    ------
-    InputError
-        If the folder has no readable manifest.
-    """
-    out = Path(out_dir)
-    path = out / MANIFEST_NAME
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        slides = tuple(SynthSlide.from_dict(d, base=out) for d in manifest["slides"])
-    except FileNotFoundError:
-        raise InputError(f"{path}: not found (not a wsdal synth folder?)") from None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"{path}: not a readable synth manifest ({exc})") from exc
-    return SynthDataset(out_dir=out, slides=slides, manifest=manifest)

@@ -2,9 +2,9 @@
 
 Two kinds of fields describe a slide without ever holding it in memory:
 
-- **Coarse fields** (:class:`CoarseFields`) on a grid of ``cell_px`` level-0
-  pixels (about 8 µm): tissue, holes, tumour nests, mitotic hotspots, slow stain
-  variation, fibre orientation, cellularity. They are smooth random fields in
+- **Coarse fields** (:class:`CoarseFields`): tissue, holes and tumour nests on
+  a grid of about 8 µm; mitotic hotspots, slow stain variation, fibre
+  orientation and cellularity on a 4x coarser grid. They are smooth random fields in
   "µm of signed distance" units (a boundary lies where a field crosses 0), so an
   edge noise of a few µm roughens borders by a few µm whatever the field's scale.
   Interpolated bilinearly, to a pixel window (:func:`interp_window`) or to
@@ -21,6 +21,7 @@ its seed and size, never on how the rendering is split into chunks or workers.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,8 @@ from scipy import ndimage, special
 
 __all__ = [
     "FIELD_NAMES",
+    "FINE_FIELDS",
+    "SLOW_FIELDS",
     "CoarseFields",
     "TextureBank",
     "interp_blocks",
@@ -39,11 +42,14 @@ __all__ = [
     "smooth_noise",
 ]
 
-#: Order of the coarse fields in :attr:`CoarseFields.data`.
-FIELD_NAMES = (
+#: Fields on the fine coarse grid (about 8 µm): they define borders.
+FINE_FIELDS = (
     "tissue",  # > 0: tissue (µm-like signed distance)
     "hole",  # > 0: hole (fat, vessel) inside tissue
     "tumour",  # > 0: tumour nest
+)
+#: Fields on a 4x coarser grid: they vary slowly.
+SLOW_FIELDS = (
     "hotspot",  # mitosis density multiplier (> 0)
     "stain_h",  # slow haematoxylin strength multiplier (~1)
     "stain_e",  # slow eosin strength multiplier (~1)
@@ -53,6 +59,8 @@ FIELD_NAMES = (
     "fib_angle",  # local fibre angle (rad, [0, pi)) for spindle nuclei
     "cellularity",  # tumour nucleus keep probability
 )
+#: Every field name.
+FIELD_NAMES = FINE_FIELDS + SLOW_FIELDS
 
 
 def smooth_noise(
@@ -121,28 +129,52 @@ def _separable_cubic(low: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> np.ndar
 
 @dataclass
 class CoarseFields:
-    """The coarse layout fields of one slide.
+    """Coarse layout fields of one slide on one grid.
 
     Attributes
     ----------
     data : numpy.ndarray
-        ``(len(FIELD_NAMES), rows, cols)`` float32; node ``(i, j)`` lies at
+        ``(len(names), rows, cols)`` float32; node ``(i, j)`` lies at
         level-0 ``(x, y) = (j * cell_px, i * cell_px)``. May be a read-only
-        memory map.
+        memory map (see :meth:`to_memmap`).
     cell_px : int
         Grid spacing in level-0 pixels.
+    names : tuple of str
+        Field names, in the order of :attr:`data`.
+    path : str, optional
+        The ``.npy`` file :attr:`data` is mapped from; when set, pickling
+        stores only the path (workers map the same file: no copy per process).
     """
 
     data: np.ndarray
     cell_px: int
+    names: tuple[str, ...] = FIELD_NAMES
+    path: str | None = None
 
     def index(self, name: str) -> int:
         """Position of field ``name`` in :attr:`data`."""
-        return FIELD_NAMES.index(name)
+        return self.names.index(name)
 
     def field(self, name: str) -> np.ndarray:
         """The ``(rows, cols)`` grid of field ``name``."""
-        return self.data[FIELD_NAMES.index(name)]
+        return self.data[self.names.index(name)]
+
+    def to_memmap(self, path: str | os.PathLike[str]) -> None:
+        """Save :attr:`data` to ``path`` (``.npy``) and map it read-only from there."""
+        np.save(path, np.ascontiguousarray(self.data))
+        self.path = str(path)
+        self.data = np.load(self.path, mmap_mode="r")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if self.path is not None:
+            state["data"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if self.data is None:
+            self.data = np.load(self.path, mmap_mode="r")
 
 
 def _lerp_index(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +263,7 @@ def interp_window_at(
     ty = ty[:, None]
     out = []
     for name in names:
-        patch = np.asarray(fields.data[FIELD_NAMES.index(name), i_a:i_b, j_a:j_b])
+        patch = np.asarray(fields.data[fields.index(name), i_a:i_b, j_a:j_b])
         cols_i = patch[:, jx] * (1 - tx) + patch[:, jx + 1] * tx  # (n_rows, w), small
         top = cols_i[iy]
         bottom = cols_i[iy + 1]
@@ -255,7 +287,7 @@ def interp_points(fields: CoarseFields, name: str, xy: np.ndarray) -> np.ndarray
     numpy.ndarray
         ``(N,)`` float32, equal to :func:`interp_window` at integer points.
     """
-    grid = fields.data[FIELD_NAMES.index(name)]
+    grid = fields.data[fields.index(name)]
     rows, cols = grid.shape
     fx = np.clip(xy[:, 0] / fields.cell_px, 0, cols - 1.001)
     fy = np.clip(xy[:, 1] / fields.cell_px, 0, rows - 1.001)

@@ -136,15 +136,7 @@ def _mitotic_cell(
     _cell(c, rng, (rho - 1.0) * min(a_um, b_um), clear=clear, eosin=eosin)
 
 
-def _plate(
-    c: _Canvas,
-    rng: np.random.Generator,
-    u0: float,
-    half_len: float,
-    thick: float,
-    bend: float,
-    hair: float,
-) -> np.ndarray:
+def _plate(c: _Canvas, u0: float, half_len: float, thick: float, bend: float) -> np.ndarray:
     """Signed distance (µm) to a plate centred at ``u = u0``, long axis along v, bowed."""
     uu = c.u - u0 - bend * (c.v * c.v)
     return capsule_distance(c.v, uu, half_len, thick / 2.0)
@@ -171,7 +163,7 @@ def _mitosis(c: _Canvas, rng: np.random.Generator, variant: int, size: float, da
     elif variant == 1:  # metaphase, edge-on plate
         half = rng.uniform(4.0, 6.0) * s
         thick = rng.uniform(2.0, 3.0) * s
-        d = _plate(c, rng, 0.0, half - thick / 2, thick, rng.normal(0, 0.02), 0.0)
+        d = _plate(c, 0.0, half - thick / 2, thick, rng.normal(0, 0.02))
         _chromatin(c, rng, _hairy(c, rng, d, hair_um=0.7), dark)
         _mitotic_cell(c, rng, rng.uniform(5.0, 7.0) * s, half + rng.uniform(1.5, 3.0))
     elif variant == 2:  # metaphase, face-on ring / rosette
@@ -190,9 +182,9 @@ def _mitosis(c: _Canvas, rng: np.random.Generator, variant: int, size: float, da
         half = rng.uniform(3.0, 4.5) * s
         thick = rng.uniform(1.6, 2.4) * s
         bend = rng.uniform(0.02, 0.07)
-        d1 = _plate(c, rng, -sep / 2, half - thick / 2, thick, -bend, 0)
+        d1 = _plate(c, -sep / 2, half - thick / 2, thick, -bend)
         scale2 = rng.uniform(0.55, 0.85) if variant == 6 and rng.uniform() < 0.5 else 1.0
-        d2 = _plate(c, rng, sep / 2, (half - thick / 2) * scale2, thick * scale2, bend, 0)
+        d2 = _plate(c, sep / 2, (half - thick / 2) * scale2, thick * scale2, bend)
         mask = np.maximum(_hairy(c, rng, d1, hair_um=0.6), _hairy(c, rng, d2, hair_um=0.6))
         if variant == 6:
             for _ in range(int(rng.integers(1, 3))):
@@ -264,17 +256,30 @@ def _apoptotic(
     else:
         rb_u = rb_v = rng.uniform(2.8, 4.6) * s
     rho = np.sqrt((c.u / rb_u) ** 2 + (c.v / rb_v) ** 2) / wobbly_radius(
-        rng, np.arctan2(c.v, c.u), 0.05
+        rng, np.arctan2(c.v, c.u), rng.uniform(0.04, 0.14), harmonics=6
     )
     d_body = (rho - 1.0) * min(rb_u, rb_v)
-    body = soft_inside(d_body * c.px, 0.25 * c.px)
-    # Retraction halo: a clear ring around the shrunken cell.
-    halo = soft_inside((d_body - rng.uniform(0.5, 1.6)) * c.px, 0.5 * c.px) - body
-    c.m += 0.95 * body + rng.uniform(0.3, 0.8) * np.clip(halo, 0, 1)
-    c.e += rng.uniform(0.55, 0.9) * body * (1.0 + 0.12 * c.noise(rng, 0.7))
-    c.h += 0.04 * body
-    if variant == 0:
-        _fragment(c, rng, rng.normal(0, 0.4), rng.normal(0, 0.4), rng.uniform(1.3, 2.3) * s, dark)
+    body = soft_inside(d_body * c.px, rng.uniform(0.2, 0.5) * c.px)
+    # Retraction halo: a clear space around the shrunken cell, in most but not all.
+    if rng.uniform() < 0.7:
+        halo = soft_inside((d_body - rng.uniform(0.4, 1.5)) * c.px, 0.5 * c.px) - body
+        c.m += rng.uniform(0.25, 0.75) * np.clip(halo, 0, 1)
+    c.m += 0.95 * body
+    # Dense eosinophilic cytoplasm, mottled.
+    c.e += rng.uniform(0.45, 0.85) * body * np.clip(1.0 + 0.2 * c.noise(rng, 0.6), 0.5, 1.5)
+    c.h += rng.uniform(0.02, 0.1) * body
+    if variant == 0:  # one fragment, often off-centre (crescent-like nuclear remnant)
+        off = rng.uniform(0.0, 0.45) * min(rb_u, rb_v)
+        t = rng.uniform(0, 2 * np.pi)
+        _fragment(
+            c,
+            rng,
+            off * math.cos(t),
+            off * math.sin(t),
+            rng.uniform(1.2, 2.3) * s,
+            dark,
+            elong=rng.uniform(0.7, 1.3),
+        )
     elif variant == 1:
         n = int(rng.integers(2, 5))
         for _ in range(n):
@@ -310,9 +315,9 @@ def _pyknotic(c: _Canvas, rng: np.random.Generator, variant: int, size: float, d
     mask = soft_inside((rho - 1.0) * min(a, b) * c.px, 0.07 * c.px)
     c.h += mask * np.float32(CHROMATIN_H * 1.05 * dark) * (1.0 + 0.04 * c.noise(rng, 0.5))
     c.m += 0.95 * mask
-    if rng.uniform() < 0.5:  # a rim of eosinophilic cytoplasm
-        cyto = soft_inside((rho - rng.uniform(1.6, 2.2)) * min(a, b) * c.px, 0.4 * c.px)
-        c.e += rng.uniform(0.25, 0.5) * (cyto - mask).clip(0, 1)
+    if rng.uniform() < 0.35:  # a rim of eosinophilic cytoplasm, a shrunken cell
+        cyto = soft_inside((rho - rng.uniform(1.5, 2.1)) * min(a, b) * c.px, 0.25 * c.px)
+        c.e += rng.uniform(0.15, 0.4) * (cyto - mask).clip(0, 1)
         c.m += 0.5 * (cyto - mask).clip(0, 1)
 
 

@@ -17,7 +17,8 @@ import math
 import numpy as np
 
 from wsdal_wsi.synth.fields import (
-    FIELD_NAMES,
+    FINE_FIELDS,
+    SLOW_FIELDS,
     CoarseFields,
     TextureBank,
     interp_points,
@@ -52,8 +53,20 @@ def _node_distance_um(rows: int, cols: int, cell_um: float, w_um: float, h_um: f
     return np.minimum(np.minimum(x, np.float32(w_um) - x), np.minimum(y, np.float32(h_um) - y))
 
 
-def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, float, float]:
-    """Draw the coarse fields; returns them with the tissue and tumour node fractions."""
+def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, CoarseFields, float, float]:
+    """Draw the slide's coarse fields.
+
+    Returns
+    -------
+    fine : CoarseFields
+        :data:`~wsdal_wsi.synth.fields.FINE_FIELDS` on a grid of about
+        :data:`GRID_UM` (thresholds folded in: borders where a field is 0).
+    slow : CoarseFields
+        :data:`~wsdal_wsi.synth.fields.SLOW_FIELDS` on a 4x coarser grid.
+    tissue_fraction, tumour_fraction : float
+        Fractions of the slide's grid nodes in tissue (not in holes), and in
+        tumour nests.
+    """
     rng = slide_rng(seed, "fields")
     mpp = params.mpp
     cell_px = max(2, round(um_to_px(GRID_UM, mpp)))
@@ -63,7 +76,6 @@ def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, float, fl
     w_um, h_um = params.width_px * mpp, params.height_px * mpp
     size_um = min(w_um, h_um)
     shape = (rows, cols)
-    data = np.zeros((len(FIELD_NAMES), rows, cols), dtype=np.float32)
     dist = _node_distance_um(rows, cols, cell_um, w_um, h_um)
     inside = dist > 0
 
@@ -72,10 +84,10 @@ def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, float, fl
     tissue = smooth_noise(rng, shape, scale_cells=scale_t / cell_um) * np.float32(scale_t / 2.5)
     tissue += smooth_noise(rng, shape, scale_cells=scale_t / 4 / cell_um) * np.float32(scale_t / 12)
     tissue -= np.float32(scale_t / 2.5 * 2.2) * np.exp(-dist / np.float32(0.07 * size_um))
+    del dist
     hole_frac = 0.05
     frac = min(0.97, params.tissue_fraction / (1 - hole_frac))
-    thr = np.quantile(tissue[inside], 1.0 - frac)
-    tissue -= np.float32(thr)
+    tissue -= np.float32(np.quantile(tissue[inside], 1.0 - frac))
     in_tissue = inside & (tissue > 0)
     if not in_tissue.any():  # degenerate tiny slide: keep the centre
         in_tissue = inside
@@ -84,46 +96,63 @@ def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, float, fl
     hole = smooth_noise(rng, shape, scale_cells=scale_h / cell_um) * np.float32(scale_h / 2.5)
     hole -= np.float32(np.quantile(hole[in_tissue], 1.0 - hole_frac))
     tissue_nodes = in_tissue & (hole < 0)
+    del in_tissue
     # Tumour: regions of tumour, within them nests separated by stroma strands.
     scale_u = float(np.clip(size_um / 3.0, 150.0, 1500.0))
-    tum = smooth_noise(rng, shape, scale_cells=scale_u / cell_um) * np.float32(scale_u / 2.5)
+    tumour = smooth_noise(rng, shape, scale_cells=scale_u / cell_um) * np.float32(scale_u / 2.5)
     scale_n = 55.0
     nest = smooth_noise(rng, shape, scale_cells=scale_n / cell_um) * np.float32(scale_n / 2.5)
     nest_keep = 0.82
     nest -= np.float32(np.quantile(nest[tissue_nodes], 1.0 - nest_keep))
     region_frac = min(1.0, params.tumour_fraction / nest_keep)
     if region_frac >= 1.0:
-        tum_region = np.full(shape, scale_u, dtype=np.float32)
+        tumour[:] = np.float32(scale_u)
     else:
-        tum_region = tum - np.float32(np.quantile(tum[tissue_nodes], 1.0 - region_frac))
-    tumour = np.minimum(tum_region, nest)
-    hot = np.exp(0.9 * smooth_noise(rng, shape, scale_cells=600.0 / cell_um))
-    v = params.stain_variation
-    stain_h = np.exp(0.07 * v * smooth_noise(rng, shape, scale_cells=1500.0 / cell_um))
-    stain_e = np.exp(0.10 * v * smooth_noise(rng, shape, scale_cells=1500.0 / cell_um))
-    a1 = smooth_noise(rng, shape, scale_cells=250.0 / cell_um)
-    a2 = smooth_noise(rng, shape, scale_cells=250.0 / cell_um)
-    theta = (0.5 * np.arctan2(a2, a1)) % np.pi
-    weights = np.stack([np.cos(theta - k * np.pi / 3) ** 8 for k in range(3)])
-    weights /= weights.sum(axis=0, keepdims=True)
-    cell = np.clip(0.80 + 0.10 * smooth_noise(rng, shape, scale_cells=200.0 / cell_um), 0.5, 0.97)
-    for name, arr in (
-        ("tissue", tissue),
-        ("hole", hole),
-        ("tumour", tumour),
-        ("hotspot", hot),
-        ("stain_h", stain_h),
-        ("stain_e", stain_e),
-        ("fib0", weights[0]),
-        ("fib1", weights[1]),
-        ("fib2", weights[2]),
-        ("fib_angle", theta),
-        ("cellularity", cell),
-    ):
-        data[FIELD_NAMES.index(name)] = arr
+        tumour -= np.float32(np.quantile(tumour[tissue_nodes], 1.0 - region_frac))
+    np.minimum(tumour, nest, out=tumour)
+    del nest
     tissue_frac = float(tissue_nodes.sum()) / float(inside.sum())
     tumour_frac = float((tissue_nodes & (tumour > 0)).sum()) / float(inside.sum())
-    return CoarseFields(data=data, cell_px=cell_px), tissue_frac, tumour_frac
+    del tissue_nodes, inside
+    fine = np.stack([tissue, hole, tumour])
+    del tissue, hole, tumour
+
+    # Slow fields on a 4x coarser grid.
+    slow_cell_px = 4 * cell_px
+    slow_um = slow_cell_px * mpp
+    slow_shape = (
+        math.ceil(params.height_px / slow_cell_px) + 2,
+        math.ceil(params.width_px / slow_cell_px) + 2,
+    )
+
+    def slow_noise(scale_um: float) -> np.ndarray:
+        return smooth_noise(rng, slow_shape, scale_cells=scale_um / slow_um)
+
+    v = params.stain_variation
+    hot = np.exp(0.9 * slow_noise(600.0))
+    stain_h = np.exp(0.07 * v * slow_noise(1500.0))
+    stain_e = np.exp(0.10 * v * slow_noise(1500.0))
+    theta = (0.5 * np.arctan2(slow_noise(250.0), slow_noise(250.0))) % np.pi
+    weights = np.stack([np.cos(theta - k * np.pi / 3) ** 8 for k in range(3)])
+    weights /= weights.sum(axis=0, keepdims=True)
+    cell = np.clip(0.80 + 0.10 * slow_noise(200.0), 0.5, 0.97)
+    by_name = {
+        "hotspot": hot,
+        "stain_h": stain_h,
+        "stain_e": stain_e,
+        "fib0": weights[0],
+        "fib1": weights[1],
+        "fib2": weights[2],
+        "fib_angle": theta,
+        "cellularity": cell,
+    }
+    slow = np.stack([by_name[n] for n in SLOW_FIELDS]).astype(np.float32)
+    return (
+        CoarseFields(data=fine, cell_px=cell_px, names=FINE_FIELDS),
+        CoarseFields(data=slow, cell_px=slow_cell_px, names=SLOW_FIELDS),
+        tissue_frac,
+        tumour_frac,
+    )
 
 
 def tissue_value(fields: CoarseFields, bank: TextureBank, xy: np.ndarray, mpp: float) -> np.ndarray:

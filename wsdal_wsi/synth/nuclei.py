@@ -191,12 +191,14 @@ def block_nuclei(
     fields = plan.fields
     tis = tissue_value(fields, bank, xy, mpp)
     tum = tumour_value(fields, bank, xy, mpp)
-    cell = interp_points(fields, "cellularity", xy)
+    cell = interp_points(plan.slow, "cellularity", xy)
     is_tum = (tis > 1.5) & (tum > 0.0) & (u < cell)
     is_spin = (tis > 2.0) & (tum <= 0.0) & (u < STROMA_KEEP)
     sprite = np.where(is_tum, pick % N_TUMOUR, 0)
     if is_spin.any():
-        theta = interp_points(fields, "fib_angle", xy[is_spin]) + rng.normal(0, 0.15, is_spin.sum())
+        theta = interp_points(plan.slow, "fib_angle", xy[is_spin]) + rng.normal(
+            0, 0.15, is_spin.sum()
+        )
         idx = np.round((theta % np.pi) / np.pi * N_SPINDLE).astype(np.int64) % N_SPINDLE
         sprite[is_spin] = N_TUMOUR + idx
         tform[is_spin] = 0

@@ -96,8 +96,28 @@ def _objects(xy, kind, variant, hard, rng, *, cluster=None) -> Objects:
 
 
 def place_objects(
-    params: SynthParams, seed: int, fields: CoarseFields, bank: TextureBank, tissue_mm2: float
+    params: SynthParams,
+    seed: int,
+    fields: CoarseFields,
+    slow: CoarseFields,
+    bank: TextureBank,
+    tissue_mm2: float,
 ) -> Objects:
+    """Place every special object of a slide (mitoses first, then look-alikes).
+
+    Parameters
+    ----------
+    params : SynthParams
+        Densities, mix, hard fraction, size.
+    seed : int
+        The slide's seed (stream ``"objects"``).
+    fields, slow : CoarseFields
+        The slide's border-defining and slow fields.
+    bank : TextureBank
+        The slide's textures (border roughness).
+    tissue_mm2 : float
+        Tissue area: expected counts are density x this.
+    """
     rng = slide_rng(seed, "objects")
     mpp = params.mpp
     w, h = params.width_px, params.height_px
@@ -105,7 +125,7 @@ def place_objects(
     bounds = (margin, margin, w - margin, h - margin)
     placer = _Placer(um_to_px(16.0, mpp))
     excl = [um_to_px(r, mpp) for r in _EXCL_UM]
-    hot_max = float(np.asarray(fields.field("hotspot")).max())
+    hot_max = float(np.asarray(slow.field("hotspot")).max())
     share = np.asarray(params.lookalike_mix) / sum(params.lookalike_mix)
     # Counts are Poisson around density x tissue area, so slides differ like real ones.
     n_mit = int(rng.poisson(params.mitoses_per_mm2 * tissue_mm2))
@@ -126,7 +146,7 @@ def place_objects(
         return ok.astype(np.float64)
 
     def mitosis_accept(xy: np.ndarray) -> np.ndarray:
-        return in_tumour(xy) * interp_points(fields, "hotspot", xy) / hot_max
+        return in_tumour(xy) * interp_points(slow, "hotspot", xy) / hot_max
 
     parts = []
     xy = _sample_points(rng, n_mit, mitosis_accept, placer, excl[0], bounds)
@@ -137,7 +157,7 @@ def place_objects(
     parts.append(_objects(xy, KIND_MITOSIS, var, hard, rng))
 
     def apo_accept(xy: np.ndarray) -> np.ndarray:
-        return in_tumour(xy) * np.sqrt(interp_points(fields, "hotspot", xy) / hot_max)
+        return in_tumour(xy) * np.sqrt(interp_points(slow, "hotspot", xy) / hot_max)
 
     xy = _sample_points(rng, n_apo, apo_accept, placer, excl[1], bounds)
     hard = rng.uniform(0, 1, len(xy)) < hard_p

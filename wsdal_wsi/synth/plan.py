@@ -12,7 +12,7 @@ per worker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wsdal_wsi.synth.fields import CoarseFields, TextureBank
 from wsdal_wsi.synth.layout import make_fields
@@ -40,7 +40,11 @@ class SlidePlan:
     look : SlideLook
         This slide's appearance.
     fields : CoarseFields
-        Layout fields (thresholds folded in: a boundary is where a field is 0).
+        Border-defining fields (tissue, hole, tumour; thresholds folded in:
+        a border is where a field is 0).
+    slow : CoarseFields
+        Slowly varying fields (hotspots, stain strength, fibre orientation,
+        cellularity) on a coarser grid.
     objects : Objects
         Every mitosis (first) and look-alike (after): the ground truth.
     tissue_area_mm2 : float
@@ -54,10 +58,10 @@ class SlidePlan:
     params: SynthParams
     look: SlideLook
     fields: CoarseFields
+    slow: CoarseFields
     objects: Objects
     tissue_area_mm2: float
     tumour_area_mm2: float
-    stats: dict[str, float] = field(default_factory=dict)
 
     @property
     def mpp(self) -> float:
@@ -80,7 +84,7 @@ def make_plan(params: SynthParams, *, seed: int, name: str, bank: TextureBank) -
         The slide's textures (:func:`make_bank`), needed to place objects
         consistently with the rendered borders.
     """
-    fields, tissue_frac, tumour_frac = make_fields(params, seed)
+    fields, slow, tissue_frac, tumour_frac = make_fields(params, seed)
     area_mm2 = px2_to_mm2(params.width_px * params.height_px, params.mpp)
     tissue_mm2 = tissue_frac * area_mm2
     look = sample_look(
@@ -89,13 +93,14 @@ def make_plan(params: SynthParams, *, seed: int, name: str, bank: TextureBank) -
         blur_um=params.blur_um,
         jpeg_quality=params.jpeg_quality,
     )
-    objects = place_objects(params, seed, fields, bank, tissue_mm2)
+    objects = place_objects(params, seed, fields, slow, bank, tissue_mm2)
     return SlidePlan(
         name=name,
         seed=int(seed),
         params=params,
         look=look,
         fields=fields,
+        slow=slow,
         objects=objects,
         tissue_area_mm2=tissue_mm2,
         tumour_area_mm2=tumour_frac * area_mm2,

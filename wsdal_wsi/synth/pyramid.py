@@ -30,6 +30,7 @@ from pathlib import Path
 import imagecodecs
 import numpy as np
 import tifffile
+from PIL import Image
 
 __all__ = ["Band", "downsample2", "encode_tiles", "level_shapes", "write_pyramid"]
 
@@ -91,7 +92,7 @@ def encode_tiles(rgb: np.ndarray, *, tile_px: int, quality: int) -> list[bytes]:
 
 
 def downsample2(rgb: np.ndarray) -> np.ndarray:
-    """2x2 box-filter downsampling (odd edges replicated).
+    """2x2 box-filter downsampling (a last odd row or column is averaged alone).
 
     Parameters
     ----------
@@ -101,16 +102,12 @@ def downsample2(rgb: np.ndarray) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(ceil(h / 2), ceil(w / 2), 3)`` uint8.
+        ``(ceil(h / 2), ceil(w / 2), 3)`` uint8, each pixel the rounded mean
+        of its 2x2 block.
     """
-    h, w = rgb.shape[:2]
-    if h % 2 or w % 2:
-        rgb = np.pad(rgb, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    a = rgb.astype(np.uint16)
-    s = a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
-    s += 2
-    s >>= 2
-    return s.astype(np.uint8)
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        return np.zeros(((rgb.shape[0] + 1) // 2, (rgb.shape[1] + 1) // 2, 3), np.uint8)
+    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(2))
 
 
 @dataclass

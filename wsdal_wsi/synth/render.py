@@ -155,7 +155,7 @@ class ChunkRenderer:
         plan, bank = self.plan, self.bank
         tis, hole, tum = interp_window(plan.fields, ("tissue", "hole", "tumour"), x0, y0, W, H)
         sh, se, f0, f1, f2 = interp_blocks(
-            plan.fields, ("stain_h", "stain_e", "fib0", "fib1", "fib2"), x0, y0, W, H, B
+            plan.slow, ("stain_h", "stain_e", "fib0", "fib1", "fib2"), x0, y0, W, H, B
         )
         edge = bank.window("edge", x0, y0, W, H)
         edge2 = bank.window("edge2", x0, y0, W, H)
@@ -192,13 +192,13 @@ class ChunkRenderer:
         e_str += edge * f32(0.12 * self.e_stroma)
         e_str += f32(0.35 * self.e_stroma)
         gran = bank.window("gran", x0, y0, W, H)
-        eb = gran * f32(0.2 * self.e_cyto)
+        eb = gran * f32(0.12 * self.e_cyto)
         eb += f32(self.e_cyto)
         eb -= e_str
         eb *= ta
         eb += e_str
         eb *= keep
-        hb = gran * f32(0.25 * self.h_cyto)
+        hb = gran * f32(0.15 * self.h_cyto)
         hb += f32(self.h_cyto)
         hb *= ta
         hb += f32(0.05)

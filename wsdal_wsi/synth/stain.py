@@ -148,18 +148,14 @@ def od_to_rgb(
     h, w = c_h.shape
     out = np.empty((h, w, 3), dtype=np.uint8)
     f32 = np.float32
-    ch = c_h * f32(-_LN10 * look.h_strength)
-    ce = c_e * f32(-_LN10 * look.e_strength)
     od = np.empty((h, w), dtype=np.float32)
     tmp = np.empty((h, w), dtype=np.float32)
-    offset = None
-    if noise is not None:
-        offset = noise + f32(0.5)
+    offset = noise + f32(0.5) if noise is not None else None
     for k in range(3):
-        np.multiply(ch, f32(look.h_vec[k]), out=od)
-        np.multiply(ce, f32(look.e_vec[k]), out=tmp)
-        od += tmp
         # 255 * 10^-(OD + background) = exp(-ln10 * OD + ln(255) - ln10 * background)
+        np.multiply(c_h, f32(-_LN10 * look.h_strength * look.h_vec[k]), out=od)
+        np.multiply(c_e, f32(-_LN10 * look.e_strength * look.e_vec[k]), out=tmp)
+        od += tmp
         od += f32(math.log(255.0) - _LN10 * look.od_background[k])
         np.exp(od, out=od)
         if offset is not None:
