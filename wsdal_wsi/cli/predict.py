@@ -1,1 +1,206 @@
-"""`wsdal` commands: predict (being built)."""
+"""``wsdal predict SOURCE --model MODEL --out OUT_DIR``: find the mitoses of every slide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from wsdal_wsi.cli._app import app
+
+__all__ = ["predict", "print_batch_table"]
+
+_RUN = "Run"
+_COUNT = "Hotspot and counting"
+_SRC = "Source"
+
+
+@app.command()
+def predict(
+    source: Path = typer.Argument(
+        ...,
+        help="A QuPath project (project.qpproj or its folder), a folder of slides, or one slide.",
+    ),
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="Model file (wsdal train's RUN/model.pt)."
+    ),
+    out: Path = typer.Option(
+        ...,
+        "--out",
+        "-o",
+        help="Output folder (created): per-slide GeoJSON, summary and report, counts.csv, "
+        "counts.xlsx, index.html, batch.json.",
+    ),
+    device: str = typer.Option("auto", "--device", help="auto, cuda or cpu.", rich_help_panel=_RUN),
+    mpp: float | None = typer.Option(
+        None,
+        "--mpp",
+        help="Resolution in µm/px for slides that do not record one (overrides the slides').",
+        rich_help_panel=_SRC,
+    ),
+    relink: list[str] = typer.Option(
+        [],
+        "--relink",
+        help="OLD=NEW: replace a slide path prefix of a project whose slides moved (repeatable).",
+        rich_help_panel=_SRC,
+    ),
+    threshold: float | None = typer.Option(
+        None,
+        "--threshold",
+        help="Probability threshold for a detection (default: the model's own; recorded).",
+        rich_help_panel=_RUN,
+    ),
+    tile_size: int = typer.Option(
+        1024,
+        "--tile-size",
+        help="Tile side in px at the model's resolution (results do not depend on it).",
+        rich_help_panel=_RUN,
+    ),
+    batch_size: int | None = typer.Option(
+        None,
+        "--batch-size",
+        help="Patches per classifier batch (default 2048 on CUDA, 256 on the CPU).",
+        rich_help_panel=_RUN,
+    ),
+    reader_threads: int | None = typer.Option(
+        None,
+        "--reader-threads",
+        help="Threads decoding tiles ahead of the device (default: cores - 1 on CUDA, "
+        "1 on a small CPU).",
+        rich_help_panel=_RUN,
+    ),
+    window: str = typer.Option(
+        "circle",
+        "--window",
+        help="Hotspot window: 'circle' or 'rect' (4:3).",
+        rich_help_panel=_COUNT,
+    ),
+    area_mm2: float | None = typer.Option(
+        None,
+        "--area-mm2",
+        help="Hotspot window area in mm² (default 2 when no field diameter is given).",
+        rich_help_panel=_COUNT,
+    ),
+    hpf_diameter_mm: float | None = typer.Option(
+        None,
+        "--hpf-diameter-mm",
+        help="Microscope field diameter in mm (0.40-0.69). Alone: the window is 10 HPF of it. "
+        "With --area-mm2: the Nottingham row the count is scored on (default 0.55).",
+        rich_help_panel=_COUNT,
+    ),
+    min_tissue_fraction: float = typer.Option(
+        0.5,
+        "--min-tissue-fraction",
+        help="Smallest share of tissue in the hotspot window (0-1).",
+        rich_help_panel=_COUNT,
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Predict every slide again, even those finished by an earlier run."
+    ),
+    write_qupath: bool = typer.Option(
+        False,
+        "--write-qupath",
+        help="Also put the results into the QuPath project with paquo (needs QuPath; "
+        "a backup of the project is made first).",
+    ),
+) -> None:
+    """Find the mitoses of every slide of a QuPath project or folder; count them for grading.
+
+    Writes, per slide, OUT/<key>.geojson (detections, hotspot and region counts as
+    QuPath objects; for projects also <project>/wsdal/results/<entryID>.geojson for
+    import_results.groovy), <key>.summary.json and <key>.report.png; for the
+    batch counts.csv, counts.xlsx, index.html and batch.json. A slide that fails is
+    recorded with the reason and the others go on. Running the command again skips
+    the slides already finished with the same model and settings (--force redoes
+    them) and resumes an interrupted batch. Exit code: 0 all slides done, 1 some
+    failed, 2 bad input (missing model or source, bad option).
+    """
+    from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+    from wsdal_wsi.cli.count import hotspot_settings_from_options
+    from wsdal_wsi.model_file import read_spec
+    from wsdal_wsi.predict import PredictSettings, run_batch
+    from wsdal_wsi.predict.batch import check_write_qupath
+    from wsdal_wsi.qupath import open_source
+
+    read_spec(model)  # a missing or broken model file: exit 2 before any work
+    hotspot = hotspot_settings_from_options(
+        window=window,
+        area_mm2=area_mm2,
+        hpf_diameter_mm=hpf_diameter_mm,
+        min_tissue_fraction=min_tissue_fraction,
+        grid_um=10.0,
+    )
+    settings = PredictSettings(
+        device=device,
+        tile_size_px=tile_size,
+        batch_size=batch_size,
+        reader_threads=reader_threads,
+        threshold=threshold,
+        mpp=mpp,
+        hotspot=hotspot,
+    )
+    src = open_source(source, relink=relink or None, mpp=mpp)
+    if write_qupath:
+        check_write_qupath(src)
+    with RichProgress() as progress:
+        result = run_batch(
+            src,
+            model,
+            out,
+            settings=settings,
+            force=force,
+            write_qupath=write_qupath,
+            progress=progress,
+        )
+    print_batch_table(result, out_console)
+    for label in ("html", "xlsx", "csv", "batch"):
+        if label in result.outputs:
+            out_console.print(f"{label:>5}: {result.outputs[label]}", soft_wrap=True)
+    if src.kind == "qupath-project":
+        out_console.print(
+            f"QuPath: {src.path / 'wsdal' / 'results'} (run qupath_scripts/import_results.groovy)",
+            soft_wrap=True,
+            markup=False,
+        )
+    if result.qupath is not None:
+        out_console.print(f"QuPath project updated; backup: {result.qupath.backup}", markup=False)
+    if result.failed:
+        err_console.print(
+            f"{len(result.failed)} of {len(result.state.images)} slide(s) failed (reasons above "
+            "and in batch.json); the others are done. Re-run to retry the failed ones.",
+            markup=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
+
+
+def print_batch_table(result, console) -> None:
+    """Print the closing table of ``wsdal predict``: one row per slide."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="WS-DAL prediction", title_justify="left")
+    for name, justify in (
+        ("Slide", "left"),
+        ("Status", "left"),
+        ("Detections", "right"),
+        ("Hotspot", "right"),
+        ("Per mm²", "right"),
+        ("Score", "right"),
+        ("Time (s)", "right"),
+    ):
+        table.add_column(name, justify=justify, overflow="fold")
+    for im in result.state.images:
+        table.add_row(
+            Text(im.name),
+            im.status,
+            "" if im.detections is None else f"{im.detections:,}",
+            "" if im.hotspot is None else str(im.hotspot),
+            "" if im.per_mm2 is None else f"{im.per_mm2:.2f}",
+            "" if im.score is None else str(im.score),
+            f"{im.timings.get('wall_s', 0):.1f}",
+        )
+    console.print(table)
+    for im in result.state.images:
+        if im.status == "failed":
+            console.print(Text(f"Failed: {im.name}: {im.reason}"), soft_wrap=True)

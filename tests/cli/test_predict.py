@@ -1,0 +1,146 @@
+"""``wsdal predict`` through the CLI: a slide folder, a QuPath project without QuPath, failures."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from wsdal_wsi.cli import app
+
+runner = CliRunner()
+
+
+def _builders():
+    path = Path(__file__).resolve().parents[1] / "predict" / "builders.py"
+    name = "_wsdal_predict_builders"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return _builders().make_dataset(tmp_path_factory.mktemp("cli_predict") / "data")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    return _builders().make_tiny_model(tmp_path_factory.mktemp("cli_model") / "model.pt")
+
+
+@pytest.fixture
+def slides(data, tmp_path) -> Path:
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for s in data.slides:
+        shutil.copy(s.slide_path, folder)
+        shutil.copy(s.annotation_path, folder)
+    return folder
+
+
+def _predict(*args: str):
+    return runner.invoke(app, ["predict", *args, "--device", "cpu", "--tile-size", "512"])
+
+
+def test_predict_a_slide_folder_then_evaluate(slides, model, data, tmp_path):
+    out = tmp_path / "OUT"
+    result = _predict(str(slides), "--model", str(model), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert "WS-DAL prediction" in result.stdout and result.stdout.count(" done ") == 2
+    names = ("index.html", "counts.xlsx", "counts.csv", "batch.json", "synth_000.geojson",
+             "synth_000.report.png", "synth_001.summary.json")  # fmt: skip
+    for name in names:
+        assert (out / name).is_file(), name
+    assert str(out / "index.html") in result.stdout.replace("\n", "")
+    # F1 against the synthetic truth (an untrained model: only that it is computed)
+    ev = runner.invoke(app, ["evaluate", str(out), str(data.out_dir / "truth"), "--json"])
+    assert ev.exit_code == 0, ev.output
+    scores = json.loads(ev.stdout)
+    assert scores["tp"] + scores["fn"] == sum(s.n_mitoses for s in data.slides)
+    assert 0.0 <= (scores["f1"] or 0.0) <= 1.0
+    # a re-run skips both slides
+    again = _predict(str(slides), "--model", str(model), "--out", str(out))
+    assert again.exit_code == 0 and again.stdout.count(" skipped ") == 2
+
+
+def test_predict_a_qupath_project_without_qupath(data, model, tmp_path):
+    project = tmp_path / "project"
+    qpproj = _builders().make_project(
+        project, [s.slide_path for s in data.slides], [s.annotation_path for s in data.slides]
+    )
+    out = tmp_path / "OUT"
+    result = _predict(str(qpproj), "--model", str(model), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    for key in ("1", "2"):
+        assert (out / f"{key}.geojson").is_file() and (out / f"{key}.summary.json").is_file()
+        assert (project / "wsdal" / "results" / f"{key}.geojson").is_file()
+    assert "import_results.groovy" in result.stdout
+    assert (out / "counts.xlsx").is_file() and (out / "index.html").is_file()
+
+
+def test_a_corrupt_slide_fails_alone_and_the_exit_code_says_so(slides, model, data, tmp_path):
+    _builders().corrupt_copy(data.slides[0].slide_path, slides / "broken.tiff")
+    out = tmp_path / "OUT"
+    result = _predict(str(slides), "--model", str(model), "--out", str(out))
+    assert result.exit_code == 1, result.output
+    assert result.stdout.count(" done ") == 2
+    assert "Failed: broken.tiff:" in result.stdout and "truncated" in result.stdout
+    assert "1 of 3 slide(s) failed" in result.stderr
+    state = json.loads((out / "batch.json").read_text(encoding="utf-8"))
+    assert [im["status"] for im in state["images"]] == ["failed", "done", "done"]
+
+
+@pytest.mark.parametrize(
+    ("args", "match"),
+    [
+        (["--model", "{tmp}/nope.pt"], "nope.pt: model file not found"),
+        (["--model", "{model}", "--threshold", "2"], r"--threshold must be a probability"),
+        (["--model", "{model}", "--window", "hexagon"], "window must be one of"),
+        (["--model", "{model}", "--write-qupath"], "--write-qupath needs a QuPath project"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(slides, model, tmp_path, args, match):
+    args = [a.format(tmp=tmp_path, model=model) for a in args]
+    result = _predict(str(slides), *args, "--out", str(tmp_path / "OUT"))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    assert re.search(match, result.stderr), result.stderr
+
+
+def test_a_missing_source_exits_2(model, tmp_path):
+    result = _predict(str(tmp_path / "nowhere"), "--model", str(model), "--out", str(tmp_path))
+    assert result.exit_code == 2 and "no such file or folder" in result.stderr
+
+
+def test_write_qupath_without_qupath_says_what_to_do(data, model, tmp_path, monkeypatch):
+    from wsdal_wsi.qupath import paquo_adapter
+
+    monkeypatch.setattr(paquo_adapter, "qupath_available", lambda: False)
+    qpproj = _builders().make_project(
+        tmp_path / "project", [data.slides[0].slide_path], [data.slides[0].annotation_path]
+    )
+    out = tmp_path / "OUT"
+    result = _predict(str(qpproj), "--model", str(model), "--out", str(out), "--write-qupath")
+    assert result.exit_code == 1
+    assert "no QuPath installation found" in result.stderr
+    assert "import_results.groovy" in result.stderr
+    assert not (out / "1.geojson").exists()  # refused before any work

@@ -1,0 +1,110 @@
+"""Builders for the prediction tests: a tiny model, small synthetic slides, a QuPath project.
+
+Plain functions (no fixtures), so ``tests/cli/test_predict.py`` can load this file
+by path too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+
+_PROVIDER = "qupath.lib.images.servers.openslide.OpenslideServerBuilder"
+
+#: Patch side of the tiny test model (px at 0.25 µm/px).
+PATCH_PX = 32
+
+
+def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Path:
+    """An untrained, very narrow ResNet-18 model file (random weights, fixed seed).
+
+    Its probabilities are arbitrary but deterministic, which is all the engine tests need.
+    """
+    from wsdal_wsi.candidates import CandidateParams
+    from wsdal_wsi.model_file import ModelSpec, save_model
+    from wsdal_wsi.train.nets import ProjNet
+
+    torch.manual_seed(seed)
+    net = ProjNet(width=4, proj_dim=8).eval()
+    spec = ModelSpec(
+        arch="proj_resnet18",
+        arch_kwargs={"width": 4, "proj_dim": 8, "input_px": None},
+        patch_size_px=PATCH_PX,
+        target_mpp=0.25,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        threshold=threshold,
+        class_names=("Non-mitosis", "Mitosis"),
+        candidate_params=CandidateParams().to_dict(),
+        merge_radius_um=5.0,
+        provenance={"test": "untrained tiny model"},
+    )
+    return save_model(path, net, spec)
+
+
+def make_dataset(
+    out: Path, *, n_slides: int = 2, size=(1024, 768), regions: int = 1, seed: int = 5
+):
+    """A small synthetic slide folder (slides, sidecar clicks, ``truth/``)."""
+    from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_dataset, load_dataset
+
+    params = SynthParams(
+        width_px=size[0],
+        height_px=size[1],
+        mpp=0.25,
+        mitoses_per_mm2=200.0,
+        lookalikes_per_mm2=200.0,
+        tissue_fraction=0.7,
+    )
+    noise = AnnotationNoise(regions=regions, region_area_mm2=0.02) if regions else AnnotationNoise()
+    generate_dataset(out, n_slides=n_slides, params=params, noise=noise, seed=seed, workers=1)
+    return load_dataset(out)
+
+
+def make_project(project: Path, slides: list[Path], sidecars: list[Path]) -> Path:
+    """A QuPath project (no QuPath) over ``slides``, with the annotation exports.
+
+    Entry IDs are 1, 2, ...; the export of entry ``i`` is a copy of ``sidecars[i-1]``
+    in ``<project>/wsdal/annotations/<i>.geojson`` (export_annotations.groovy's layout).
+    """
+    images = []
+    for i, slide in enumerate(slides, start=1):
+        images.append(
+            {
+                "serverBuilder": {
+                    "builderType": "uri",
+                    "providerClassName": _PROVIDER,
+                    "uri": slide.resolve().as_uri(),
+                    "args": [],
+                    "metadata": {"width": 1024, "height": 768},
+                },
+                "entryID": i,
+                "randomizedName": f"00000000-0000-4000-8000-{i:012d}",
+                "imageName": slide.name,
+                "metadata": {},
+            }
+        )
+    project.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "version": "0.5.1",
+        "createTimestamp": 1700000000000,
+        "modifyTimestamp": 1700000000000,
+        "uri": (project / "project.qpproj").resolve().as_uri(),
+        "lastID": len(images),
+        "images": images,
+    }
+    (project / "project.qpproj").write_text(json.dumps(doc, indent=2))
+    exports = project / "wsdal" / "annotations"
+    exports.mkdir(parents=True, exist_ok=True)
+    for i, sidecar in enumerate(sidecars, start=1):
+        shutil.copyfile(sidecar, exports / f"{i}.geojson")
+    return project / "project.qpproj"
+
+
+def corrupt_copy(slide: Path, target: Path, *, keep_bytes: int = 4000) -> Path:
+    """A truncated copy of a slide (a TIFF whose image data is cut off)."""
+    target.write_bytes(slide.read_bytes()[:keep_bytes])
+    return target

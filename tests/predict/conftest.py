@@ -1,0 +1,57 @@
+"""Fixtures of the prediction tests: a tiny untrained model and small synthetic slides."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+
+def _load_builders():
+    path = Path(__file__).with_name("builders.py")
+    spec = importlib.util.spec_from_file_location("_wsdal_predict_builders", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+_builders = _load_builders()
+
+
+@pytest.fixture(scope="session")
+def builders():
+    """The builder functions of ``tests/predict/builders.py``."""
+    return _builders
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One CPU thread: tiny networks are per-op overhead, and 2 threads on a shared 2-core
+    machine are often slower than one."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path(tmp_path_factory) -> Path:
+    """An untrained tiny model file (patch 32 px, threshold 0.2: about half its scores)."""
+    return _builders.make_tiny_model(tmp_path_factory.mktemp("model") / "model.pt")
+
+
+@pytest.fixture(scope="session")
+def mini_data(tmp_path_factory):
+    """Two synthetic slides of 1024 x 768 px (0.25 µm/px) with clicks, a Region and truth."""
+    return _builders.make_dataset(tmp_path_factory.mktemp("mini_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_model_path):
+    from wsdal_wsi.model_file import load_model
+
+    return load_model(tiny_model_path, device="cpu")

@@ -1,0 +1,203 @@
+"""The batch runner: outputs, resume, skipping, recounting, failures recorded and survived."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from wsdal_wsi.counting import HotspotSettings
+from wsdal_wsi.errors import InputError
+from wsdal_wsi.predict import PredictSettings, run_batch
+from wsdal_wsi.predict import image as image_mod
+from wsdal_wsi.qupath import open_source, read_objects
+from wsdal_wsi.report import read_summary, slide_files
+
+SETTINGS = PredictSettings(device="cpu", tile_size_px=512, thumbnail_px=256, gallery_n=4)
+
+
+@pytest.fixture(scope="module")
+def slides(mini_data, tmp_path_factory) -> Path:
+    """The two mini slides with their sidecars, in a folder of their own."""
+    folder = tmp_path_factory.mktemp("slides")
+    for s in mini_data.slides:
+        shutil.copy(s.slide_path, folder)
+        shutil.copy(s.annotation_path, folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def finished(slides, tiny_model_path, tmp_path_factory) -> tuple[Path, object]:
+    """A finished batch over ``slides`` (copy it before changing it)."""
+    out = tmp_path_factory.mktemp("finished") / "OUT"
+    return out, run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
+
+
+def _copy(finished, tmp_path) -> Path:
+    return Path(shutil.copytree(finished[0], tmp_path / "OUT"))
+
+
+def _count_predictions(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = image_mod.predict_slide
+
+    def counting(slide, *args, **kwargs):
+        calls.append(slide.name)
+        return real(slide, *args, **kwargs)
+
+    monkeypatch.setattr(image_mod, "predict_slide", counting)
+    return calls
+
+
+def test_a_batch_writes_every_output(finished, tiny_model_path):
+    out, result = finished
+    assert [im.status for im in result.state.images] == ["done", "done"]
+    assert not result.failed
+    for im in result.state.images:
+        files = slide_files(out, im.key)
+        for p in (files.geojson, files.summary, files.tissue, files.thumbnail, files.report):
+            assert p.is_file(), p
+        summary = read_summary(files.summary)
+        assert summary.ok and summary.detections == im.detections
+        assert summary.model.sha256 == result.state.header["model"]["sha256"]
+        assert summary.threshold == 0.2 and summary.detections > 0
+        assert [r.class_name for r in summary.regions] == ["Region"]  # the sidecar's area
+        doc = json.loads(files.geojson.read_text(encoding="utf-8"))
+        prov = doc["wsdal"]
+        assert prov["slide"]["key"] == im.key and prov["model"]["path"] == str(tiny_model_path)
+        assert prov["settings"]["detection"]["threshold"] == 0.2
+        assert prov["settings"]["engine"]["tile_size_px"] == 512
+    for name in ("counts.csv", "counts.xlsx", "index.html", "batch.json"):
+        assert (out / name).is_file()
+    state = json.loads((out / "batch.json").read_text(encoding="utf-8"))
+    assert state["status"] == "finished" and state["counts"]["done"] == 2
+    assert state["images"][0]["timings"]["detect_s"] >= 0
+
+
+def test_a_re_run_skips_finished_slides(finished, slides, tiny_model_path, tmp_path, monkeypatch):
+    out = _copy(finished, tmp_path)
+    calls = _count_predictions(monkeypatch)
+    result = run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
+    assert [im.status for im in result.state.images] == ["skipped", "skipped"]
+    assert calls == []
+    assert [s.detections for s in result.summaries] == [
+        im.detections for im in finished[1].state.images
+    ]
+    # other hotspot settings: recounted from the files, without the model
+    other = dataclasses.replace(SETTINGS, hotspot=HotspotSettings(area_mm2=0.01))
+    result = run_batch(open_source(slides), tiny_model_path, out, settings=other)
+    assert [im.status for im in result.state.images] == ["recounted", "recounted"]
+    assert calls == []
+    assert read_summary(slide_files(out, "synth_000").summary).hotspot_settings.area_mm2 == 0.01
+    # --force and another threshold predict again
+    result = run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS, force=True)
+    assert [im.status for im in result.state.images] == ["done", "done"] and len(calls) == 2
+    higher = dataclasses.replace(SETTINGS, threshold=0.9)
+    result = run_batch(open_source(slides), tiny_model_path, out, settings=higher)
+    assert [im.status for im in result.state.images] == ["done", "done"] and len(calls) == 4
+    assert result.state.header["settings"]["threshold_used"] == 0.9
+
+
+def test_an_interrupted_batch_resumes(slides, tiny_model_path, tmp_path, monkeypatch):
+    out = tmp_path / "OUT"
+
+    def stop_after_first(im):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS,
+                  on_image_done=stop_after_first)  # fmt: skip
+    state = json.loads((out / "batch.json").read_text(encoding="utf-8"))
+    assert state["status"] == "interrupted"
+    assert [im["status"] for im in state["images"]] == ["done", "pending"]
+    calls = _count_predictions(monkeypatch)
+    result = run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
+    assert [im.status for im in result.state.images] == ["skipped", "done"]
+    assert calls == ["synth_001"]
+
+
+def test_failing_slides_are_recorded_and_the_batch_goes_on(
+    slides, tiny_model_path, tmp_path, monkeypatch, builders
+):
+    folder = Path(shutil.copytree(slides, tmp_path / "slides"))
+    builders.corrupt_copy(folder / "synth_000.tiff", folder / "broken.tiff")
+    real = image_mod.predict_slide
+
+    def flaky(slide, *args, **kwargs):
+        if slide.name == "synth_001":
+            raise RuntimeError("CUDA error: an illegal memory access")
+        return real(slide, *args, **kwargs)
+
+    monkeypatch.setattr(image_mod, "predict_slide", flaky)
+    out = tmp_path / "OUT"
+    result = run_batch(open_source(folder), tiny_model_path, out, settings=SETTINGS)
+    status = {im.key: im for im in result.state.images}
+    assert status["synth_000"].status == "done"
+    assert status["broken"].status == "failed"
+    assert "broken.tiff" in status["broken"].reason and "truncated" in status["broken"].reason
+    assert status["synth_001"].status == "failed"
+    assert status["synth_001"].reason == (
+        "unexpected error: RuntimeError: CUDA error: an illegal memory access"
+    )
+    assert "Traceback" in status["synth_001"].traceback
+    failed = read_summary(slide_files(out, "broken").summary)
+    assert failed.status == "failed" and "truncated" in failed.reason
+    assert len(result.failed) == 2 and len(result.summaries) == 3
+    assert "broken" in (out / "counts.csv").read_text(encoding="utf-8-sig")
+    # the failed ones are tried again on a re-run, the done one is not
+    monkeypatch.setattr(image_mod, "predict_slide", real)
+    calls = _count_predictions(monkeypatch)
+    result = run_batch(open_source(folder), tiny_model_path, out, settings=SETTINGS)
+    assert {im.key: im.status for im in result.state.images} == {
+        "broken": "failed", "synth_000": "skipped", "synth_001": "done"
+    }  # fmt: skip
+    assert calls == ["synth_001"]
+
+
+def test_results_into_the_slide_folder_keep_the_pathologists_clicks(
+    slides, tiny_model_path, tmp_path
+):
+    folder = Path(shutil.copytree(slides, tmp_path / "slides"))
+    before = read_objects(folder / "synth_000.geojson")
+    run_batch(open_source(folder), tiny_model_path, folder, settings=SETTINGS)
+    after = read_objects(folder / "synth_000.geojson")
+    theirs = [o for o in after if not o.tool_made]
+    assert [(o.class_name, o.points) for o in theirs] == [(o.class_name, o.points) for o in before]
+    assert any(o.tool_made and o.object_type == "detection" for o in after)
+    # the sidecar still reads as the same annotations (our objects are left out), and a
+    # re-run finds the slides finished
+    result = run_batch(open_source(folder), tiny_model_path, folder, settings=SETTINGS)
+    assert [im.status for im in result.state.images] == ["skipped", "skipped"]
+    assert [len(s.regions) for s in result.summaries] == [1, 1]
+
+
+def test_a_foreign_batch_json_is_not_overwritten(slides, tiny_model_path, tmp_path):
+    out = tmp_path / "OUT"
+    out.mkdir()
+    (out / "batch.json").write_text('{"my": "data"}')
+    with pytest.raises(InputError, match="not a wsdal-wsi batch file"):
+        run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
+    assert (out / "batch.json").read_text() == '{"my": "data"}'
+
+
+def test_a_project_gets_the_exchange_results(mini_data, tiny_model_path, tmp_path, builders):
+    slides = [s.slide_path for s in mini_data.slides]
+    sidecars = [s.annotation_path for s in mini_data.slides]
+    missing = tmp_path / "gone" / "moved.tiff"
+    qpproj = builders.make_project(tmp_path / "project", [*slides, missing], sidecars)
+    out = tmp_path / "OUT"
+    result = run_batch(open_source(qpproj), tiny_model_path, out, settings=SETTINGS)
+    status = {im.key: im for im in result.state.images}
+    assert [status[k].status for k in ("1", "2")] == ["done", "done"]
+    assert status["3"].status == "failed" and "moved.tiff" in status["3"].reason
+    for key in ("1", "2"):
+        exchange = tmp_path / "project" / "wsdal" / "results" / f"{key}.geojson"
+        assert exchange.is_file()
+        objects = read_objects(exchange)
+        assert sum(o.object_type == "detection" for o in objects) == status[key].detections
+        summary = read_summary(slide_files(out, key).summary)
+        assert summary.geojson_copies == [str(exchange.resolve())]
+        assert summary.slide.name == slides[int(key) - 1].name

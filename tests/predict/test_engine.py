@@ -1,0 +1,134 @@
+"""The streaming engine: tile- and batch-size independence, ownership, patches, options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from wsdal_wsi.candidates import CandidateParams, detect_candidates
+from wsdal_wsi.errors import ConfigError, ResolutionError
+from wsdal_wsi.predict import inference_area, margin_px_for, predict_slide
+from wsdal_wsi.slide import TissueMask, open_slide
+
+
+@pytest.fixture(scope="module")
+def slide(mini_data):
+    with open_slide(mini_data.slides[0].slide_path) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def reference(slide, tiny_model):
+    """All candidates of the slide with their probabilities (threshold 0), one big tile."""
+    return predict_slide(slide, tiny_model, threshold=0.0, tile_size_px=2048, batch_size=512)
+
+
+def test_results_do_not_depend_on_tile_or_batch_size(slide, tiny_model, reference):
+    assert reference.n_candidates > 20
+    thr = _threshold_between(reference.scores)  # about half pass, none near the threshold
+    runs = [
+        predict_slide(slide, tiny_model, threshold=thr, tile_size_px=ts, batch_size=bs)
+        for ts, bs in ((1024, 256), (256, 7), (300, 1))
+    ]
+    base = runs[0]
+    assert 0 < len(base.scores) < len(reference.scores)
+    assert runs[1].n_tiles > base.n_tiles
+    for other in runs[1:]:
+        assert other.n_candidates == base.n_candidates
+        np.testing.assert_array_equal(other.points_level0, base.points_level0)
+        np.testing.assert_allclose(other.scores, base.scores, rtol=1e-5, atol=1e-6)
+
+
+def _threshold_between(scores: np.ndarray) -> float:
+    """A threshold in the widest gap between neighbouring scores of the middle half."""
+    s = np.sort(scores)
+    lo, hi = len(s) // 4, 3 * len(s) // 4
+    k = lo + int(np.argmax(np.diff(s[lo : hi + 1])))
+    return float((s[k] + s[k + 1]) / 2)
+
+
+def test_every_candidate_is_scored_once(slide, tiny_model, reference):
+    """Candidates of the whole slide read at once = the candidates the tiles owned."""
+    params = CandidateParams.from_dict(tiny_model.spec.candidate_params)
+    w, h = slide.dimensions
+    m = 200  # white border, like the tiles' reads beyond the slide
+    rgb = np.full((h + 2 * m, w + 2 * m, 3), 255, np.uint8)
+    rgb[m : m + h, m : m + w] = slide.read_region((0, 0), (w, h), target_mpp=0.25)
+    found = detect_candidates(torch.from_numpy(rgb).permute(2, 0, 1)[None], mpp=0.25,
+                              params=params)[0]  # fmt: skip
+    xy = found[:, :2].numpy().astype(np.float64) - m + 0.5
+    inside = (xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] < w) & (xy[:, 1] < h)
+    area = inference_area(reference.tissue)
+    expected = int((inside & area.contains(xy)).sum())
+    assert reference.n_candidates == expected
+
+
+def test_merging_leaves_no_two_detections_closer_than_the_radius(reference, tiny_model):
+    pts = reference.points_level0
+    d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(d, np.inf)
+    assert d.min() > tiny_model.spec.merge_radius_um / 0.25
+    assert np.all(np.diff(reference.scores) <= 0)  # descending
+
+
+def test_threshold_selects_a_subset(slide, tiny_model, reference):
+    high = predict_slide(slide, tiny_model, threshold=float(np.quantile(reference.scores, 0.8)))
+    assert 0 < len(high.scores) < len(reference.scores)
+    assert high.scores.min() >= high.threshold
+    assert high.n_above_threshold < high.n_candidates
+
+
+def test_margin_covers_half_a_patch_and_the_detector_context():
+    params = CandidateParams()
+    m = margin_px_for(patch_size_px=80, params=params, target_mpp=0.25)
+    assert m >= 40 and m * 0.25 >= params.context_um()
+    assert margin_px_for(patch_size_px=400, params=params, target_mpp=0.25) == 200
+
+
+def test_inference_area_grows_the_mask_by_one_pixel():
+    mask = np.zeros((5, 5), bool)
+    mask[2, 2] = True
+    grown = inference_area(TissueMask(mask=mask, downsample=32.0))
+    assert grown.mask.sum() == 9 and grown.downsample == 32.0
+    empty = TissueMask(mask=np.zeros((3, 3), bool), downsample=8.0)
+    assert inference_area(empty) is empty
+
+
+def test_a_slide_without_tissue_gives_no_detections(slide, tiny_model):
+    none = TissueMask(mask=np.zeros((24, 32), bool), downsample=32.0)
+    pred = predict_slide(slide, tiny_model, tissue=none)
+    assert pred.n_tiles == 0 and len(pred.scores) == 0 and pred.points_level0.shape == (0, 2)
+    assert pred.tissue_mp == 0.0
+
+
+def test_timings_and_engine_info(reference):
+    for key in ("read_s", "read_wait_s", "detect_s", "classify_s", "merge_s", "total_s"):
+        assert reference.timings[key] >= 0
+    info = reference.engine_info()
+    assert info["n_tiles"] == reference.n_tiles and info["device"] == "cpu"
+    assert 0 < reference.tissue_mp <= 1024 * 768 / 1e6
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"tile_size_px": 8}, "tile_size_px must be an integer >= 16"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"reader_threads": 0}, "reader_threads"),
+        ({"threshold": 1.5}, r"threshold must be a probability in \[0, 1\], got 1.5"),
+    ],
+)
+def test_bad_options_are_refused(slide, tiny_model, kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        predict_slide(slide, tiny_model, **kwargs)
+
+
+def test_a_slide_without_resolution_is_refused(tmp_path, tiny_model):
+    import tifffile
+
+    path = tmp_path / "nores.tiff"
+    tifffile.imwrite(path, np.full((256, 256, 3), 200, np.uint8), tile=(128, 128),
+                     photometric="rgb")  # fmt: skip
+    with open_slide(path) as s, pytest.raises(ResolutionError, match="--mpp"):
+        predict_slide(s, tiny_model)

@@ -1,0 +1,45 @@
+"""Whole-slide prediction: the streaming engine and the batch runner.
+
+Public API::
+
+    predict_slide(slide, model, *, tissue=None, threshold=None, tile_size_px=1024,
+                  batch_size=None, reader_threads=None, progress=None) -> SlidePrediction
+    run_batch(source, model_path, out_dir, *, settings=PredictSettings(), force=False,
+              write_qupath=False, progress=None) -> BatchResult       # wsdal predict
+    predict_image(record, model, out_dir, ...) -> SlideSummary        # one image of a batch
+    PredictSettings, BatchState (OUT/batch.json)
+"""
+
+from wsdal_wsi.predict.batch import BatchResult, run_batch
+from wsdal_wsi.predict.engine import (
+    SlidePrediction,
+    default_batch_size,
+    default_reader_threads,
+    inference_area,
+    margin_px_for,
+    predict_slide,
+)
+from wsdal_wsi.predict.image import predict_image, previous_result, regions_of
+from wsdal_wsi.predict.settings import ENGINE_VERSION, PredictSettings, detection_key, file_sha256
+from wsdal_wsi.predict.state import BATCH_FILE, BatchState, ImageState
+
+__all__ = [
+    "BATCH_FILE",
+    "ENGINE_VERSION",
+    "BatchResult",
+    "BatchState",
+    "ImageState",
+    "PredictSettings",
+    "SlidePrediction",
+    "default_batch_size",
+    "default_reader_threads",
+    "detection_key",
+    "file_sha256",
+    "inference_area",
+    "margin_px_for",
+    "predict_image",
+    "predict_slide",
+    "previous_result",
+    "regions_of",
+    "run_batch",
+]

@@ -1,0 +1,409 @@
+"""Streaming whole-slide inference: tiles -> candidates -> patches -> p(mitosis) -> detections.
+
+:func:`predict_slide` runs one slide (callable per slide, so an engine such as
+Ray can spread slides over machines). The pipeline:
+
+1. **Inference area**: the tissue mask dilated by one mask pixel (8 µm by
+   default), so a figure at the very edge of the tissue is still looked at.
+2. **Tiles** (:func:`wsdal_wsi.slide.tile_grid`) at the model's resolution,
+   cores of ``tile_size_px`` on one global pixel lattice, read with a margin of
+   ``max(half a patch, the candidate detector's context)`` so that the candidates
+   and patches of a core are exactly those of the whole slide; every read has the
+   same size (beyond the slide is white), so tiles batch on the device.
+3. **Reading ahead** (:class:`~wsdal_wsi.predict.reader.TileStream`): reader
+   threads decode the next tiles while the device works; a bounded queue keeps
+   memory flat; pinned buffers and ``non_blocking`` copies on CUDA.
+4. **On the device**: candidate detection (:func:`wsdal_wsi.candidates.detect_candidates`),
+   ownership (a candidate belongs to the tile whose core holds its pixel, and must
+   lie in the inference area), and patch cropping by one gather from the tile
+   tensor (no per-patch loop); patches of several tiles are pooled and classified
+   in large batches (:meth:`wsdal_wsi.model_file.LoadedModel.predict_proba`, bf16
+   and channels-last on CUDA).
+5. **Detections**: candidates with p >= threshold, merged greedily within the
+   model's ``merge_radius_um`` over the whole slide (one mitotic figure, one
+   detection), in a canonical order so the result depends neither on the tile
+   size nor on the batch size.
+
+Coordinates: candidates are pixel centres of the global target-px lattice,
+``level0 = (gx + 0.5) * level0_per_px`` (the training extractor's convention).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from wsdal_wsi.candidates import CandidateParams, detect_candidates, merge_points
+from wsdal_wsi.errors import ConfigError
+from wsdal_wsi.predict.patches import PatchClassifier, crop_patches
+from wsdal_wsi.predict.reader import TileStream
+from wsdal_wsi.progress import NULL_PROGRESS, Progress
+from wsdal_wsi.slide import TissueMask, tile_grid, tissue_mask
+from wsdal_wsi.units import um_to_px
+
+__all__ = [
+    "SlidePrediction",
+    "default_batch_size",
+    "default_reader_threads",
+    "inference_area",
+    "margin_px_for",
+    "predict_slide",
+]
+
+#: Extra context (µm) beyond what the candidate detector needs, against rounding.
+_MARGIN_SLACK_UM = 2.0
+
+
+def default_reader_threads(device: torch.device | str) -> int:
+    """Reader threads by default: all cores but one for the device loop (1 to 16)."""
+    cores = os.cpu_count() or 1
+    if torch.device(device).type == "cuda":
+        return max(1, min(16, cores - 1))
+    # On the CPU the model needs the cores too: one reader is plenty.
+    return 1 if cores <= 4 else 2
+
+
+def default_batch_size(device: torch.device | str) -> int:
+    """Patches per classifier batch by default (large on CUDA, moderate on the CPU)."""
+    return 2048 if torch.device(device).type == "cuda" else 256
+
+
+def margin_px_for(*, patch_size_px: int, params: CandidateParams, target_mpp: float) -> int:
+    """Tile margin (px at ``target_mpp``): half a patch, or the detector's context if larger.
+
+    With this margin the candidates found in a tile's core, and the patches
+    cropped around them, are those of the whole slide.
+    """
+    context_px = um_to_px(params.context_um() + _MARGIN_SLACK_UM, target_mpp)
+    return int(max(math.ceil(patch_size_px / 2), math.ceil(context_px)))
+
+
+def inference_area(tissue: TissueMask, *, dilate_px: int = 1) -> TissueMask:
+    """The tissue mask dilated by ``dilate_px`` mask pixels (the area searched for mitoses)."""
+    if dilate_px <= 0 or not tissue.mask.any():
+        return tissue
+    grown = ndimage.binary_dilation(
+        tissue.mask, structure=np.ones((3, 3), bool), iterations=int(dilate_px)
+    )
+    return TissueMask(mask=grown, downsample=tissue.downsample)
+
+
+@dataclass
+class SlidePrediction:
+    """The detections of one slide and how they were made.
+
+    Attributes
+    ----------
+    points_level0 : numpy.ndarray
+        ``(N, 2)`` float64 level-0 ``(x, y)`` of the detections, by descending score.
+    scores : numpy.ndarray
+        ``(N,)`` float64 p(mitosis) of each detection (>= ``threshold``).
+    threshold : float
+        The probability threshold applied.
+    n_candidates : int
+        Candidates classified (each once, in the inference area).
+    n_above_threshold : int
+        Candidates at or above the threshold, before merging.
+    n_tiles : int
+        Tiles read.
+    tile_size_px, margin_px, read_px : int
+        Core side, margin and read side of the tiles (px at ``target_mpp``).
+    target_mpp : float
+        The model's resolution (µm/px).
+    batch_size : int
+        Patches per classifier batch.
+    reader_threads : int
+    device : str
+    tissue : TissueMask
+        The tissue mask (as computed or given; not dilated).
+    tissue_mp : float
+        Tissue area in megapixels at ``target_mpp``.
+    read_mp : float
+        Pixels read, in megapixels at ``target_mpp`` (tiles x read size).
+    timings : dict of str to float
+        Seconds: ``tissue_s`` (mask, when computed here), ``read_s`` (summed over
+        reader threads), ``read_wait_s`` (the device loop waiting for pixels),
+        ``detect_s`` (candidates, ownership, cropping), ``classify_s``,
+        ``merge_s``, ``total_s`` (wall time of the call). On CUDA the device
+        steps are host wall time up to their synchronisation points.
+    """
+
+    points_level0: np.ndarray
+    scores: np.ndarray
+    threshold: float
+    n_candidates: int
+    n_above_threshold: int
+    n_tiles: int
+    tile_size_px: int
+    margin_px: int
+    read_px: int
+    target_mpp: float
+    batch_size: int
+    reader_threads: int
+    device: str
+    tissue: TissueMask
+    tissue_mp: float
+    read_mp: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def engine_info(self) -> dict[str, Any]:
+        """JSON-able description of how the slide was run (for provenance and summaries)."""
+        return {
+            "tile_size_px": self.tile_size_px,
+            "margin_px": self.margin_px,
+            "batch_size": self.batch_size,
+            "reader_threads": self.reader_threads,
+            "device": self.device,
+            "n_tiles": self.n_tiles,
+            "n_candidates": self.n_candidates,
+            "n_above_threshold": self.n_above_threshold,
+            "tissue_mp": round(self.tissue_mp, 3),
+            "read_mp": round(self.read_mp, 3),
+        }
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@torch.inference_mode()
+def predict_slide(
+    slide: Any,
+    model: Any,
+    *,
+    tissue: TissueMask | None = None,
+    threshold: float | None = None,
+    tile_size_px: int = 1024,
+    batch_size: int | None = None,
+    reader_threads: int | None = None,
+    tiles_per_step: int | None = None,
+    progress: Progress | None = None,
+) -> SlidePrediction:
+    """Find the mitoses of one slide (streaming, on the model's device).
+
+    Parameters
+    ----------
+    slide : wsdal_wsi.slide.Slide
+        An open slide with a known resolution.
+    model : wsdal_wsi.model_file.LoadedModel
+        The classifier; its device is where candidates, patches and
+        classification run; its spec gives the patch size, resolution,
+        threshold, candidate settings and merge radius.
+    tissue : TissueMask, optional
+        The slide's tissue mask (computed when not given).
+    threshold : float, optional
+        Probability threshold overriding the model's own.
+    tile_size_px : int
+        Core side of the tiles (px at the model's resolution). Results do not
+        depend on it.
+    batch_size : int, optional
+        Patches per classifier batch (default: 2048 on CUDA, 256 on the CPU).
+        Results do not depend on it (up to float rounding of probabilities).
+    reader_threads : int, optional
+        Threads decoding tiles ahead (default: :func:`default_reader_threads`).
+    tiles_per_step : int, optional
+        Tiles sent to the candidate detector at once (default 4 on CUDA, 1 on
+        the CPU).
+    progress : Progress, optional
+        One bar, advanced per tile.
+
+    Returns
+    -------
+    SlidePrediction
+
+    Raises
+    ------
+    ResolutionError
+        The slide has no resolution.
+    SlideError
+        The slide cannot be read.
+    ConfigError
+        A bad option value.
+    """
+    t_start = time.perf_counter()
+    spec = model.spec
+    device = torch.device(model.device)
+    cuda = device.type == "cuda"
+    tile_size_px = _check_int("tile_size_px", tile_size_px, 16)
+    batch_size = _check_int(
+        "batch_size", default_batch_size(device) if batch_size is None else batch_size, 1
+    )
+    reader_threads = _check_int(
+        "reader_threads",
+        default_reader_threads(device) if reader_threads is None else reader_threads,
+        1,
+    )
+    tiles_per_step = _check_int(
+        "tiles_per_step", (4 if cuda else 1) if tiles_per_step is None else tiles_per_step, 1
+    )
+    thr = float(spec.threshold if threshold is None else threshold)
+    if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
+        raise ConfigError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    target_mpp = float(spec.target_mpp)
+    patch_px = int(spec.patch_size_px)
+    params = CandidateParams.from_dict(spec.candidate_params or {})
+    slide.require_mpp()
+    timings: dict[str, float] = {}
+
+    if tissue is None:
+        t0 = time.perf_counter()
+        tissue = tissue_mask(slide)
+        timings["tissue_s"] = time.perf_counter() - t0
+    area = inference_area(tissue)
+    margin_px = margin_px_for(patch_size_px=patch_px, params=params, target_mpp=target_mpp)
+    tiles = tile_grid(
+        slide, target_mpp=target_mpp, tile_size_px=tile_size_px, margin_px=margin_px, tissue=area
+    )
+    read_px = tile_size_px + 2 * margin_px
+    f = slide.level0_per_px(target_mpp)
+    area_dev = torch.from_numpy(np.ascontiguousarray(area.mask)).to(device)
+    mask_h, mask_w = area.mask.shape
+    scale = f / area.downsample  # mask px per target px
+
+    classifier = PatchClassifier(model, batch_size=batch_size, threshold=thr)
+    stream = TileStream(
+        slide,
+        tiles,
+        read_px=read_px,
+        target_mpp=target_mpp,
+        threads=reader_threads,
+        depth=2 * reader_threads + tiles_per_step,
+        pinned=cuda,
+        held=tiles_per_step,
+    )
+    step = functools.partial(
+        _step,
+        stream=stream,
+        classifier=classifier,
+        area_dev=area_dev,
+        scale=scale,
+        mask_wh=(mask_w, mask_h),
+        device=device,
+        target_mpp=target_mpp,
+        params=params,
+        patch_px=patch_px,
+    )
+    detect_s = 0.0
+    progress = progress or NULL_PROGRESS
+    tile_iter = iter(stream)
+    with progress.task(f"Predicting {slide.name}", total=len(tiles)) as task:
+        try:
+            group: list[Any] = []
+            for item in tile_iter:
+                group.append(item)
+                if len(group) == tiles_per_step:
+                    detect_s += step(group)
+                    task.advance(len(group))
+                    task.update(status=f"{classifier.n_classified:,} candidates")
+                    group = []
+            if group:
+                detect_s += step(group)
+                task.advance(len(group))
+            classifier.flush()
+            task.update(status=f"{classifier.n_classified:,} candidates")
+            gxy, prob = classifier.results()
+        finally:
+            tile_iter.close()  # type: ignore[attr-defined]
+
+    t0 = time.perf_counter()
+    # Canonical order (row-major on the global lattice) before merging, so ties in
+    # probability are broken by position, never by tile or batch order.
+    order = np.lexsort((gxy[:, 0], gxy[:, 1])) if len(gxy) else np.zeros(0, np.int64)
+    gxy, prob = gxy[order], prob[order]
+    radius_px = um_to_px(spec.merge_radius_um, target_mpp) if spec.merge_radius_um > 0 else 0.0
+    keep = merge_points(gxy.astype(np.float64), prob.astype(np.float64), radius_px=radius_px)
+    points = (gxy[keep].astype(np.float64) + 0.5) * f
+    scores = prob[keep].astype(np.float64)
+    timings["merge_s"] = time.perf_counter() - t0
+    timings["read_s"] = stream.read_s
+    timings["read_wait_s"] = stream.wait_s
+    timings["detect_s"] = detect_s
+    timings["classify_s"] = classifier.seconds
+    timings["total_s"] = time.perf_counter() - t_start
+    tissue_mp = float(tissue.mask.sum()) * (tissue.downsample / f) ** 2 / 1e6
+    return SlidePrediction(
+        points_level0=points,
+        scores=scores,
+        threshold=thr,
+        n_candidates=classifier.n_classified,
+        n_above_threshold=len(gxy),
+        n_tiles=len(tiles),
+        tile_size_px=tile_size_px,
+        margin_px=margin_px,
+        read_px=read_px,
+        target_mpp=target_mpp,
+        batch_size=batch_size,
+        reader_threads=reader_threads,
+        device=str(device),
+        tissue=tissue,
+        tissue_mp=tissue_mp,
+        read_mp=len(tiles) * read_px * read_px / 1e6,
+        timings={k: round(v, 4) for k, v in timings.items()},
+    )
+
+
+def _step(
+    group: Sequence[Any],
+    *,
+    stream: TileStream,
+    classifier: PatchClassifier,
+    area_dev: torch.Tensor,
+    scale: float,
+    mask_wh: tuple[int, int],
+    device: torch.device,
+    target_mpp: float,
+    params: CandidateParams,
+    patch_px: int,
+) -> float:
+    """Detect, own and crop the candidates of a group of read tiles; queue their patches.
+
+    Returns the seconds spent (the classifier's time is counted by itself).
+    """
+    t0 = time.perf_counter()
+    before = classifier.seconds
+    if len(group) == 1:
+        batch = group[0].pixels.to(device, non_blocking=True)[None]
+    else:
+        batch = torch.empty((len(group), *group[0].pixels.shape), dtype=torch.uint8, device=device)
+        for i, item in enumerate(group):
+            batch[i].copy_(item.pixels, non_blocking=True)
+    found = detect_candidates(batch.permute(0, 3, 1, 2), mpp=target_mpp, params=params)
+    # detect_candidates synchronises (nonzero), so the copies are done: free the buffers.
+    for item in group:
+        stream.release(item.pixels)
+    b_parts, x_parts, y_parts, g_parts = [], [], [], []
+    for i, (item, cand) in enumerate(zip(group, found, strict=True)):
+        if cand.shape[0] == 0:
+            continue
+        x = cand[:, 0].long()
+        y = cand[:, 1].long()
+        ox, oy = item.tile.origin_px
+        cx0, cy0, cx1, cy1 = item.tile.core_px
+        gx, gy = x + ox, y + oy
+        own = (gx >= cx0) & (gx < cx1) & (gy >= cy0) & (gy < cy1)
+        # In the inference area: the mask pixel holding the candidate's centre.
+        col = torch.floor((gx.double() + 0.5) * scale).long()
+        row = torch.floor((gy.double() + 0.5) * scale).long()
+        inside = (col >= 0) & (row >= 0) & (col < mask_wh[0]) & (row < mask_wh[1])
+        own &= inside
+        own &= area_dev[row.clamp(0, mask_wh[1] - 1), col.clamp(0, mask_wh[0] - 1)]
+        b_parts.append(torch.full_like(x, i)[own])
+        x_parts.append(x[own])
+        y_parts.append(y[own])
+        g_parts.append(torch.stack([gx[own], gy[own]], dim=1))
+    if b_parts:
+        b, x, y = torch.cat(b_parts), torch.cat(x_parts), torch.cat(y_parts)
+        patches = crop_patches(batch, b, x, y, patch_px)
+        classifier.add(patches, torch.cat(g_parts))
+    return time.perf_counter() - t0 - (classifier.seconds - before)
