@@ -23,6 +23,7 @@ from wsdal_wsi.synth.fields import (
     TextureBank,
     interp_points,
     make_textures,
+    node_quantile,
     smooth_noise,
 )
 from wsdal_wsi.synth.objects import slide_rng
@@ -87,14 +88,14 @@ def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, CoarseFie
     del dist
     hole_frac = 0.05
     frac = min(0.97, params.tissue_fraction / (1 - hole_frac))
-    tissue -= np.float32(np.quantile(tissue[inside], 1.0 - frac))
+    tissue -= np.float32(node_quantile(tissue, inside, 1.0 - frac))
     in_tissue = inside & (tissue > 0)
     if not in_tissue.any():  # degenerate tiny slide: keep the centre
         in_tissue = inside
     # Holes (fat, vessels) inside the tissue.
     scale_h = 90.0
     hole = smooth_noise(rng, shape, scale_cells=scale_h / cell_um) * np.float32(scale_h / 2.5)
-    hole -= np.float32(np.quantile(hole[in_tissue], 1.0 - hole_frac))
+    hole -= np.float32(node_quantile(hole, in_tissue, 1.0 - hole_frac))
     tissue_nodes = in_tissue & (hole < 0)
     del in_tissue
     # Tumour: regions of tumour, within them nests separated by stroma strands.
@@ -103,12 +104,12 @@ def make_fields(params: SynthParams, seed: int) -> tuple[CoarseFields, CoarseFie
     scale_n = 55.0
     nest = smooth_noise(rng, shape, scale_cells=scale_n / cell_um) * np.float32(scale_n / 2.5)
     nest_keep = 0.82
-    nest -= np.float32(np.quantile(nest[tissue_nodes], 1.0 - nest_keep))
+    nest -= np.float32(node_quantile(nest, tissue_nodes, 1.0 - nest_keep))
     region_frac = min(1.0, params.tumour_fraction / nest_keep)
     if region_frac >= 1.0:
         tumour[:] = np.float32(scale_u)
     else:
-        tumour -= np.float32(np.quantile(tumour[tissue_nodes], 1.0 - region_frac))
+        tumour -= np.float32(node_quantile(tumour, tissue_nodes, 1.0 - region_frac))
     np.minimum(tumour, nest, out=tumour)
     del nest
     tissue_frac = float(tissue_nodes.sum()) / float(inside.sum())

@@ -90,7 +90,7 @@ def _tumour_sprites(rng: np.random.Generator, k: int, mpp: float) -> np.ndarray:
     inside = soft_inside((rho - 1.0) * a, um_to_px(0.22, mpp))
     fine = noise2d(rng, (k, size, size), um_to_px(0.3, mpp))
     coarse = noise2d(rng, (k, size, size), um_to_px(0.9, mpp))
-    base = rng.uniform(0.26, 0.42, (k, 1, 1)).astype(np.float32)
+    base = rng.uniform(0.28, 0.45, (k, 1, 1)).astype(np.float32)
     vesic = rng.uniform(0.1, 0.45, (k, 1, 1)).astype(np.float32)  # chromatin clearing
     chrom = 1.0 + 0.30 * fine + 0.25 * coarse - vesic * np.exp(-((rho / 0.7) ** 2))
     chrom = np.clip(chrom, 0.15, None)

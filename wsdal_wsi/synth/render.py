@@ -298,6 +298,8 @@ def chunk_job(
     """
     rend = renderer_for(str(plan_path))
     rgb = rend.render(x0, y0, w, h)
+    rend.plan.fields.release()
+    rend.plan.slow.release()
     return encode_tiles(rgb, tile_px=tile_px, quality=quality), downsample2(rgb)
 
 
