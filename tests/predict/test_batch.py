@@ -201,3 +201,24 @@ def test_a_project_gets_the_exchange_results(mini_data, tiny_model_path, tmp_pat
         summary = read_summary(slide_files(out, key).summary)
         assert summary.geojson_copies == [str(exchange.resolve())]
         assert summary.slide.name == slides[int(key) - 1].name
+
+
+def test_a_slide_without_resolution_fails_until_mpp_is_given(tiny_model_path, tmp_path):
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    tifffile.imwrite(folder / "nores.tiff", np.full((512, 512, 3), 235, np.uint8),
+                     tile=(256, 256), photometric="rgb")  # fmt: skip
+    out = tmp_path / "OUT"
+    result = run_batch(open_source(folder), tiny_model_path, out, settings=SETTINGS)
+    (im,) = result.state.images
+    assert im.status == "failed" and "does not record its resolution" in im.reason
+    assert "--mpp" in im.reason
+    with_mpp = dataclasses.replace(SETTINGS, mpp=0.25)
+    result = run_batch(open_source(folder, mpp=0.25), tiny_model_path, out, settings=with_mpp)
+    (im,) = result.state.images
+    assert im.status == "done" and im.detections == 0  # glass only: nothing to find
+    summary = read_summary(slide_files(out, "nores").summary)
+    assert summary.slide.mpp == 0.25 and summary.slide.mpp_source == "user (--mpp)"

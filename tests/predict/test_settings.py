@@ -14,7 +14,7 @@ from wsdal_wsi.predict import ENGINE_VERSION, PredictSettings, detection_key, fi
 def test_defaults_and_json_form():
     s = PredictSettings()
     d = s.to_dict()
-    assert d["tile_size_px"] == 1024 and d["threshold"] is None
+    assert d["tile_size_px"] is None and d["threshold"] is None
     assert d["hotspot"] == HotspotSettings().to_dict()
     assert PredictSettings(threshold=1, mpp="0.5").threshold == 1.0
 

@@ -50,10 +50,11 @@ def predict(
         help="Probability threshold for a detection (default: the model's own; recorded).",
         rich_help_panel=_RUN,
     ),
-    tile_size: int = typer.Option(
-        1024,
+    tile_size: int | None = typer.Option(
+        None,
         "--tile-size",
-        help="Tile side in px at the model's resolution (results do not depend on it).",
+        help="Tile side in px at the model's resolution (default 2048 on CUDA, 1024 on the "
+        "CPU; results do not depend on it).",
         rich_help_panel=_RUN,
     ),
     batch_size: int | None = typer.Option(

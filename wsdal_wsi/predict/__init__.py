@@ -2,7 +2,7 @@
 
 Public API::
 
-    predict_slide(slide, model, *, tissue=None, threshold=None, tile_size_px=1024,
+    predict_slide(slide, model, *, tissue=None, threshold=None, tile_size_px=None,
                   batch_size=None, reader_threads=None, progress=None) -> SlidePrediction
     run_batch(source, model_path, out_dir, *, settings=PredictSettings(), force=False,
               write_qupath=False, progress=None) -> BatchResult       # wsdal predict
@@ -13,10 +13,13 @@ Public API::
 from wsdal_wsi.predict.batch import BatchResult, run_batch
 from wsdal_wsi.predict.engine import (
     SlidePrediction,
+    TilePlan,
     default_batch_size,
     default_reader_threads,
+    default_tile_size,
     inference_area,
     margin_px_for,
+    plan_tiles,
     predict_slide,
 )
 from wsdal_wsi.predict.image import predict_image, previous_result, regions_of
@@ -31,12 +34,15 @@ __all__ = [
     "ImageState",
     "PredictSettings",
     "SlidePrediction",
+    "TilePlan",
     "default_batch_size",
     "default_reader_threads",
+    "default_tile_size",
     "detection_key",
     "file_sha256",
     "inference_area",
     "margin_px_for",
+    "plan_tiles",
     "predict_image",
     "predict_slide",
     "previous_result",

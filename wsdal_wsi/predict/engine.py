@@ -52,10 +52,13 @@ from wsdal_wsi.units import um_to_px
 
 __all__ = [
     "SlidePrediction",
+    "TilePlan",
     "default_batch_size",
     "default_reader_threads",
+    "default_tile_size",
     "inference_area",
     "margin_px_for",
+    "plan_tiles",
     "predict_slide",
 ]
 
@@ -70,6 +73,11 @@ def default_reader_threads(device: torch.device | str) -> int:
         return max(1, min(16, cores - 1))
     # On the CPU the model needs the cores too: one reader is plenty.
     return 1 if cores <= 4 else 2
+
+
+def default_tile_size(device: torch.device | str) -> int:
+    """Core side of the tiles by default (px): 2048 on CUDA (less margin read twice), else 1024."""
+    return 2048 if torch.device(device).type == "cuda" else 1024
 
 
 def default_batch_size(device: torch.device | str) -> int:
@@ -95,6 +103,57 @@ def inference_area(tissue: TissueMask, *, dilate_px: int = 1) -> TissueMask:
         tissue.mask, structure=np.ones((3, 3), bool), iterations=int(dilate_px)
     )
     return TissueMask(mask=grown, downsample=tissue.downsample)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """The tiles of a slide as the engine reads them.
+
+    Attributes
+    ----------
+    tiles : list of Tile
+        Tiles whose core touches the inference area, row by row.
+    area : TissueMask
+        The inference area (tissue dilated by one mask pixel).
+    margin_px : int
+        Context read around each core (px at the model's resolution).
+    read_px : int
+        Side of every read: ``tile_size_px + 2 * margin_px``.
+    """
+
+    tiles: list[Any]
+    area: TissueMask
+    margin_px: int
+    read_px: int
+
+
+def plan_tiles(slide: Any, spec: Any, *, tissue: TissueMask, tile_size_px: int) -> TilePlan:
+    """The tiles :func:`predict_slide` reads for ``slide`` with a model of ``spec``.
+
+    Parameters
+    ----------
+    slide : wsdal_wsi.slide.Slide
+    spec : wsdal_wsi.model_file.ModelSpec
+        Patch size, resolution and candidate settings.
+    tissue : TissueMask
+    tile_size_px : int
+        Core side (px at ``spec.target_mpp``).
+    """
+    params = CandidateParams.from_dict(spec.candidate_params or {})
+    area = inference_area(tissue)
+    margin_px = margin_px_for(
+        patch_size_px=int(spec.patch_size_px), params=params, target_mpp=spec.target_mpp
+    )
+    tiles = tile_grid(
+        slide,
+        target_mpp=spec.target_mpp,
+        tile_size_px=tile_size_px,
+        margin_px=margin_px,
+        tissue=area,
+    )
+    return TilePlan(
+        tiles=tiles, area=area, margin_px=margin_px, read_px=tile_size_px + 2 * margin_px
+    )
 
 
 @dataclass
@@ -184,7 +243,7 @@ def predict_slide(
     *,
     tissue: TissueMask | None = None,
     threshold: float | None = None,
-    tile_size_px: int = 1024,
+    tile_size_px: int | None = None,
     batch_size: int | None = None,
     reader_threads: int | None = None,
     tiles_per_step: int | None = None,
@@ -204,16 +263,16 @@ def predict_slide(
         The slide's tissue mask (computed when not given).
     threshold : float, optional
         Probability threshold overriding the model's own.
-    tile_size_px : int
-        Core side of the tiles (px at the model's resolution). Results do not
-        depend on it.
+    tile_size_px : int, optional
+        Core side of the tiles (px at the model's resolution; default
+        :func:`default_tile_size`). Results do not depend on it.
     batch_size : int, optional
         Patches per classifier batch (default: 2048 on CUDA, 256 on the CPU).
         Results do not depend on it (up to float rounding of probabilities).
     reader_threads : int, optional
         Threads decoding tiles ahead (default: :func:`default_reader_threads`).
     tiles_per_step : int, optional
-        Tiles sent to the candidate detector at once (default 4 on CUDA, 1 on
+        Tiles sent to the candidate detector at once (default 8 on CUDA, 1 on
         the CPU).
     progress : Progress, optional
         One bar, advanced per tile.
@@ -235,7 +294,9 @@ def predict_slide(
     spec = model.spec
     device = torch.device(model.device)
     cuda = device.type == "cuda"
-    tile_size_px = _check_int("tile_size_px", tile_size_px, 16)
+    tile_size_px = _check_int(
+        "tile_size_px", default_tile_size(device) if tile_size_px is None else tile_size_px, 16
+    )
     batch_size = _check_int(
         "batch_size", default_batch_size(device) if batch_size is None else batch_size, 1
     )
@@ -245,7 +306,7 @@ def predict_slide(
         1,
     )
     tiles_per_step = _check_int(
-        "tiles_per_step", (4 if cuda else 1) if tiles_per_step is None else tiles_per_step, 1
+        "tiles_per_step", (8 if cuda else 1) if tiles_per_step is None else tiles_per_step, 1
     )
     thr = float(spec.threshold if threshold is None else threshold)
     if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
@@ -260,12 +321,8 @@ def predict_slide(
         t0 = time.perf_counter()
         tissue = tissue_mask(slide)
         timings["tissue_s"] = time.perf_counter() - t0
-    area = inference_area(tissue)
-    margin_px = margin_px_for(patch_size_px=patch_px, params=params, target_mpp=target_mpp)
-    tiles = tile_grid(
-        slide, target_mpp=target_mpp, tile_size_px=tile_size_px, margin_px=margin_px, tissue=area
-    )
-    read_px = tile_size_px + 2 * margin_px
+    plan = plan_tiles(slide, spec, tissue=tissue, tile_size_px=tile_size_px)
+    area, tiles, margin_px, read_px = plan.area, plan.tiles, plan.margin_px, plan.read_px
     f = slide.level0_per_px(target_mpp)
     area_dev = torch.from_numpy(np.ascontiguousarray(area.mask)).to(device)
     mask_h, mask_w = area.mask.shape
@@ -278,7 +335,7 @@ def predict_slide(
         read_px=read_px,
         target_mpp=target_mpp,
         threads=reader_threads,
-        depth=2 * reader_threads + tiles_per_step,
+        depth=reader_threads + tiles_per_step,
         pinned=cuda,
         held=tiles_per_step,
     )

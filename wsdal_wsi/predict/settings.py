@@ -35,9 +35,10 @@ class PredictSettings:
     ----------
     device : str
         ``"auto"`` (CUDA when available), ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
-    tile_size_px : int
-        Core side of the tiles, px at the model's resolution (results do not
-        depend on it; larger tiles waste less margin, smaller ones less memory).
+    tile_size_px : int or None
+        Core side of the tiles, px at the model's resolution (None: 2048 on CUDA,
+        1024 on the CPU; results do not depend on it: larger tiles read less
+        margin twice, smaller ones hold less memory).
     batch_size : int or None
         Patches per classifier batch (None: 2048 on CUDA, 256 on the CPU).
     reader_threads : int or None
@@ -57,7 +58,7 @@ class PredictSettings:
     """
 
     device: str = "auto"
-    tile_size_px: int = 1024
+    tile_size_px: int | None = None
     batch_size: int | None = None
     reader_threads: int | None = None
     threshold: float | None = None
@@ -69,6 +70,8 @@ class PredictSettings:
     def __post_init__(self) -> None:
         for name, minimum in (("tile_size_px", 64), ("thumbnail_px", 64), ("gallery_n", 0)):
             value = getattr(self, name)
+            if value is None and name == "tile_size_px":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
                 raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
         for name in ("batch_size", "reader_threads"):
