@@ -88,3 +88,22 @@ def test_pixels_equal_a_direct_read(mini_data):
         for item in stream:
             ref = slide.read_region(item.tile.location_level0, (424, 424), target_mpp=0.25)
             np.testing.assert_array_equal(item.pixels.numpy(), ref)
+
+
+def test_the_buffer_pool_recycles_without_deadlock():
+    """The pinned-buffer pool (here in ordinary memory): buffers come back and are reused."""
+    slide = _FakeSlide(delay_s=0.0)
+    tiles = [_Tile((float(i), 0.0)) for i in range(30)]
+    stream = TileStream(slide, tiles, read_px=8, target_mpp=0.25, threads=3, depth=4,
+                        pinned=True, held=3, pin_memory=False)  # fmt: skip
+    held, seen, buffers = [], [], set()
+    for item in stream:
+        seen.append(int(item.pixels[0, 0, 0]))
+        buffers.add(item.pixels.data_ptr())
+        held.append(item.pixels)
+        if len(held) == 3:  # the engine holds a group of tiles, then releases them
+            for px in held:
+                stream.release(px)
+            held = []
+    assert seen == list(range(30))
+    assert len(buffers) <= 4 + 3  # a fixed pool: depth + held buffers

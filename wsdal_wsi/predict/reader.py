@@ -64,10 +64,14 @@ class TileStream:
     depth : int
         Largest number of tiles read ahead of the consumer (>= 1).
     pinned : bool
-        Copy each tile into a pinned buffer (for asynchronous copies to CUDA).
+        Copy each tile into a buffer of a fixed pool, page-locked (pinned) for
+        asynchronous copies to CUDA.
     held : int
         Largest number of yielded tiles the consumer holds before releasing
-        them (sizes the pinned pool: ``depth + held`` buffers).
+        them (sizes the pool: ``depth + held`` buffers).
+    pin_memory : bool, optional
+        Page-lock the pool's buffers (default: ``pinned``; needs CUDA). False
+        keeps the pool in ordinary memory (tests of the pool without a GPU).
 
     Attributes
     ----------
@@ -88,6 +92,7 @@ class TileStream:
         depth: int,
         pinned: bool = False,
         held: int = 1,
+        pin_memory: bool | None = None,
     ) -> None:
         self.slide = slide
         self.tiles = list(tiles)
@@ -104,10 +109,10 @@ class TileStream:
             # depth buffers being filled or queued, plus those the consumer holds: a
             # read can always get one, so the pool never deadlocks.
             self._buffers = queue.Queue()
+            pin = self.pinned if pin_memory is None else bool(pin_memory)
             for _ in range(self.depth + max(1, int(held))):
-                self._buffers.put(
-                    torch.empty((self.read_px, self.read_px, 3), dtype=torch.uint8).pin_memory()
-                )
+                buf = torch.empty((self.read_px, self.read_px, 3), dtype=torch.uint8)
+                self._buffers.put(buf.pin_memory() if pin else buf)
 
     def _read(self, tile: Any) -> torch.Tensor:
         t0 = time.perf_counter()
@@ -116,7 +121,9 @@ class TileStream:
         )
         if self._buffers is not None:
             buf = self._buffers.get()
-            buf.copy_(torch.from_numpy(rgb))
+            # numpy's copy: one thread, GIL released (torch's copy_ would start an
+            # OpenMP team from every reader thread).
+            np.copyto(buf.numpy(), rgb)
             out = buf
         else:
             out = torch.from_numpy(np.ascontiguousarray(rgb))
