@@ -141,7 +141,7 @@ def blob_preset():
             "ns.batch_size": 16,
             "dmu.epochs": 4,
             "dmu.batch_size": 32,
-            "csdgl.epochs": 2,
+            "csdgl.epochs": 4,
             "csdgl.batch_size": 16,
             "csdgl.input_px": 32,
             "csdgl.proj_dim": 16,

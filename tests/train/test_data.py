@@ -77,3 +77,43 @@ def test_sequential_and_drop_last(arrays):
     assert len(d) == 3 and d.n_samples == 24 and len(_ids(d, 0)) == 24
     with pytest.raises(ValueError, match="30 rows but 2 labels"):
         PatchBatches(patches, rows, labels[:2], batch_size=8, device=torch.device("cpu"))
+
+
+def test_no_batch_of_one(arrays):
+    patches, rows, labels = arrays  # 30 samples
+    b = PatchBatches(
+        patches, rows[:29], labels[:29], batch_size=7, device=torch.device("cpu"), mode="shuffle"
+    )
+    sizes = [len(x.labels) for x in b.epoch(0)]
+    assert sizes == [7, 7, 7, 8] and len(b) == 4
+
+
+def test_groups_serve_one_member_each(arrays):
+    patches, rows, labels = arrays
+    groups = np.arange(30) // 3  # 10 groups of 3 copies
+    b = PatchBatches(
+        patches,
+        rows,
+        labels,
+        batch_size=4,
+        device=torch.device("cpu"),
+        mode="shuffle",
+        groups=groups,
+    )
+    assert b.n_per_epoch == 10 and len(b) == 3 and b.n_samples == 10
+    seen = []
+    for e in range(6):
+        pos = np.concatenate([x.positions.numpy() for x in b.epoch(e)])
+        assert sorted(groups[pos].tolist()) == list(range(10))  # every group once
+        seen.append(pos)
+    assert len({int(p) for s in seen for p in s}) > 10  # different copies across epochs
+    with pytest.raises(ValueError, match="groups need shuffle mode"):
+        PatchBatches(
+            patches,
+            rows,
+            labels,
+            batch_size=4,
+            device=torch.device("cpu"),
+            mode="balanced",
+            groups=groups,
+        )

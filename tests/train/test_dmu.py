@@ -128,3 +128,26 @@ def test_dmu_flags_the_flipped_clicks(tmp_path, blob_store):
     assert (flagged & ~wrong).sum() <= 4  # ... and few correct labels blamed
     again = run_dmu(ctx, tmp_path / "dmu", samples, DMUSettings())  # done: not redone
     assert again == stats
+
+
+def test_a_click_and_its_jittered_copies_are_one_memory_unit(tmp_path):
+    from wsdal_wsi.train.dmu import memory_units
+    from wsdal_wsi.train.store import StoreWriter
+
+    w = StoreWriter(tmp_path / "s", context_px=4, patch_px=4, target_mpp=0.25)
+    base = {"image_key": "a", "slide": "a.tiff", "x_level0": 0.0, "y_level0": 0.0, "split": "train"}
+    c0, c1, c2 = w.new_click_id(), w.new_click_id(), w.new_click_id()
+    recs = [
+        {**base, "label": 1, "source": "click", "click_id": c0},
+        {**base, "label": 0, "source": "candidate"},
+        {**base, "label": 1, "source": "jitter", "click_id": c0},
+        {**base, "label": 1, "source": "click", "click_id": c1},
+        {**base, "label": 0, "source": "negative_click", "click_id": c2},
+        {**base, "label": 1, "source": "jitter", "click_id": c1},
+        {**base, "label": 0, "source": "candidate"},
+    ]
+    w.append(np.zeros((len(recs), 3, 4, 4), np.uint8), recs)
+    store = w.finish(settings={}, provenance={})
+    rows = np.arange(len(recs))
+    s = SampleSet(rows, store.label[rows].astype(np.int64), store.source[rows].astype(object))
+    assert memory_units(s, store).tolist() == [0, 1, 0, 2, 3, 2, 4]

@@ -24,7 +24,7 @@ def _auc(model_path, store):
 
 
 def test_wsdal_run_stops_resumes_and_writes_the_model(tmp_path, blob_store):
-    store, _ = blob_store(n_pos=12, n_neg=24, n_images=3, n_val_images=1, flip_pos=2)
+    store, _ = blob_store(n_pos=20, n_neg=30, n_images=3, n_val_images=1, flip_pos=2)
     run = tmp_path / "run"
     settings = RunSettings(method="wsdal", preset=blob_preset(), seed=0)
     part = train_from_store(store, run, settings, device="cpu", stop_after="dmu")

@@ -155,6 +155,10 @@ def train(
     )
     preset = chosen.name
     method = settings.method
+    import torch
+
+    if torch.cuda.is_available() and device != "cpu":
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
     err_console.print(f"Training {method} with preset {preset} into {out}")
     with RichProgress() as progress:
         summary = train_run(

@@ -45,6 +45,25 @@ _RGB_FROM_HED = torch.tensor(
 )
 _RGB_FROM_HED = _RGB_FROM_HED / _RGB_FROM_HED.norm(dim=1, keepdim=True)
 _HED_FROM_RGB = torch.linalg.inv(_RGB_FROM_HED)
+_RGB_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float32
+)
+_YIQ_TO_RGB = torch.linalg.inv(_RGB_TO_YIQ)
+_CONSTANTS: dict[tuple, Tensor] = {}
+
+
+def _const(name: str, values: Tensor | tuple[float, ...], device: torch.device) -> Tensor:
+    """A constant tensor on ``device``, copied there once (no host sync per batch)."""
+    key = (
+        name,
+        tuple(values.flatten().tolist()) if isinstance(values, Tensor) else values,
+        str(device),
+    )
+    t = _CONSTANTS.get(key)
+    if t is None:
+        t = torch.as_tensor(values, dtype=torch.float32).to(device)
+        _CONSTANTS[key] = t
+    return t
 
 
 @dataclass(frozen=True)
@@ -139,9 +158,9 @@ def center_crop(x: Tensor, patch_px: int) -> Tensor:
 
 def normalise(x01: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     """``(B, 3, H, W)`` float RGB in [0, 1] → ``(x - mean) / std``."""
-    m = torch.tensor(mean, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=x01.dtype, device=x01.device).view(1, 3, 1, 1)
-    return (x01 - m) / s
+    m = _const("mean", tuple(mean), x01.device).view(1, 3, 1, 1)
+    s = _const("std", tuple(std), x01.device).view(1, 3, 1, 1)
+    return (x01 - m.to(x01.dtype)) / s.to(x01.dtype)
 
 
 def _geometry(x: Tensor, patch_px: int, p: AugmentParams, g: torch.Generator) -> Tensor:
@@ -172,7 +191,7 @@ def _geometry(x: Tensor, patch_px: int, p: AugmentParams, g: torch.Generator) ->
         field = F.interpolate(
             coarse, size=(patch_px, patch_px), mode="bilinear", align_corners=True
         )
-        scale = torch.tensor([2.0 / w, 2.0 / h], device=dev).view(1, 1, 1, 2)
+        scale = _const("elastic", (2.0 / w, 2.0 / h), dev).view(1, 1, 1, 2)
         grid = grid + field.permute(0, 2, 3, 1) * scale
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -182,10 +201,8 @@ def _hue_matrix(turns: Tensor) -> Tensor:
     t = turns * 2 * math.pi
     c, s = torch.cos(t), torch.sin(t)
     dev = turns.device
-    to_yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], device=dev
-    )
-    to_rgb = torch.linalg.inv(to_yiq)
+    to_yiq = _const("to_yiq", _RGB_TO_YIQ, dev)
+    to_rgb = _const("to_rgb", _YIQ_TO_RGB, dev)
     rot = torch.zeros(turns.shape[0], 3, 3, device=dev)
     rot[:, 0, 0] = 1.0
     rot[:, 1, 1], rot[:, 1, 2] = c, -s
@@ -200,6 +217,9 @@ def _mix(x: Tensor, m: Tensor) -> Tensor:
     """
     if m.ndim == 2:
         m = m.unsqueeze(0).expand(x.shape[0], 3, 3)
+    if x.is_cuda:  # one batched matrix product (on the CPU, bmm with k = 3 is slow)
+        b, _, h, w = x.shape
+        return torch.bmm(m.to(x.dtype), x.reshape(b, 3, h * w)).view(b, 3, h, w)
     cols = [x[:, j : j + 1] for j in range(3)]
     rows = [
         m[:, i, 0].view(-1, 1, 1, 1) * cols[0]
@@ -210,10 +230,14 @@ def _mix(x: Tensor, m: Tensor) -> Tensor:
     return torch.cat(rows, dim=1)
 
 
-def _blur(x: Tensor, sigma: Tensor) -> Tensor:
-    """Separable Gaussian blur with a per-sample ``sigma (B,)`` (0: none)."""
+def _blur(x: Tensor, sigma: Tensor, *, max_sigma: float) -> Tensor:
+    """Separable Gaussian blur with a per-sample ``sigma (B,)`` (0: none), all ``<= max_sigma``.
+
+    The kernel size comes from ``max_sigma`` (known on the host), so nothing waits
+    for the device.
+    """
     b, c, h, w = x.shape
-    radius = max(1, math.ceil(3 * float(sigma.max())))
+    radius = max(1, math.ceil(3 * max_sigma))
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     sig = sigma.clamp_min(1e-3).view(b, 1)
     k = torch.exp(-0.5 * (t.view(1, -1) / sig) ** 2)
@@ -231,10 +255,10 @@ def _colour(x: Tensor, p: AugmentParams, g: torch.Generator) -> Tensor:
     dev = x.device
     if p.hed_scale > 0 or p.hed_shift > 0:
         od = -torch.log((x * 255.0 + 1.0) / 256.0)
-        hed = _mix(od, _HED_FROM_RGB.to(dev).T)
+        hed = _mix(od, _const("hed_from_rgb", _HED_FROM_RGB, dev).T)
         a = _uniform(3 * b, 1 - p.hed_scale, 1 + p.hed_scale, g, dev).view(b, 3, 1, 1)
         s = _uniform(3 * b, -p.hed_shift, p.hed_shift, g, dev).view(b, 3, 1, 1)
-        od = _mix(hed * a + s, _RGB_FROM_HED.to(dev).T)
+        od = _mix(hed * a + s, _const("rgb_from_hed", _RGB_FROM_HED, dev).T)
         x = ((torch.exp(-od) * 256.0 - 1.0) / 255.0).clamp(0, 1)
     if p.brightness > 0:
         x = x * _uniform(b, 1 - p.brightness, 1 + p.brightness, g, dev).view(b, 1, 1, 1)
@@ -253,8 +277,7 @@ def _colour(x: Tensor, p: AugmentParams, g: torch.Generator) -> Tensor:
     if p.blur_prob > 0 and p.blur_sigma_px > 0:
         on = torch.rand(b, generator=g, device=dev) < p.blur_prob
         sigma = _uniform(b, 0.3, p.blur_sigma_px, g, dev) * on
-        if bool(on.any()):
-            x = _blur(x, sigma)
+        x = _blur(x, sigma, max_sigma=p.blur_sigma_px)
     return x
 
 

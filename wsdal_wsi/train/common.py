@@ -86,6 +86,7 @@ class StageContext:
         mode: str,
         seed_offset: int = 0,
         drop_last: bool = False,
+        groups: np.ndarray | None = None,
     ) -> PatchBatches:
         """:class:`PatchBatches` over ``rows`` of the store on the stage's device."""
         return PatchBatches(
@@ -98,6 +99,7 @@ class StageContext:
             seed=self.seed * 1000 + seed_offset,
             drop_last=drop_last,
             cache_bytes=self.cache_bytes,
+            groups=groups,
         )
 
     def init_trunks(self, *trunks: nn.Module) -> str:

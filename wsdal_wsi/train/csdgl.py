@@ -105,7 +105,13 @@ def sbcl_loss(
         other-subclass positive of the class term (anchors without positives are
         left out of each mean).
     """
-    z = z.float()
+    with torch.autocast(device_type=z.device.type, enabled=False):  # similarities in fp32
+        return _sbcl(z.float(), subclass, cls, tau=tau, tau_sub=tau_sub, beta=beta)
+
+
+def _sbcl(
+    z: Tensor, subclass: Tensor, cls: Tensor, *, tau: float, tau_sub: Tensor, beta: float
+) -> Tensor:
     n = z.shape[0]
     sim = z @ z.T
     eye = torch.eye(n, dtype=torch.bool, device=z.device)
@@ -126,9 +132,9 @@ def sbcl_loss(
     l2 = -torch.where(same_cls_other, logp2, 0.0).sum(1) / n2.clamp_min(1)
     has2 = n2 > 0
 
-    zero = z.sum() * 0.0
-    term1 = l1[has1].mean() if bool(has1.any()) else zero
-    term2 = l2[has2].mean() if bool(has2.any()) else zero
+    # means over the anchors that have positives (no host sync: a 0/0 becomes 0)
+    term1 = torch.where(has1, l1, 0.0).sum() / has1.sum().clamp_min(1)
+    term2 = torch.where(has2, l2, 0.0).sum() / has2.sum().clamp_min(1)
     return term1 + beta * term2
 
 

@@ -3,9 +3,9 @@
 :class:`PatchBatches` serves a fixed set of store rows (a stage's training
 set) as ``uint8`` batches on the device. When the selected patches fit a memory
 budget they are copied to the device once (GPU memory on CUDA, RAM on the CPU)
-and every batch is an index operation there; otherwise a background thread
-reads each batch from the memory-mapped store into pinned memory and copies it
-with ``non_blocking=True`` while the device computes the previous one.
+and every batch is an index operation there; otherwise a few threads read
+the next batches from the memory-mapped store straight into pinned memory, and
+each is copied with ``non_blocking=True`` while the device computes.
 
 The order of every epoch is drawn from ``numpy.random.default_rng((seed, epoch))``,
 so an epoch is the same whether the run was resumed or not, on any device.
@@ -13,9 +13,9 @@ so an epoch is the same whether the run was resumed or not, on any device.
 
 from __future__ import annotations
 
-import queue
-import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -26,6 +26,10 @@ from torch import Tensor
 __all__ = ["Batch", "PatchBatches", "default_cache_bytes"]
 
 Mode = Literal["balanced", "shuffle", "sequential"]
+
+#: Threads reading streamed batches from the store, and batches read ahead.
+READ_THREADS = 3
+PREFETCH = 6
 
 
 @dataclass
@@ -83,6 +87,10 @@ class PatchBatches:
     cache_bytes : int, optional
         Budget to hold the patches on the device (default :func:`default_cache_bytes`);
         0 forces streaming from the store.
+    groups : ndarray, optional
+        ``(M,)`` int group of each sample (``shuffle`` mode only): each epoch serves
+        one randomly chosen member of every group, so the jittered copies of a click
+        count as one sample seen in a different copy each epoch.
     """
 
     def __init__(
@@ -97,6 +105,7 @@ class PatchBatches:
         seed: int = 0,
         drop_last: bool = False,
         cache_bytes: int | None = None,
+        groups: np.ndarray | None = None,
     ) -> None:
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels_np = np.asarray(labels, dtype=np.int64)
@@ -107,7 +116,15 @@ class PatchBatches:
         self.device = torch.device(device)
         self.mode = mode
         self.seed = int(seed)
-        self.drop_last = bool(drop_last) and len(self.rows) > self.batch_size
+        self.groups = None
+        if groups is not None:
+            if mode != "shuffle" or len(groups) != len(self.rows):
+                raise ValueError("groups need shuffle mode and one group per sample")
+            _, self.groups = np.unique(np.asarray(groups), return_inverse=True)
+            self._members = np.argsort(self.groups, kind="stable")
+            self._starts = np.searchsorted(self.groups[self._members], np.arange(self.n_groups))
+            self._sizes = np.bincount(self.groups)
+        self.drop_last = bool(drop_last) and self.n_per_epoch > self.batch_size
         per_patch = int(np.prod(patches.shape[1:]))
         budget = default_cache_bytes(self.device) if cache_bytes is None else int(cache_bytes)
         self.cached = len(self.rows) * per_patch <= budget
@@ -119,14 +136,27 @@ class PatchBatches:
             host[order] = patches[self.rows[order]]  # sorted read: sequential on disk
             self._data = torch.from_numpy(host).to(self.device)
 
+    @property
+    def n_groups(self) -> int:
+        """Groups (samples without ``groups``)."""
+        return int(self.groups.max()) + 1 if self.groups is not None and len(self.groups) else 0
+
+    @property
+    def n_per_epoch(self) -> int:
+        """Positions in an epoch's order (one per group with ``groups``)."""
+        return self.n_groups if self.groups is not None else len(self.rows)
+
     def __len__(self) -> int:
-        n = len(self.rows)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        n, b = self.n_per_epoch, self.batch_size
+        if self.drop_last:
+            return n // b
+        k = -(-n // b)
+        return k - 1 if k >= 2 and n % b == 1 else k  # a last batch of one joins the previous
 
     @property
     def n_samples(self) -> int:
         """Samples served per epoch."""
-        return len(self) * self.batch_size if self.drop_last else len(self.rows)
+        return len(self) * self.batch_size if self.drop_last else self.n_per_epoch
 
     def order(self, epoch: int) -> np.ndarray:
         """Positions served in ``epoch`` (deterministic in ``(seed, epoch)``)."""
@@ -134,6 +164,9 @@ class PatchBatches:
         if self.mode == "sequential" or n == 0:
             return np.arange(n)
         rng = np.random.default_rng((self.seed, int(epoch)))
+        if self.groups is not None:
+            pick = self._starts + (rng.random(self.n_groups) * self._sizes).astype(np.int64)
+            return self._members[pick][rng.permutation(self.n_groups)]
         if self.mode == "shuffle":
             return rng.permutation(n)
         counts = np.bincount(self.labels_np).astype(float)
@@ -146,55 +179,48 @@ class PatchBatches:
         if self.drop_last:
             order = order[: len(self) * self.batch_size]
         chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if len(chunks) >= 2 and len(chunks[-1]) < 2:
+            # a batch of one breaks batch norm in training: give it to the previous batch
+            last = chunks.pop()
+            chunks[-1] = np.concatenate([chunks[-1], last])
+        # the epoch's order goes to the device once: slicing it there needs no host sync
+        order_dev = torch.from_numpy(np.concatenate(chunks) if chunks else order).to(self.device)
+        bounds = np.cumsum([0] + [len(c) for c in chunks])
         if self._data is not None:
-            for pos in chunks:
-                p = torch.from_numpy(pos).to(self.device)
+            for i in range(len(chunks)):
+                p = order_dev[bounds[i] : bounds[i + 1]]
                 yield Batch(self._data.index_select(0, p), self.labels[p], p)
             return
-        yield from self._stream(chunks)
+        yield from self._stream(chunks, order_dev, bounds)
 
     def __iter__(self) -> Iterator[Batch]:
         return self.epoch(0)
 
     def _read(self, pos: np.ndarray) -> Tensor:
+        """Read a batch from the store (sorted rows: sequential on disk), pinned on CUDA."""
         rows = self.rows[pos]
         order = np.argsort(rows, kind="stable")
-        host = np.empty((len(rows), *self.source.shape[1:]), np.uint8)
-        host[order] = self.source[rows[order]]
-        t = torch.from_numpy(host)
-        return t.pin_memory() if self.device.type == "cuda" else t
+        shape = (len(rows), *self.source.shape[1:])
+        t = torch.empty(shape, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+        t.numpy()[order] = self.source[rows[order]]
+        return t
 
-    def _stream(self, chunks: list[np.ndarray]) -> Iterator[Batch]:
-        q: queue.Queue = queue.Queue(maxsize=4)
-        stop = threading.Event()
-
-        def work() -> None:
+    def _stream(
+        self, chunks: list[np.ndarray], order_dev: Tensor, bounds: np.ndarray
+    ) -> Iterator[Batch]:
+        """Batches read by a few threads, ``PREFETCH`` ahead, in order."""
+        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="wsdal-read") as pool:
+            pending: deque = deque()
+            nxt = 0
             try:
-                for pos in chunks:
-                    if stop.is_set():
-                        return
-                    q.put((pos, self._read(pos)))
-            except BaseException as exc:  # handed to the consumer, re-raised there
-                q.put(exc)
-                return
-            q.put(None)
-
-        t = threading.Thread(target=work, name="wsdal-patch-reader", daemon=True)
-        t.start()
-        try:
-            while True:
-                item = q.get()
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                pos, host = item
-                p = torch.from_numpy(pos).to(self.device)
-                yield Batch(host.to(self.device, non_blocking=True), self.labels[p], p)
-        finally:
-            stop.set()
-            while t.is_alive():
-                try:
-                    q.get_nowait()
-                except queue.Empty:
-                    t.join(timeout=0.05)
+                while nxt < len(chunks) or pending:
+                    while nxt < len(chunks) and len(pending) < PREFETCH:
+                        pending.append(pool.submit(self._read, chunks[nxt]))
+                        nxt += 1
+                    i = nxt - len(pending)
+                    host = pending.popleft().result()
+                    p = order_dev[bounds[i] : bounds[i + 1]]
+                    yield Batch(host.to(self.device, non_blocking=True), self.labels[p], p)
+            finally:
+                for f in pending:
+                    f.cancel()
