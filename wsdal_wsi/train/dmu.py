@@ -6,8 +6,9 @@ the other; loss = 0.25 CE(weak) + 0.25 CE(strong) + 0.5 CE(fused). Every sample 
 seen once per epoch (no class-balanced sampling: the memory needs every sample
 each epoch) and counted once (plain CE by default, see ``DMUSettings``).
 :class:`DMUMemory` keeps, per sample, the last softmax of each view and per-view
-EMA thresholds, and after the warm-up epochs counts how often the sample was clean / hard / noisy, its learning and
-forgetting events, and the last fused p(mitosis).
+EMA thresholds, and after the warm-up epochs counts how often the sample was
+clean / hard / noisy, its learning and forgetting events, and the last fused
+p(mitosis).
 
 Rules (``wsdal-method.md`` §4; where it is silent, our reading, marked *):
 
