@@ -94,9 +94,9 @@ def test_figures_are_darker_than_ordinary_nuclei_and_lookalikes_as_dark(
             avoid_r_px=np.full(len(xy), 60.0),
         )
         nxy = np.column_stack([st.cx, st.cy])[st.sprite < N_TUMOUR][:400]
-        nuclei.extend(peak(h_od, nxy, radius_px=24))
+        nuclei.extend(peak(h_od, nxy, radius_px=12))  # the nucleus itself, not its neighbours
     mit, look, nuclei = (np.array(v)[np.isfinite(v)] for v in (mit, look, nuclei))
-    assert np.mean(mit) > 1.4 * np.mean(nuclei)  # figures darker than ordinary nuclei
+    assert np.mean(mit) > 1.3 * np.mean(nuclei)  # figures darker than ordinary nuclei
     assert 0.85 < np.mean(look) / np.mean(mit) < 1.2  # darkness alone cannot separate them
     # ... but not trivially: some ordinary nuclei are as dark as some mitoses.
     assert (nuclei > np.percentile(mit, 10)).mean() > 0.01

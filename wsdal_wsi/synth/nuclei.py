@@ -34,7 +34,7 @@ from wsdal_wsi.units import um_to_px
 __all__ = ["NucleusLibrary", "block_nuclei", "chunk_nuclei", "make_nucleus_library"]
 
 #: Lattice spacing of nucleus positions (µm) and block size (lattice cells).
-LATTICE_UM = 11.0
+LATTICE_UM = 10.5
 BLOCK_CELLS = 16
 #: Sprites per library.
 N_TUMOUR = 160
