@@ -86,12 +86,12 @@ def synth_slide(tmp_path_factory: pytest.TempPathFactory):
     ``synth_slide.slide_path``: a 2048 x 1536 px pyramidal tiled JPEG BigTIFF at
     0.25 µm/px (3 levels: 2048, 1024, 512 px wide; OpenSlide vendor
     ``generic-tiff``), about 70 % tissue with tumour nests and stroma, holding
-    about 10 mitoses and 10 look-alikes (apoptotic bodies, pyknotic nuclei,
+    about 10-20 mitoses and as many look-alikes (apoptotic bodies, pyknotic nuclei,
     lymphocytes). Beside it, ``annotation_path`` (``<name>.geojson``): the
     clicks of a pathologist with noise: 15 % of mitoses missed, false
     ``Mitosis`` clicks on look-alikes worth 15 % of the true clicks, clicks
     1.5 µm off centre (RMS), ``Mitosis-like`` clicks on 30 % of the other
-    look-alikes, and one ``Region`` polygon (about 0.1 mm²): mitoses outside it
+    look-alikes, and one ``Region`` polygon (about 0.12 mm²): mitoses outside it
     are not clicked. ``truth_path``: every object (classes ``Mitosis``,
     ``Apoptotic body``, ``Pyknotic nucleus``, ``Lymphocyte``); ``noise_path``:
     the injected noise; ``counts``: the numbers. Seed :data:`SYNTH_SLIDE_SEED`.
@@ -103,8 +103,8 @@ def synth_slide(tmp_path_factory: pytest.TempPathFactory):
         width_px=2048,
         height_px=1536,
         mpp=0.25,
-        mitoses_per_mm2=70.0,
-        lookalikes_per_mm2=70.0,
+        mitoses_per_mm2=100.0,
+        lookalikes_per_mm2=100.0,
         tissue_fraction=0.7,
     )
     noise = AnnotationNoise(
@@ -113,7 +113,7 @@ def synth_slide(tmp_path_factory: pytest.TempPathFactory):
         click_offset_um=1.5,
         negative_click_fraction=0.3,
         regions=1,
-        region_area_mm2=0.1,
+        region_area_mm2=0.12,
     )
     return generate_slide(
         out, name="synth_slide", params=params, noise=noise, seed=SYNTH_SLIDE_SEED
