@@ -91,7 +91,7 @@ def mosaic_slide(work: Path, size_px: int, *, base_px: int = 8192, workers: int)
 
     from wsdal_wsi.synth.pyramid import SUBSAMPLING, level_shapes
 
-    path = work / f"mosaic_{size_px}" / f"mosaic_{size_px}.tiff"
+    path = work / f"mosaic_{size_px}_of_{base_px}" / f"mosaic_{size_px}.tiff"
     if path.is_file():
         return path
     base = synthetic_slide(work, base_px, workers=workers)
@@ -288,8 +288,16 @@ def run_overlap(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
     model, slide, tissue, plan, opts, info = _setup(slide_path, model_path, args)
     target = model.spec.target_mpp
     _log(f"overlap: {slide_path.name}, {len(plan.tiles)} tiles of {plan.read_px} px, warm-up ...")
-    _, pred = predict_pass(slide, model, tissue, opts)  # warm-up
+    _, pred = predict_pass(slide, model, tissue, opts)  # warm-up (page cache, allocator)
+    cache = {
+        t.location_level0: slide.read_region(
+            t.location_level0, (plan.read_px, plan.read_px), target_mpp=target
+        )
+        for t in plan.tiles
+    }
+    mem = MemorySlide(slide, cache)
     reads, computes, fulls = [], [], []
+    # Interleaved rounds, so a burst of load from other jobs hits all three alike.
     for r in range(args.repeat):
         reads.append(
             read_pass(
@@ -301,19 +309,14 @@ def run_overlap(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
                 pinned=info["pinned"],
             )
         )
-        fulls.append(predict_pass(slide, model, tissue, opts)[0])
-        _log(f"  pass {r + 1}: read {reads[-1]:.2f} s, full {fulls[-1]:.2f} s")
-    cache = {
-        t.location_level0: slide.read_region(
-            t.location_level0, (plan.read_px, plan.read_px), target_mpp=target
-        )
-        for t in plan.tiles
-    }
-    mem = MemorySlide(slide, cache)
-    for r in range(args.repeat):
         computes.append(predict_pass(mem, model, tissue, opts)[0])
-        _log(f"  pass {r + 1}: compute on pre-read tiles {computes[-1]:.2f} s")
+        fulls.append(predict_pass(slide, model, tissue, opts)[0])
+        _log(
+            f"  round {r + 1}: read {reads[-1]:.2f} s, compute on pre-read tiles "
+            f"{computes[-1]:.2f} s, full {fulls[-1]:.2f} s"
+        )
     read, compute, full = min(reads), min(computes), min(fulls)
+    per_round = [f / max(rd, c) for rd, c, f in zip(reads, computes, fulls, strict=True)]
     return {
         **info,
         "slide": slide_path.name,
@@ -327,6 +330,7 @@ def run_overlap(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
         "compute_s": compute,
         "full_s": full,
         "ratio": full / max(read, compute),
+        "round_ratios": per_round,
         "full_mp_s": pred.tissue_mp / full,
         "read_mp_s": pred.tissue_mp / read,
     }
@@ -431,6 +435,7 @@ def run_memory(sizes: list[int], model_path: Path, args) -> list[dict[str, Any]]
             ("--tile-size", args.tile_size),
             ("--batch-size", args.batch_size),
             ("--reader-threads", args.reader_threads),
+            ("--torch-threads", args.torch_threads),
         ):
             if value:
                 cmd += [flag, str(value)]
@@ -474,7 +479,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tile-size", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--reader-threads", type=int)
-    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--torch-threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument(
         "--generator",
         choices=("synth", "mosaic"),
@@ -489,10 +495,16 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     if args.child_predict:
+        if args.torch_threads:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
         print(json.dumps(child_predict(Path(args.child_predict), Path(args.model), args)))
         return
     import torch
 
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     model_path, note = bench_model(work, args.model)
     print(
         f"# benchmarks/predict.py on {platform.node()} ({platform.machine()}, "
@@ -505,7 +517,9 @@ def main(argv: list[str] | None = None) -> None:
         slide = Path(args.slide) if args.slide else make_slide(work, args.size, args)
     for run in runs:
         if run == "overlap":
-            _print_overlap(run_overlap(slide, model_path, args), "Overlap")
+            row = run_overlap(slide, model_path, args)
+            _print_overlap(row, "Overlap")
+            print("ratio of each round: " + ", ".join(f"{x:.3f}" for x in row["round_ratios"]))
         elif run == "throughput":
             row = run_throughput(slide, model_path, args)
             _print_overlap(row, "Throughput (full predict vs reading alone)")

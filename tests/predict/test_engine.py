@@ -132,3 +132,20 @@ def test_a_slide_without_resolution_is_refused(tmp_path, tiny_model):
                      photometric="rgb")  # fmt: skip
     with open_slide(path) as s, pytest.raises(ResolutionError, match="--mpp"):
         predict_slide(s, tiny_model)
+
+
+def test_the_pooled_buffer_path_gives_the_same_detections(slide, tiny_model, monkeypatch):
+    """The CUDA path's fixed buffer pool (here unpinned, on the CPU), groups of 3 tiles."""
+    from wsdal_wsi.predict import engine as engine_mod
+    from wsdal_wsi.predict.reader import TileStream
+
+    plain = predict_slide(slide, tiny_model, tile_size_px=256, threshold=0.0)
+
+    def pooled(*args, **kwargs):
+        return TileStream(*args, **{**kwargs, "pinned": True, "pin_memory": False})
+
+    monkeypatch.setattr(engine_mod, "TileStream", pooled)
+    got = predict_slide(slide, tiny_model, tile_size_px=256, threshold=0.0, tiles_per_step=3)
+    assert got.n_candidates == plain.n_candidates
+    np.testing.assert_array_equal(got.points_level0, plain.points_level0)
+    np.testing.assert_allclose(got.scores, plain.scores, rtol=1e-5, atol=1e-6)
