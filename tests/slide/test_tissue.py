@@ -249,5 +249,11 @@ def test_synthetic_he_slide(tmp_path: Path) -> None:
     ]
     assert len(points) >= 10
     assert mask.contains(np.array(points, float)).mean() >= 0.95
-    # Small holes (lumens) count as tissue here, not in the generator's own area.
-    assert mask.area_mm2(0.25) == pytest.approx(synth.tissue_area_mm2, rel=0.2)
+    # The default mask (8 µm/px) counts small holes (lumens) and the frayed border as tissue,
+    # the generator's own area does not: on a 0.5 x 0.4 mm slide that border is a large share.
+    assert mask.area_mm2(0.25) == pytest.approx(synth.tissue_area_mm2, rel=0.3)
+    # A finer mask without hole filling converges on the generator's area.
+    with open_slide(synth.slide_path) as slide:
+        fine = tissue_mask(slide, mask_mpp=2.0, max_hole_mm2=0.0)
+    assert fine.area_mm2(0.25) == pytest.approx(synth.tissue_area_mm2, rel=0.1)
+    assert fine.area_mm2(0.25) < mask.area_mm2(0.25)

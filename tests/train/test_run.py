@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import blob_preset
 
 from wsdal_wsi.errors import ConfigError, TrainingError
 from wsdal_wsi.model_file import load_model
 from wsdal_wsi.train.run import RunSettings, train_ablation, train_from_store
+
+from .conftest import blob_preset
 
 
 def _auc(model_path, store):
