@@ -85,6 +85,9 @@ def demo(
         ),
         soft_wrap=True,
     )
+    if result.seconds:
+        steps = ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items())
+        out_console.print(Text(f"Time: {steps}"))
     if result.reused:
         out_console.print(Text(f"Reused finished steps: {', '.join(result.reused)}"))
     if quick:
