@@ -222,3 +222,35 @@ def test_a_slide_without_resolution_fails_until_mpp_is_given(tiny_model_path, tm
     assert im.status == "done" and im.detections == 0  # glass only: nothing to find
     summary = read_summary(slide_files(out, "nores").summary)
     assert summary.slide.mpp == 0.25 and summary.slide.mpp_source == "user (--mpp)"
+
+
+def test_predict_one_gives_the_batch_result_and_records_failures(
+    slides, finished, tiny_model_path, tmp_path
+):
+    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.predict import describe_model, predict_one
+
+    source = open_source(slides)
+    model = load_model(tiny_model_path, device="cpu")
+    info = describe_model(tiny_model_path, model)
+    record = source.images()[0]
+    out = tmp_path / "one"
+    summary = predict_one(source, record, model, out, model_info=info, settings=SETTINGS)
+    assert summary.status == "ok"
+    batch = read_summary(slide_files(finished[0], record.key).summary)
+    assert summary.detections == batch.detections
+    assert summary.hotspot == batch.hotspot
+    assert read_summary(slide_files(out, record.key).summary).status == "ok"
+
+    # A slide that cannot be read: a failed summary with the reason, no exception.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    first = sorted(slides.glob("*.tiff"))[0]
+    (broken / first.name).write_bytes(first.read_bytes()[:4000])
+    bad_source = open_source(broken)
+    bad = predict_one(
+        bad_source, bad_source.images()[0], model, out, model_info=info, settings=SETTINGS
+    )
+    assert bad.status == "failed"
+    assert first.name in bad.reason
+    assert read_summary(slide_files(out, first.stem).summary).status == "failed"

@@ -7,10 +7,12 @@ Public API::
     run_batch(source, model_path, out_dir, *, settings=PredictSettings(), force=False,
               write_qupath=False, progress=None) -> BatchResult       # wsdal predict
     predict_image(record, model, out_dir, ...) -> SlideSummary        # one image of a batch
+    predict_one(source, record, model, out_dir, *, model_info, settings) -> SlideSummary
+                                         # one image, failures as failed summaries (schedulers)
     PredictSettings, BatchState (OUT/batch.json)
 """
 
-from wsdal_wsi.predict.batch import BatchResult, run_batch
+from wsdal_wsi.predict.batch import BatchResult, describe_model, predict_one, run_batch
 from wsdal_wsi.predict.engine import (
     SlidePrediction,
     TilePlan,
@@ -38,12 +40,14 @@ __all__ = [
     "default_batch_size",
     "default_reader_threads",
     "default_tile_size",
+    "describe_model",
     "detection_key",
     "file_sha256",
     "inference_area",
     "margin_px_for",
     "plan_tiles",
     "predict_image",
+    "predict_one",
     "predict_slide",
     "previous_result",
     "regions_of",

@@ -52,7 +52,7 @@ from wsdal_wsi.report import (
     write_summary,
 )
 
-__all__ = ["BatchResult", "check_write_qupath", "run_batch"]
+__all__ = ["BatchResult", "check_write_qupath", "describe_model", "predict_one", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,70 @@ def check_write_qupath(source: Any) -> None:
             "--write-qupath: " + paquo_adapter.UNAVAILABLE_MESSAGE + ". The results are also "
             "in <project>/wsdal/results/ for import_results.groovy (run without --write-qupath)"
         )
+
+
+def describe_model(model_path: str | os.PathLike[str], model: Any) -> ModelInfo:
+    """What every output records of the model: its path, SHA-256, threshold and resolution."""
+    return ModelInfo(
+        path=str(Path(model_path).resolve()),
+        sha256=file_sha256(model_path),
+        threshold=model.spec.threshold,
+        target_mpp=model.spec.target_mpp,
+    )
+
+
+def predict_one(
+    source: Any,
+    record: Any,
+    model: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    model_info: ModelInfo,
+    settings: PredictSettings = PredictSettings(),
+) -> SlideSummary:
+    """Predict one image of ``source`` into ``out_dir``; a failure becomes a failed summary.
+
+    The unit of work a job scheduler distributes (see ``examples/ray_predict.py``):
+    it writes the image's own files (``<key>.geojson``, ``.summary.json``, report,
+    ...) and never raises for a slide that cannot be processed: the reason is in
+    the returned (and written) failed summary. It does not touch ``batch.json``
+    or the batch's spreadsheets; the caller writes those once with
+    :func:`wsdal_wsi.report.write_batch_outputs`.
+
+    Parameters
+    ----------
+    source : wsdal_wsi.qupath.Source
+    record : wsdal_wsi.qupath.ImageRecord
+        One of ``source.images()``.
+    model : wsdal_wsi.model_file.LoadedModel
+    out_dir : path-like
+    model_info : ModelInfo
+        From :func:`describe_model`.
+    settings : PredictSettings
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        return predict_image(
+            record,
+            model,
+            out,
+            model_info=model_info,
+            settings=settings,
+            classes=source.classes,
+            copies=exchange_copies(source, record, out),
+            source_info=source.describe(),
+        )
+    except WsdalError as exc:
+        log.warning("%s: failed: %s", record.name, exc)
+        summary = SlideSummary.failed(
+            slide_info_of(record),
+            str(exc),
+            model=model_info,
+            provenance=make_provenance(source={**source.describe(), "entry_id": record.entry_id}),
+        )
+        write_summary(slide_files(out, record.key).summary, summary)
+        return summary
 
 
 def _short(exc: BaseException) -> str:
@@ -174,12 +238,7 @@ def run_batch(
     device = resolve_device(settings.device)
     model = load_model(model_path, device=device)
     spec = model.spec
-    model_info = ModelInfo(
-        path=str(Path(model_path).resolve()),
-        sha256=file_sha256(model_path),
-        threshold=spec.threshold,
-        target_mpp=spec.target_mpp,
-    )
+    model_info = describe_model(model_path, model)
     threshold = spec.threshold if settings.threshold is None else settings.threshold
     progress = progress or NULL_PROGRESS
     records = source.images(progress=progress)
