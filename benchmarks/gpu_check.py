@@ -23,32 +23,6 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 
-def _model(work: Path) -> Path:
-    import torch
-
-    from wsdal_wsi.candidates import CandidateParams
-    from wsdal_wsi.model_file import ModelSpec, save_model
-    from wsdal_wsi.train.nets import ProjNet
-
-    path = work / "check_model.pt"
-    torch.manual_seed(0)
-    spec = ModelSpec(
-        arch="proj_resnet18",
-        arch_kwargs={"width": 64, "proj_dim": 128, "input_px": None},
-        patch_size_px=80,
-        target_mpp=0.25,
-        mean=(0.485, 0.456, 0.406),
-        std=(0.229, 0.224, 0.225),
-        threshold=0.5,
-        class_names=("Non-mitosis", "Mitosis"),
-        candidate_params=CandidateParams().to_dict(),
-        merge_radius_um=4.0,
-        provenance={"benchmark": "gpu_check: untrained, real architecture"},
-    )
-    save_model(path, ProjNet(width=64, proj_dim=128).eval(), spec)
-    return path
-
-
 def _agreement(a, b, *, radius_px: float) -> tuple[float, float]:
     """Share of a's detections matched in b, and the largest |p_a - p_b| among matches."""
     if len(a.points_level0) == 0:
@@ -92,7 +66,11 @@ def main() -> int:
         workers=args.workers,
     )
     print(f"synthetic slide {args.size}² in {time.perf_counter() - t0:.1f} s")
-    model_path = _model(work)
+    # The same untrained full-width network as benchmarks/predict.py (this script's folder
+    # is on sys.path when it runs as a script).
+    from predict import bench_model
+
+    model_path, _ = bench_model(work, None)
     with open_slide(synth.slide_path) as slide:
         tissue = tissue_mask(slide)
         gpu = load_model(model_path, device=args.device)
