@@ -48,9 +48,17 @@ class DemoConfig:
     train_slides, test_slides : int
         Synthetic slides to train on and to predict/evaluate.
     size_px : (int, int)
-        Level-0 (w, h) of every slide (0.25 µm/px).
+        Level-0 (w, h) of every training slide (0.25 µm/px).
     mitoses_per_mm2, lookalikes_per_mm2 : float
-        Object densities (dense, so small slides hold enough mitoses to learn).
+        Object densities of the training slides (dense, so small slides hold
+        enough mitoses to learn).
+    test_size_px : (int, int) or None
+        Level-0 (w, h) of the test slides (None: ``size_px``). Large enough for a
+        2 mm² hotspot window in the default demo (prediction is cheap; training
+        is what costs).
+    test_mitoses_per_mm2, test_lookalikes_per_mm2 : float or None
+        Object densities of the test slides (None: the training ones); realistic
+        in the default demo, so counts and scores look like a real slide's.
     preset : str
         Training preset (``demo``; ``tiny`` for the quick configuration).
     preset_changes : dict
@@ -71,6 +79,9 @@ class DemoConfig:
     lookalikes_per_mm2: float
     preset: str
     preset_changes: dict[str, Any] = field(default_factory=dict)
+    test_size_px: tuple[int, int] | None = None
+    test_mitoses_per_mm2: float | None = None
+    test_lookalikes_per_mm2: float | None = None
     seed: int = 0
     tile_size_px: int = 1024
     synth_workers: int | None = None
@@ -89,6 +100,9 @@ DEMO = DemoConfig(
     mitoses_per_mm2=220.0,
     lookalikes_per_mm2=220.0,
     preset="demo",
+    test_size_px=(8192, 8192),
+    test_mitoses_per_mm2=30.0,
+    test_lookalikes_per_mm2=60.0,
 )
 
 #: The CI configuration (``wsdal demo --quick``): tiny slides, a tiny network, 1-2 epochs.
@@ -177,18 +191,28 @@ def _check_state(run_dir: Path, config: DemoConfig) -> None:
     write_json_atomic(path, {"config": config.to_dict(), "created_by": provenance()})
 
 
-def _synth(folder: Path, *, n: int, seed: int, config: DemoConfig, progress: Progress) -> bool:
+def _synth(
+    folder: Path,
+    *,
+    n: int,
+    seed: int,
+    size_px: tuple[int, int],
+    mitoses_per_mm2: float,
+    lookalikes_per_mm2: float,
+    config: DemoConfig,
+    progress: Progress,
+) -> bool:
     """Generate a dataset into ``folder`` unless it is complete; True if it was reused."""
     from wsdal_wsi.synth import MANIFEST_NAME, AnnotationNoise, SynthParams, generate_dataset
 
     if (folder / MANIFEST_NAME).is_file():
         return True
     params = SynthParams(
-        width_px=config.size_px[0],
-        height_px=config.size_px[1],
+        width_px=size_px[0],
+        height_px=size_px[1],
         mpp=0.25,
-        mitoses_per_mm2=config.mitoses_per_mm2,
-        lookalikes_per_mm2=config.lookalikes_per_mm2,
+        mitoses_per_mm2=mitoses_per_mm2,
+        lookalikes_per_mm2=lookalikes_per_mm2,
         tissue_fraction=0.7,
     )
     noise = AnnotationNoise(
@@ -261,12 +285,22 @@ def run_demo(
 
     t0 = time.perf_counter()
     a = _synth(
-        data / "train", n=config.train_slides, seed=config.seed, config=config, progress=progress
+        data / "train",
+        n=config.train_slides,
+        seed=config.seed,
+        size_px=config.size_px,
+        mitoses_per_mm2=config.mitoses_per_mm2,
+        lookalikes_per_mm2=config.lookalikes_per_mm2,
+        config=config,
+        progress=progress,
     )
     b = _synth(
         data / "test",
         n=config.test_slides,
         seed=config.seed + 1000,
+        size_px=config.test_size_px or config.size_px,
+        mitoses_per_mm2=config.test_mitoses_per_mm2 or config.mitoses_per_mm2,
+        lookalikes_per_mm2=config.test_lookalikes_per_mm2 or config.lookalikes_per_mm2,
         config=config,
         progress=progress,
     )
