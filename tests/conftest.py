@@ -29,9 +29,7 @@ def shared_data(request: pytest.FixtureRequest) -> Path:
     """The real-data folder; skips the test (saying why) when it is absent."""
     path = Path(request.config.getoption("--shared-data"))
     if not path.is_dir():
-        pytest.skip(
-            f"real test data not found at {path} (set WSDAL_SHARED_DATA or --shared-data)"
-        )
+        pytest.skip(f"real test data not found at {path} (set WSDAL_SHARED_DATA or --shared-data)")
     return path
 
 

@@ -29,7 +29,11 @@ class ProgressTask(Protocol):
         """Mark ``amount`` more units of work done (thread-safe)."""
 
     def update(
-        self, *, status: str | None = None, total: float | None = None, completed: float | None = None
+        self,
+        *,
+        status: str | None = None,
+        total: float | None = None,
+        completed: float | None = None,
     ) -> None:
         """Set the live status text (e.g. the loss), the total or the completed count."""
 
@@ -53,7 +57,11 @@ class _NullTask:
         pass
 
     def update(
-        self, *, status: str | None = None, total: float | None = None, completed: float | None = None
+        self,
+        *,
+        status: str | None = None,
+        total: float | None = None,
+        completed: float | None = None,
     ) -> None:
         pass
 

@@ -9,13 +9,15 @@ library parts (torch, OpenSlide) inside the command function, so ``wsdal
 from wsdal_wsi.cli._app import app, main
 
 # Registration order is the order shown by ``wsdal --help``.
-from wsdal_wsi.cli import demo as _demo  # noqa: E402, F401
-from wsdal_wsi.cli import info as _info  # noqa: E402, F401
-from wsdal_wsi.cli import synth as _synth  # noqa: E402, F401
-from wsdal_wsi.cli import qupath as _qupath  # noqa: E402, F401
-from wsdal_wsi.cli import train as _train  # noqa: E402, F401
-from wsdal_wsi.cli import predict as _predict  # noqa: E402, F401
-from wsdal_wsi.cli import count as _count  # noqa: E402, F401
-from wsdal_wsi.cli import evaluate as _evaluate  # noqa: E402, F401
+# isort: off
+from wsdal_wsi.cli import demo as _demo  # noqa: F401
+from wsdal_wsi.cli import info as _info  # noqa: F401
+from wsdal_wsi.cli import synth as _synth  # noqa: F401
+from wsdal_wsi.cli import qupath as _qupath  # noqa: F401
+from wsdal_wsi.cli import train as _train  # noqa: F401
+from wsdal_wsi.cli import predict as _predict  # noqa: F401
+from wsdal_wsi.cli import count as _count  # noqa: F401
+from wsdal_wsi.cli import evaluate as _evaluate  # noqa: F401
+# isort: on
 
 __all__ = ["app", "main"]

@@ -40,7 +40,11 @@ class _RichTask:
             self._bars.advance(self._id, amount)
 
     def update(
-        self, *, status: str | None = None, total: float | None = None, completed: float | None = None
+        self,
+        *,
+        status: str | None = None,
+        total: float | None = None,
+        completed: float | None = None,
     ) -> None:
         fields: dict[str, Any] = {}
         if status is not None:
