@@ -37,6 +37,8 @@ def test_quick_demo_runs_the_whole_path_and_resumes(tmp_path, monkeypatch):
         assert path.is_file(), path
         assert path.name in out
     assert "F1 " in result.stdout and "against the synthetic ground truth" in result.stdout
+    banner = " ".join(result.stderr.split())
+    assert "2 training slides of 1280 x 1280 px and 1 test slides of 1280 x 1280 px" in banner
     # Again, quick through the environment: every step is reused.
     monkeypatch.setenv(QUICK_ENV, "1")
     again = runner.invoke(app, ["demo", "--out", str(run), "--device", "cpu"])

@@ -18,6 +18,13 @@ from wsdal_wsi.cli import train as _train  # noqa: F401
 from wsdal_wsi.cli import predict as _predict  # noqa: F401
 from wsdal_wsi.cli import count as _count  # noqa: F401
 from wsdal_wsi.cli import evaluate as _evaluate  # noqa: F401
+
 # isort: on
+from wsdal_wsi.cli._app import reflow_help
+
+for _command in app.registered_commands:
+    # Typer keeps the docstring's line breaks inside a paragraph, so rich would wrap
+    # a help text ragged: join them (a paragraph starting with \b is kept as written).
+    _command.callback.__doc__ = reflow_help(_command.callback.__doc__)
 
 __all__ = ["app", "main"]

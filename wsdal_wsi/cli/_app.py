@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from typing import Any
 
@@ -31,6 +32,24 @@ class WsdalGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("Interrupted. Re-run the same command to resume.", err=True)
             raise typer.Exit(130) from None
+
+
+def reflow_help(doc: str | None) -> str | None:
+    """A docstring with each paragraph on one line, for the help screen.
+
+    Paragraphs are separated by blank lines; one that starts with ``\\b`` (click's
+    "do not rewrap" marker) or holds a list (lines starting ``- `` or ``* ``) keeps
+    its line breaks.
+    """
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = para.split("\n")
+        listed = any(line.lstrip().startswith(("- ", "* ")) for line in lines)
+        out.append(para if para.startswith("\b") or listed else " ".join(lines))
+    return "\n\n".join(out)
 
 
 app = typer.Typer(

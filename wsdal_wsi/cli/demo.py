@@ -31,11 +31,11 @@ def demo(
 ) -> None:
     """Run the whole path on synthetic slides and show where every output is.
 
-    Makes training and test slides with known mitoses and noisy clicks, trains WS-DAL
-    (preset demo: a few minutes on a laptop CPU), predicts the test slides, counts
-    (hotspot, Nottingham score, counts.xlsx, index.html) and scores the detections
-    against the ground truth (F1). Each step is kept: running the command again
-    reuses what is finished.
+    Makes training and test slides with known mitoses and noisy clicks, trains
+    WS-DAL with the demo preset (a few minutes on a laptop CPU), predicts the test
+    slides, counts them (hotspot, Nottingham score, counts.xlsx, index.html) and
+    scores the detections against the ground truth (F1). Each step is kept: running
+    the command again reuses what is finished.
     """
     from rich.text import Text
 
@@ -49,10 +49,11 @@ def demo(
 
         # The quick network is tiny: per-op overhead, where extra threads only contend.
         torch.set_num_threads(1)
+    test_w, test_h = config.test_size_px or config.size_px
     err_console.print(
-        f"wsdal demo ({config.name}): {config.train_slides} training and {config.test_slides} "
-        f"test slides of {config.size_px[0]} x {config.size_px[1]} px, preset {config.preset}, "
-        f"in {out}",
+        f"wsdal demo ({config.name}): {config.train_slides} training slides of "
+        f"{config.size_px[0]} x {config.size_px[1]} px and {config.test_slides} test slides of "
+        f"{test_w} x {test_h} px, preset {config.preset}, in {out}",
         markup=False,
     )
     with RichProgress(transient=True) as progress:
@@ -71,8 +72,9 @@ def demo(
     ]
     for label, path in rows:
         out_console.print(Text(f"{label:>15}: {path}"), soft_wrap=True)
-    for path in result.geojson:
-        out_console.print(Text(f"{'':>15}  {path.name}"), soft_wrap=True)
+        if label == "QuPath GeoJSON":  # the files themselves, under their pattern
+            for gj in result.geojson:
+                out_console.print(Text(f"{'':>15}  {gj.name}"), soft_wrap=True)
 
     def fmt(v: float) -> str:
         return "-" if math.isnan(v) else f"{v:.3f}"
