@@ -12,6 +12,7 @@ from wsdal_wsi.train.augment import (
     AugmentParams,
     augment_batch,
     center_crop,
+    matched_shifts,
     normalise,
 )
 
@@ -95,3 +96,29 @@ def test_normalise_and_crop():
             params=WEAK,
             generator=torch.Generator(),
         )
+
+
+def test_matched_shifts_jitter_the_negatives_like_the_positive_copies():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.tensor([1, 0] * 4000)
+    s = matched_shifts(labels, radius_px=16.0, prob=2 / 3, generator=g)
+    assert s.shape == (8000, 2)
+    r = s.norm(dim=1)
+    assert (r[labels == 1] == 0).all() and r.max() <= 16.0 + 1e-4
+    moved = r[labels == 0] > 0
+    assert abs(float(moved.float().mean()) - 2 / 3) < 0.03
+    # uniform in the disc, as the extraction's jitter: mean radius 2/3 R
+    assert abs(float(r[labels == 0][moved].mean()) - 16 * 2 / 3) < 0.3
+
+
+def test_an_extra_shift_moves_the_crop():
+    x = torch.zeros(2, 3, 40, 40, dtype=torch.uint8)
+    x[:, :, 20, 20] = 255  # a dot at the centre of the context
+    plain = AugmentParams(flips=False)
+    shift = torch.tensor([[5.0, 0.0], [0.0, -3.0]])
+    g = torch.Generator().manual_seed(0)
+    out = augment_batch(x, patch_px=24, params=plain, generator=g, shift_px=shift)
+    # the crop window moves by (dx, dy), so the dot moves by (-dx, -dy) in the patch
+    y0, x0 = divmod(int(out[0, 0].argmax()), 24)
+    y1, x1 = divmod(int(out[1, 0].argmax()), 24)
+    assert (y0, x0) == (12, 12 - 5) and (y1, x1) == (12 + 3, 12)

@@ -83,3 +83,28 @@ def test_few_hard_samples_are_kept_at_the_middle_level(tmp_path):
     kept, subclass = kept_samples(tmp_path / "dle")
     assert len(kept) == 2 * (10 + 3)
     assert sorted(set(subclass.tolist())) == [1, 3, 5, 7]
+
+
+def test_negative_clicks_are_never_removed(tmp_path):
+    t = _table()
+    n = len(t["row"])
+    # the last 4 noisy label-0 samples and 6 of the label-0 hard ones are negative clicks
+    neg_noisy = np.flatnonzero((t["label"] == 0) & (t["outcome"] == "noisy"))
+    neg_hard = np.flatnonzero((t["label"] == 0) & (t["outcome"] == "hard"))[:6]
+    t["origin"] = np.array(["x"] * n, dtype=object)
+    t["origin"][np.concatenate([neg_noisy, neg_hard])] = "negative_click"
+    rng = np.random.default_rng(3)
+    feats = rng.normal(0, 1, (n, 4))  # uninformative: many hard samples fail validation
+    stats = run_dle(tmp_path / "on", t, feats, DLESettings(draws=4), seed=0)
+    kept, subclass = kept_samples(tmp_path / "on")
+    protected = t["row"][np.concatenate([neg_noisy, neg_hard])]
+    assert np.isin(protected, kept.rows).all()
+    sub_of = dict(zip(kept.rows.tolist(), subclass.tolist(), strict=True))
+    assert all(0 <= sub_of[r] < 3 for r in protected)  # label 0, a hard level
+    assert stats["dropped_noisy"] == 4 and stats["protected_negative_clicks"] == 10
+    assert stats["classes"]["label0"]["protected"] == 10
+    # without the protection they leave like any other noisy / unvalidated sample
+    run_dle(tmp_path / "off", t, feats, DLESettings(draws=4, keep_negative_clicks=False), seed=0)
+    off, _ = kept_samples(tmp_path / "off")
+    assert not np.isin(t["row"][neg_noisy], off.rows).any()
+    assert len(off) < len(kept)

@@ -44,11 +44,44 @@ def test_clicks_jitter_and_negative_clicks(slide_store):
     )
     jit = store.select(source="jitter")
     assert len(jit) == 2 * len(pos)
-    for r in jit[:10]:  # each copy within 16 px (target) of its click, same click id
+    for r in jit[:10]:  # each copy within 16 px (target) of its click's centre, same click id
         c = clicks[store.click_id[clicks] == store.click_id[r]][0]
-        assert 0 < np.linalg.norm(store.xy_level0[r] - store.xy_level0[c]) <= 16 * 1.0 + 1e-6
+        d = np.linalg.norm(store.xy_level0[r] - store.centre_level0[c])
+        assert 0 < d <= 16 * 1.0 + 1e-6
+        np.testing.assert_array_equal(store.centre_level0[r], store.xy_level0[r])
     assert len(store.select(source="negative_click", label=0)) == len(neg)
     assert (store.split == "train").all()
+
+
+def test_clicks_are_centred_on_the_candidate_under_them(slide_store, synth_slide, tmp_path):
+    store, _ = slide_store
+    clicks = store.select(source=("click", "negative_click"))
+    moved = np.linalg.norm(store.centre_level0[clicks] - store.xy_level0[clicks], axis=1)
+    # synthetic clicks lie ~1.5 µm off the nucleus: most move, none farther than 4 µm
+    assert (moved > 0).sum() == store.images[0]["n_snapped"] > len(clicks) // 2
+    assert moved.max() <= 4.0 / 0.25 + 0.01
+    cand = store.select(source="candidate")
+    np.testing.assert_array_equal(store.centre_level0[cand], store.xy_level0[cand])
+    # the centre is a candidate the detector found (all found ones are kept with cap 10^4)
+    wide = extract_store(
+        synth_slide.slide_path.parent,
+        tmp_path / "wide",
+        settings=ExtractSettings(context_px=96, n_jitter=0, max_candidates_per_image=10_000),
+        val_fraction=0.0,
+    )
+    c = wide.select(source="click")
+    snapped = c[np.linalg.norm(wide.centre_level0[c] - wide.xy_level0[c], axis=1) > 0]
+    allc = wide.xy_level0[wide.select(source="candidate")]
+    d = np.linalg.norm(wide.centre_level0[snapped][:, None] - allc[None], axis=2).min(axis=1)
+    assert len(snapped) and d.max() < 0.01
+    # snap_um=0 keeps the clicks where they are
+    off = extract_store(
+        synth_slide.slide_path.parent,
+        tmp_path / "off",
+        settings=ExtractSettings(context_px=96, n_jitter=0, max_candidates_per_image=5, snap_um=0),
+        val_fraction=0.0,
+    )
+    np.testing.assert_array_equal(off.centre_level0, off.xy_level0)
 
 
 def test_candidates_inside_the_region_and_clear_of_positives(slide_store):
@@ -71,7 +104,7 @@ def test_candidates_inside_the_region_and_clear_of_positives(slide_store):
 def test_patches_are_the_slide_around_the_point(slide_store):
     store, synth = slide_store
     r = int(store.select(source="click")[0])
-    x, y = store.xy_level0[r]
+    x, y = store.centre_level0[r]
     with open_slide(synth.slide_path) as slide:
         ref = slide.read_region((x - 48, y - 48), (96, 96), target_mpp=0.25)
     np.testing.assert_array_equal(store.patches[r].transpose(1, 2, 0), ref)

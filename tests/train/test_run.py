@@ -73,3 +73,34 @@ def test_baseline_run(tmp_path, blob_store):
         train_ablation(tmp_path / "b", "ns")
     with pytest.raises(ConfigError, match="--method must be one of"):
         train_from_store(store, tmp_path / "c", RunSettings(method="magic", preset=blob_preset()))
+
+
+def _jitter_store(root, *, context_px, n_jitter=2, jitter_px=16.0):
+    from wsdal_wsi.train.store import StoreWriter
+
+    w = StoreWriter(root, context_px=context_px, patch_px=80, target_mpp=0.25)
+    return w.finish(
+        settings={"extract": {"n_jitter": n_jitter, "jitter_px": jitter_px}}, provenance={}
+    )
+
+
+def test_negatives_are_jittered_as_the_store_jittered_its_positives(tmp_path, caplog):
+    from wsdal_wsi.train.presets import get_preset
+    from wsdal_wsi.train.run import _context
+
+    demo = RunSettings(method="wsdal", preset=get_preset("demo"))
+    store = _jitter_store(tmp_path / "a", context_px=112)
+    ctx = _context(store, torch.device("cpu"), demo, None, None, None)
+    assert ctx.negative_jitter_px == 16.0 and ctx.negative_jitter_prob == pytest.approx(2 / 3)
+    assert ctx.shifts(torch.tensor([0, 1]), torch.Generator().manual_seed(0)).shape == (2, 2)
+    off = RunSettings(
+        method="wsdal", preset=get_preset("demo").replace(**{"extract.jitter_negatives": False})
+    )
+    ctx = _context(store, torch.device("cpu"), off, None, None, None)
+    assert ctx.negative_jitter_px == 0 and ctx.shifts(torch.tensor([0]), None) is None
+    no_copies = _jitter_store(tmp_path / "b", context_px=112, n_jitter=0)
+    assert _context(no_copies, torch.device("cpu"), demo, None, None, None).negative_jitter_px == 0
+    narrow = _jitter_store(tmp_path / "c", context_px=96)
+    with caplog.at_level("WARNING"):
+        _context(narrow, torch.device("cpu"), demo, None, None, None)
+    assert "beyond the stored context" in caplog.text

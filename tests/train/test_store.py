@@ -79,3 +79,27 @@ def test_incomplete_and_damaged_stores(tmp_path):
         fh.write(b"x")
     with pytest.raises(TrainingError, match="expected 384"):
         PatchStore(tmp_path / "s")
+
+
+def test_patch_centres_and_stores_written_before_them(tmp_path):
+    w = StoreWriter(tmp_path / "s", context_px=4, patch_px=4, target_mpp=0.25)
+    recs = [
+        _rec(click_id=w.new_click_id(), centre_x_level0=3.0, centre_y_level0=4.0),
+        _rec(source="candidate", label=0, x_level0=9.0),
+    ]
+    w.append(np.zeros((2, 3, 4, 4), np.uint8), recs)
+    w.add_image({"key": "a", "slide": "a.tiff", "mpp": 0.25, "split": "train", "n_snapped": 1})
+    store = w.finish(settings={}, provenance={})
+    np.testing.assert_array_equal(store.xy_level0, [[1.5, 2.25], [9.0, 2.25]])
+    np.testing.assert_array_equal(store.centre_level0, [[3.0, 4.0], [9.0, 2.25]])
+    assert store.images[0]["n_snapped"] == 1
+    # an index without the centre columns (an older store): centre = point
+    index = tmp_path / "s" / "index.csv"
+    lines = [",".join(line.split(",")[:-2]) for line in index.read_text().splitlines()]
+    index.write_text("\n".join(lines) + "\n")
+    old = PatchStore(tmp_path / "s")
+    np.testing.assert_array_equal(old.centre_level0, old.xy_level0)
+    lines[0] += ",extra"
+    index.write_text("\n".join(lines) + "\n")
+    with pytest.raises(TrainingError, match="unexpected columns"):
+        PatchStore(tmp_path / "s")

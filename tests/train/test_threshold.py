@@ -10,8 +10,10 @@ from wsdal_wsi.train import threshold as thr
 from wsdal_wsi.train.common import StageContext
 from wsdal_wsi.train.store import StoreWriter
 
+CANDIDATES = ((5.0, -1), (104.0, -1), (400.0, 0), (500.0, 0), (600.0, 0))
 
-def _store(tmp_path, *, val=True):
+
+def _store(tmp_path, *, val=True, candidates=CANDIDATES):
     w = StoreWriter(tmp_path / "s", context_px=8, patch_px=8, target_mpp=0.25)
     split = "val" if val else "train"
     base = {"image_key": "v", "slide": "v.tiff", "split": split, "y_level0": 0.0}
@@ -20,10 +22,7 @@ def _store(tmp_path, *, val=True):
         for x in (0.0, 100.0, 200.0, 1000.0)
     ]  # the last click lies outside the area
     # candidates: two on mitoses (within 30 px = 7.5 µm at 0.25 µm/px), three elsewhere
-    recs += [
-        {**base, "x_level0": x, "label": lab, "source": "candidate"}
-        for x, lab in ((5.0, -1), (104.0, -1), (400.0, 0), (500.0, 0), (600.0, 0))
-    ]
+    recs += [{**base, "x_level0": x, "label": lab, "source": "candidate"} for x, lab in candidates]
     w.append(np.zeros((len(recs), 3, 8, 8), np.uint8), recs)
     w.add_image({"key": "v", "slide": "v.tiff", "mpp": 0.25, "split": split})
     return w.finish(settings={}, provenance={})
@@ -45,3 +44,19 @@ def test_without_validation_slides_the_threshold_is_half(tmp_path):
     out = thr.choose_threshold(None, ctx)
     assert out["threshold"] == 0.5 and out["f1"] is None and "no validation slide" in out["method"]
     assert thr.heldout_metrics(None, ctx)["n"] == 0
+
+
+def test_threshold_merges_candidates_as_inference_does(tmp_path, monkeypatch):
+    # the third candidate (score 0.7) lies 4 px (1 µm) from the strongest one: a double
+    cands = ((5.0, -1), (104.0, -1), (9.0, -1), (500.0, 0), (600.0, 0))
+    store = _store(tmp_path, candidates=cands)
+    ctx = StageContext(store=store, device=torch.device("cpu"))
+    scores = np.array([0.9, 0.6, 0.7, 0.3, 0.2], np.float32)
+    monkeypatch.setattr(thr, "score_rows", lambda *a, **k: scores)
+    plain = thr.choose_threshold(None, ctx)
+    merged = thr.choose_threshold(None, ctx, merge_radius_um=5.0)
+    # unmerged, the double is a false positive above 0.6: TP 2, FP 1, FN 1 -> 4/6
+    assert plain["f1"] == pytest.approx(4 / 6)
+    # merged into the 0.9 detection, it costs nothing: TP 2, FP 0, FN 1 -> 0.8
+    assert merged["threshold"] == pytest.approx(0.6) and merged["f1"] == pytest.approx(0.8)
+    assert "merged within 5.0 µm" in merged["method"]

@@ -32,6 +32,7 @@ __all__ = [
     "AugmentParams",
     "augment_batch",
     "center_crop",
+    "matched_shifts",
     "normalise",
 ]
 
@@ -163,7 +164,43 @@ def normalise(x01: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> T
     return (x01 - m.to(x01.dtype)) / s.to(x01.dtype)
 
 
-def _geometry(x: Tensor, patch_px: int, p: AugmentParams, g: torch.Generator) -> Tensor:
+def matched_shifts(
+    labels: Tensor, *, radius_px: float, prob: float, generator: torch.Generator
+) -> Tensor:
+    """Offsets that give negatives the positional jitter the positives got at extraction.
+
+    A positive click is stored once centred and ``n_jitter`` times shifted by up to
+    ``jitter_px`` (uniform in a disc); negatives are stored centred. Left so, an
+    off-centre nucleus *is* a mitosis to the network. Each label-0 sample gets, with
+    probability ``prob`` (``n_jitter / (n_jitter + 1)``), a shift drawn from the same
+    disc, so the offset distribution no longer depends on the label.
+
+    Parameters
+    ----------
+    labels : Tensor ``(B,)`` int64
+    radius_px : float
+        The jitter radius (pixels at the target resolution).
+    prob : float
+        Share of the negatives shifted.
+    generator : torch.Generator
+        On the device of ``labels``.
+
+    Returns
+    -------
+    Tensor ``(B, 2)`` float32
+        ``(dx, dy)`` pixels; zero for positives.
+    """
+    b, dev = labels.shape[0], labels.device
+    r = radius_px * torch.rand(b, generator=generator, device=dev).sqrt()
+    a = torch.rand(b, generator=generator, device=dev) * (2 * math.pi)
+    on = (labels == 0) & (torch.rand(b, generator=generator, device=dev) < prob)
+    r = r * on
+    return torch.stack([r * torch.cos(a), r * torch.sin(a)], dim=1)
+
+
+def _geometry(
+    x: Tensor, patch_px: int, p: AugmentParams, g: torch.Generator, extra: Tensor | None = None
+) -> Tensor:
     b, _, h, w = x.shape
     dev = x.device
     angle = _uniform(b, -p.rotate_deg, p.rotate_deg, g, dev) * (math.pi / 180.0)
@@ -174,6 +211,8 @@ def _geometry(x: Tensor, patch_px: int, p: AugmentParams, g: torch.Generator) ->
         sx = torch.where(torch.rand(b, generator=g, device=dev) < 0.5, -sx, sx)
     zoom = _uniform(b, p.scale[0], p.scale[1], g, dev)
     shift = _uniform(2 * b, -p.translate_px, p.translate_px, g, dev).view(b, 2)
+    if extra is not None:
+        shift = shift + extra.to(shift.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # output normalised coords (u, v) -> input normalised coords; the output window
     # is patch_px / (input size) of the input, divided by the zoom.
@@ -287,6 +326,7 @@ def augment_batch(
     patch_px: int,
     params: AugmentParams,
     generator: torch.Generator,
+    shift_px: Tensor | None = None,
 ) -> Tensor:
     """Augment a batch of stored patches and crop them to the network's size.
 
@@ -301,6 +341,9 @@ def augment_batch(
         The view's ranges (:data:`WEAK`, :data:`STRONG`).
     generator : torch.Generator
         Random source on the same device as ``patches`` (seeded by the caller).
+    shift_px : Tensor, optional
+        ``(B, 2)`` extra per-sample shift ``(dx, dy)`` in pixels (e.g.
+        :func:`matched_shifts`), added to the view's random translation.
 
     Returns
     -------
@@ -312,5 +355,5 @@ def augment_batch(
     if patches.shape[0] == 0:
         return torch.zeros(0, 3, patch_px, patch_px, device=patches.device)
     x = patches.float().div_(255.0)
-    x = _geometry(x, patch_px, params, generator)
+    x = _geometry(x, patch_px, params, generator, shift_px)
     return _colour(x.clamp(0, 1), params, generator)

@@ -100,8 +100,11 @@ def train_ce(
         gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 5)
 
     def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        sh = ctx.shifts(b.labels, gen)
         views = [
-            augment_batch(b.patches, patch_px=ctx.patch_px, params=params, generator=gen)
+            augment_batch(
+                b.patches, patch_px=ctx.patch_px, params=params, generator=gen, shift_px=sh
+            )
             for _ in range(max(1, settings.views))
         ]
         x = to_input(torch.cat(views), mean=ctx.mean, std=ctx.std)

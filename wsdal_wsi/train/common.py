@@ -20,13 +20,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from wsdal_wsi.atomic import atomic_open, atomic_path, write_json_atomic
 from wsdal_wsi.errors import TrainingError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import utc_now_iso
-from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD
+from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, matched_shifts
 from wsdal_wsi.train.data import PatchBatches
 from wsdal_wsi.train.engine import (
     LossFn,
@@ -61,6 +61,9 @@ class StageContext:
         Device cache budget for :class:`PatchBatches` (None: default).
     mean, std : tuple of float
         Input normalisation.
+    negative_jitter_px, negative_jitter_prob : float
+        Offsets of the negatives matched to the positives' jitter
+        (:func:`~wsdal_wsi.train.augment.matched_shifts`; 0: none).
     """
 
     store: PatchStore
@@ -72,6 +75,19 @@ class StageContext:
     cache_bytes: int | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    negative_jitter_px: float = 0.0
+    negative_jitter_prob: float = 0.0
+
+    def shifts(self, labels: Tensor, generator: torch.Generator) -> Tensor | None:
+        """Per-sample offsets of a batch (see ``negative_jitter_px``), or None."""
+        if self.negative_jitter_px <= 0 or self.negative_jitter_prob <= 0:
+            return None
+        return matched_shifts(
+            labels,
+            radius_px=self.negative_jitter_px,
+            prob=self.negative_jitter_prob,
+            generator=generator,
+        )
 
     @property
     def patch_px(self) -> int:

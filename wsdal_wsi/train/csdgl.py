@@ -310,8 +310,13 @@ def run_csdgl(
         dev_state["tau"] = state["tau_sub"].to(ctx.device)
 
     def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        v1 = augment_batch(b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen)
-        v2 = augment_batch(b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen)
+        sh = ctx.shifts(b.labels, gen)
+        v1 = augment_batch(
+            b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
+        )
+        v2 = augment_batch(
+            b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
+        )
         x = to_input(torch.cat([v1, v2]), mean=ctx.mean, std=ctx.std)
         logits, z = m.forward_train(x)
         y2 = b.labels.repeat(2)

@@ -11,6 +11,15 @@ splits; a hard sample is kept only if it was predicted as its own level in at
 least ``min_fraction`` of its draws. Noisy and never-learned samples and
 unvalidated hard samples leave the training set.
 
+The pathologist's negative-class clicks (``Mitosis-like``, ``Non-mitosis``, ...)
+are protected (``keep_negative_clicks``, ours): they are the explicitly labelled
+look-alikes, the hard negatives the method exists for, and a network that has not
+yet learnt to tell them from mitoses disagrees with them *because* they are hard,
+not because they are wrong (on the benchmark's synthetic slides, where none is
+wrong, DMU called 25-35 % of them noisy). They keep their place in the DMU table
+and the label audit (a pathologist can review them), but never leave the set: a
+noisy one joins the hard samples to get a level, and an unvalidated one is kept.
+
 Every kept sample gets a subclass ``label * (levels + 1) + level`` (2 x 4 = 8).
 
 Outputs in ``RUN/dle/``: ``levels.csv`` (index, row, label, outcome, level,
@@ -28,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from wsdal_wsi.train.common import SampleSet, StageDir, read_table, write_table
+from wsdal_wsi.train.dmu import dmu_removed
 
 __all__ = ["DLESettings", "assign_levels", "read_levels", "run_dle", "validate_levels"]
 
@@ -50,12 +60,15 @@ class DLESettings:
     min_hard : int
         Below this many hard samples in a class, its hard samples all get the
         middle level and are kept without validation (too few to cluster).
+    keep_negative_clicks : bool
+        Never remove a negative-class click (see the module docstring).
     """
 
     levels: int = 3
     draws: int = 10
     min_fraction: float = 0.5
     min_hard: int = 12
+    keep_negative_clicks: bool = True
 
 
 def assign_levels(x: np.ndarray, *, levels: int = 3, seed: int = 0) -> np.ndarray:
@@ -167,6 +180,10 @@ def run_dle(
     label = table["label"].astype(np.int64)
     outcome = table["outcome"].astype(object)
     never = table["never_learned"].astype(bool)
+    removed = dmu_removed(table, keep_negative_clicks=settings.keep_negative_clicks)
+    protected = np.zeros(n, bool)
+    if settings.keep_negative_clicks:
+        protected = np.asarray(table["origin"]) == "negative_click"
     x = np.stack([table["forget_rate"], table["scd_rate"]], axis=1).astype(np.float64)
     level = np.full(n, -1, np.int64)
     hits = np.zeros(n, np.int64)
@@ -176,8 +193,9 @@ def run_dle(
     kept = clean.copy()
     per_class: dict[str, Any] = {}
     for c in (0, 1):
-        hard = np.flatnonzero((label == c) & (outcome == "hard") & ~never)
-        info: dict[str, Any] = {"hard": len(hard)}
+        # hard samples, and protected ones DMU would have removed (noisy / never learned)
+        hard = np.flatnonzero((label == c) & ~clean & ~removed)
+        info: dict[str, Any] = {"hard": len(hard), "protected": int(np.sum(protected[hard]))}
         if len(hard) < settings.min_hard:
             level[hard] = settings.levels // 2
             kept[hard] = True
@@ -188,10 +206,13 @@ def run_dle(
             level[hard] = lv
             hits[hard] = h
             draws[hard] = settings.draws
-            ok = h >= settings.min_fraction * settings.draws
+            ok = (h >= settings.min_fraction * settings.draws) | protected[hard]
             kept[hard[ok]] = True
             info["validated"] = True
             info["unvalidated_dropped"] = int(np.sum(~ok))
+            info["unvalidated_protected"] = int(
+                np.sum(protected[hard] & (h < settings.min_fraction * settings.draws))
+            )
         info["per_level"] = {
             str(lv): int(np.sum((label == c) & (level == lv) & kept))
             for lv in range(settings.levels + 1)
@@ -211,13 +232,15 @@ def run_dle(
             "hits": hits,
             "draws": draws,
             "kept": kept.astype(np.int64),
+            "protected": protected.astype(np.int64),
         },
     )
     stats = {
         "stage": "dle",
         "n_in": int(n),
         "n_kept": int(kept.sum()),
-        "dropped_noisy": int(np.sum((outcome == "noisy") | never)),
+        "dropped_noisy": int(np.sum(removed)),
+        "protected_negative_clicks": int(np.sum(protected)),
         "classes": per_class,
     }
     return stage.write_done(stats)

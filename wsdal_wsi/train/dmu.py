@@ -25,7 +25,15 @@ Rules (``wsdal-method.md`` §4; where it is silent, our reading, marked *):
 * outcome* = ``noisy`` if noisy in at least ``noisy_min_fraction`` of the
   post-warm-up epochs, else ``clean`` if clean in at least ``clean_min_fraction``,
   else ``hard``; ``never_learned`` marks samples whose fused prediction was never
-  right (they leave the set like noisy ones).
+  right (they leave the set like noisy ones);
+* one annotation, one outcome* (``group_outcome``): a positive click and its
+  jittered copies are one annotation, so their status counts are summed and the
+  outcome (and ``never_learned``: no copy ever right) is decided once for all of
+  them (a majority over the copies' epochs); a click is kept or removed whole;
+* what leaves the set (:func:`dmu_removed`): noisy and never-learned samples,
+  except the pathologist's negative-class clicks when they are protected
+  (``DLESettings.keep_negative_clicks``, the default): they stay in the table and
+  the label audit, but are not removed (see :mod:`wsdal_wsi.train.dle`).
 
 Outputs in ``RUN/dmu/``: ``table.csv`` (per sample), ``features.npy``,
 ``weights.pt``, ``metrics.csv``, ``done.json``.
@@ -50,6 +58,8 @@ from wsdal_wsi.train.nets import DualViewNet
 __all__ = [
     "DMUMemory",
     "DMUSettings",
+    "dmu_removed",
+    "grouped_outcomes",
     "memory_units",
     "read_dmu_table",
     "run_dmu",
@@ -85,6 +95,10 @@ class DMUSettings:
         One memory unit per click: a click and its jittered copies are one sample,
         seen each epoch in one randomly chosen copy (jitter as augmentation). Off by
         default: every copy is its own sample, as upstream stored them.
+    group_outcome : bool
+        Decide the outcome once per annotation: a click and its jittered copies
+        share the outcome of their summed status counts (on by default; off: each
+        copy gets its own outcome and a click may be half removed).
 
     Notes
     -----
@@ -104,6 +118,7 @@ class DMUSettings:
     clean_min_fraction: float = 0.5
     class_weighted: bool = False
     group_jitter: bool = False
+    group_outcome: bool = True
 
 
 class DMUMemory:
@@ -219,6 +234,68 @@ def sample_outcomes(
     return out
 
 
+def grouped_outcomes(
+    group: np.ndarray,
+    n_clean: np.ndarray,
+    n_hard: np.ndarray,
+    n_noisy: np.ndarray,
+    ever_correct: np.ndarray,
+    *,
+    noisy_min_fraction: float,
+    clean_min_fraction: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One outcome per annotation: the members of a group share it.
+
+    Parameters
+    ----------
+    group : ndarray ``(M,)`` int
+        Annotation of each sample (a click and its jittered copies share one).
+    n_clean, n_hard, n_noisy : ndarray ``(M,)`` int
+        Each sample's status counts over the post-warm-up epochs.
+    ever_correct : ndarray ``(M,)`` bool
+        Whether the sample's fused prediction was ever right.
+    noisy_min_fraction, clean_min_fraction : float
+        As :func:`sample_outcomes`, applied to the group's summed counts.
+
+    Returns
+    -------
+    outcome : ndarray ``(M,)`` str
+        The group's outcome (clean / hard / noisy) for every member.
+    never_learned : ndarray ``(M,)`` bool
+        True for every member of a group none of whose members was ever right.
+    """
+    _, g = np.unique(np.asarray(group), return_inverse=True)
+    k = int(g.max()) + 1 if len(g) else 0
+
+    def total(v: np.ndarray) -> np.ndarray:
+        return np.bincount(g, weights=np.asarray(v, np.float64), minlength=k)
+
+    out = sample_outcomes(
+        total(n_clean),
+        total(n_hard),
+        total(n_noisy),
+        noisy_min_fraction=noisy_min_fraction,
+        clean_min_fraction=clean_min_fraction,
+    )
+    never = total(np.asarray(ever_correct, bool)) == 0
+    return out[g], never[g]
+
+
+def dmu_removed(table: dict[str, np.ndarray], *, keep_negative_clicks: bool = True) -> np.ndarray:
+    """Samples of a DMU table that leave the training set: ``(M,)`` bool.
+
+    Noisy or never-learned samples, except negative-class clicks when
+    ``keep_negative_clicks`` (the pathologist's explicit look-alike labels are
+    audited, not removed).
+    """
+    bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
+        bool
+    )
+    if keep_negative_clicks:
+        bad &= np.asarray(table["origin"]) != "negative_click"
+    return bad
+
+
 def forget_rate(n_learn: np.ndarray, n_forget: np.ndarray) -> np.ndarray:
     """forget / (forget + learn), 0 where both are 0."""
     tot = n_learn + n_forget
@@ -314,13 +391,18 @@ def run_dmu(
         state["epoch"] = epoch
 
     def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        sh = ctx.shifts(b.labels, gen)  # one offset per sample, both views
         w = to_input(
-            augment_batch(b.patches, patch_px=ctx.patch_px, params=WEAK, generator=gen),
+            augment_batch(
+                b.patches, patch_px=ctx.patch_px, params=WEAK, generator=gen, shift_px=sh
+            ),
             mean=ctx.mean,
             std=ctx.std,
         )
         s = to_input(
-            augment_batch(b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen),
+            augment_batch(
+                b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
+            ),
             mean=ctx.mean,
             std=ctx.std,
         )
@@ -389,16 +471,18 @@ def run_dmu(
 
     # per sample: the stats of its memory unit (a click's copies share their click's)
     mem = {k: v.numpy()[unit] for k, v in memory.state_dict().items() if k != "ema"}
-    outcome = sample_outcomes(
+    annotation = memory_units(samples, ctx.store) if settings.group_outcome else unit
+    outcome, never = grouped_outcomes(
+        annotation,
         mem["n_clean"],
         mem["n_hard"],
         mem["n_noisy"],
+        mem["ever_correct"].astype(bool),
         noisy_min_fraction=settings.noisy_min_fraction,
         clean_min_fraction=settings.clean_min_fraction,
     )
     fr = forget_rate(mem["n_learn"], mem["n_forget"])
     scd, scd_rate = scd_rates(feats.astype(np.float64), samples.labels, outcome == "clean")
-    never = ~mem["ever_correct"].astype(bool)
     store = ctx.store
     table = {
         "index": np.arange(n),
@@ -411,6 +495,7 @@ def run_dmu(
         "click_id": store.click_id[samples.rows],
         "label": samples.labels,
         "unit": unit,
+        "annotation": annotation,
         "clean": mem["n_clean"],
         "hard": mem["n_hard"],
         "noisy": mem["n_noisy"],

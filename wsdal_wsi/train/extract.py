@@ -16,6 +16,21 @@ Per usable image of the source (:func:`wsdal_wsi.qupath.open_source`):
    ``jitter_px``, uniform in a disc), every negative-class click, and every kept
    candidate, read with ``read_threads`` threads.
 
+**Clicks are snapped to the candidate under them** (``snap_um``, ours; the method
+says "the annotated point"): a click's patch, and the centre of its jittered
+copies, is the nearest candidate found within ``snap_um`` of it (any candidate
+found in the area, before the subset), or the click itself when there is none.
+Inference only ever sees patches centred on candidates (haematoxylin peaks),
+while a pathologist's click lies a micrometre or two off the nucleus' peak. Left
+unsnapped, every positive was off-centre and every negative exactly centred, and
+the networks learnt the centring instead of the nucleus: on the accuracy
+benchmark, the same validation mitosis scored 0.74 centred on its click and 0.41
+centred on its candidate (2 µm away), higher on the click in 94 % of the pairs,
+and negative-class clicks (off-centre look-alikes) scored 0.48 against 0.2 for
+the same kind of look-alike centred on a candidate. The store keeps the
+annotated point (``x_level0``, ``y_level0``: the audit and the validation
+matching use it) and the patch centre (``centre_x_level0``, ``centre_y_level0``).
+
 Images are split into train / validation **by slide** (``val_fraction``, seeded).
 Images that cannot be used (missing slide, no resolution, no annotations) are
 skipped, each with its reason in ``store.json``; when none is left the extraction
@@ -40,6 +55,7 @@ from wsdal_wsi.progress import NULL_PROGRESS, Progress, ProgressTask
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.train.presets import ExtractSettings
 from wsdal_wsi.train.store import PatchStore, StoreWriter
+from wsdal_wsi.units import um_to_px
 
 __all__ = ["extract_store", "split_by_slide"]
 
@@ -123,6 +139,22 @@ def _find_candidates(
                     found.append(tile.to_level0(xy[tile.in_core(xy)]))
             task.advance(len(group))
     return np.concatenate(found) if found else np.zeros((0, 2))
+
+
+def _snap(
+    points: np.ndarray, cand: np.ndarray, radius_level0: float, kdtree: Any
+) -> tuple[np.ndarray, int]:
+    """Each of ``points (N, 2)`` moved to the nearest of ``cand (M, 2)`` within the radius.
+
+    Returns the ``(N, 2)`` level-0 patch centres and how many points moved.
+    """
+    out = np.array(points, np.float64).reshape(-1, 2)
+    if not len(out) or not len(cand) or radius_level0 <= 0:
+        return out, 0
+    d, j = kdtree(cand).query(out, k=1)
+    near = d <= radius_level0
+    out[near] = cand[j[near]]
+    return out, int(np.sum(near))
 
 
 def _read_patches(
@@ -340,6 +372,9 @@ def _extract_image(
         )
         cand = cand[in_area(cand)] if len(cand) else cand
         n_found = len(cand)
+        snap_level0 = um_to_px(settings.snap_um, mpp) if settings.snap_um > 0 else 0.0
+        pos_c, n_snap_pos = _snap(pos, cand, snap_level0, kdtree)
+        neg_c, n_snap_neg = _snap(neg, cand, snap_level0, kdtree)
         cap = (
             settings.max_val_candidates_per_image
             if split == "val"
@@ -354,24 +389,29 @@ def _extract_image(
             d, _ = kdtree(near).query(cand, k=1)
             label[d < settings.clear_radius_px * f] = -1
         # clicks, jittered copies, negative clicks, candidates
-        xy, recs = [], []
+        # (point, patch centre) per patch
+        xy, centres, recs = [], [], []
         base_rec = {"image_key": rec.key, "slide": str(rec.slide_path), "split": split}
-        for p in pos:
+        for p, c in zip(pos, pos_c, strict=True):
             cid = writer.new_click_id()
             inside = bool(in_area(p[None])[0])
             xy.append(p)
+            centres.append(c)
             recs.append(
                 {**base_rec, "label": 1, "source": "click", "click_id": cid, "in_area": inside}
             )
             for _ in range(settings.n_jitter):
                 r = settings.jitter_px * f * math.sqrt(rng.uniform())
                 a = rng.uniform(0, 2 * math.pi)
-                xy.append(p + r * np.array([math.cos(a), math.sin(a)]))
+                j = c + r * np.array([math.cos(a), math.sin(a)])
+                xy.append(j)
+                centres.append(j)
                 recs.append(
                     {**base_rec, "label": 1, "source": "jitter", "click_id": cid, "in_area": inside}
                 )
-        for p in neg:
+        for p, c in zip(neg, neg_c, strict=True):
             xy.append(p)
+            centres.append(c)
             recs.append(
                 {
                     **base_rec,
@@ -383,15 +423,18 @@ def _extract_image(
             )
         for p, lab in zip(cand, label, strict=True):
             xy.append(p)
+            centres.append(p)
             recs.append({**base_rec, "label": int(lab), "source": "candidate", "in_area": True})
         pts = np.array(xy, np.float64).reshape(-1, 2)
-        for r, p in zip(recs, pts, strict=True):
+        ctr = np.array(centres, np.float64).reshape(-1, 2)
+        for r, p, c in zip(recs, pts, ctr, strict=True):
             r["x_level0"], r["y_level0"] = float(p[0]), float(p[1])
+            r["centre_x_level0"], r["centre_y_level0"] = float(c[0]), float(c[1])
         totals["patches"] += len(pts)
         patch_task.update(total=totals["patches"], status=rec.key)
         patches = _read_patches(
             slide,
-            pts,
+            ctr,
             context_px=settings.context_px,
             level0_per_px=f,
             target_mpp=t,
@@ -411,4 +454,5 @@ def _extract_image(
         "n_candidates": len(cand),
         "area_mm2": round(float(area_mm2), 6),
         "n_candidates_found": n_found,
+        "n_snapped": n_snap_pos + n_snap_neg,
     }

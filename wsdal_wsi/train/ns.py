@@ -175,7 +175,13 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
 
     def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = to_input(
-            augment_batch(b.patches, patch_px=ctx.patch_px, params=WEAK, generator=gen),
+            augment_batch(
+                b.patches,
+                patch_px=ctx.patch_px,
+                params=WEAK,
+                generator=gen,
+                shift_px=ctx.shifts(b.labels, gen),
+            ),
             mean=ctx.mean,
             std=ctx.std,
         )

@@ -49,6 +49,16 @@ class ExtractSettings:
     clear_radius_px : float
         A candidate is a usable negative only if it is at least this far from every
         positive and ignored point (pixels at ``target_mpp``; upstream 80).
+    snap_um : float
+        A click's patch (positive or negative class) is centred on the nearest
+        candidate nucleus within this distance (µm), where inference centres its
+        patches; the click itself when there is none (0: never snap). Ours; see
+        :mod:`wsdal_wsi.train.extract`.
+    jitter_negatives : bool
+        At training time, shift the negatives as the jittered copies of the
+        positives were shifted (:func:`~wsdal_wsi.train.augment.matched_shifts`), so
+        that being off-centre does not mean "mitosis". Ours. Keep ``jitter_px`` at
+        most ``(context_px - patch_px) / 2``, so no shifted patch leaves its context.
     max_candidates_per_image : int
         Candidates kept per training image (a seeded random subset beyond it):
         NS's mining pool and the random negatives.
@@ -65,6 +75,8 @@ class ExtractSettings:
     n_jitter: int = 4
     jitter_px: float = 16.0
     clear_radius_px: float = 80.0
+    snap_um: float = 4.0
+    jitter_negatives: bool = True
     max_candidates_per_image: int = 20000
     max_val_candidates_per_image: int = 200000
     read_threads: int = 4
@@ -182,7 +194,7 @@ def _demo() -> Preset:
         ),
         width=16,
         extract=ExtractSettings(
-            context_px=96,
+            context_px=112,
             n_jitter=2,
             max_candidates_per_image=1500,
             max_val_candidates_per_image=20000,
@@ -204,6 +216,7 @@ def _tiny() -> Preset:
         extract=ExtractSettings(
             context_px=96,
             n_jitter=1,
+            jitter_px=8.0,
             max_candidates_per_image=120,
             max_val_candidates_per_image=2000,
             read_threads=2,

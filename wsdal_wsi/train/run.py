@@ -39,7 +39,7 @@ from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.csdgl import run_csdgl
 from wsdal_wsi.train.dle import kept_samples, run_dle
-from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
+from wsdal_wsi.train.dmu import dmu_removed, read_dmu_table, run_dmu
 from wsdal_wsi.train.engine import resolve_device
 from wsdal_wsi.train.nets import find_imagenet_weights
 from wsdal_wsi.train.ns import initial_training_set, run_ns
@@ -202,15 +202,7 @@ def train_from_store(
         else "random init (no local ImageNet weights)"
     )
     log.info("training on %s; trunk initialisation: %s", dev, init)
-    ctx = StageContext(
-        store=store,
-        device=dev,
-        seed=settings.seed,
-        width=preset.width,
-        pretrained=pre,
-        progress=progress or NULL_PROGRESS,
-        cache_bytes=cache_bytes,
-    )
+    ctx = _context(store, dev, settings, pre, progress, cache_bytes)
     stages: dict[str, Any] = {}
     if settings.method == "baseline":
         samples = initial_training_set(store, neg_per_pos=preset.ns.neg_per_pos, seed=settings.seed)
@@ -315,6 +307,41 @@ def train_run(
     )
 
 
+def _context(
+    store: PatchStore,
+    device: torch.device,
+    settings: RunSettings,
+    pretrained: Path | None,
+    progress: Progress | None,
+    cache_bytes: int | None,
+) -> StageContext:
+    """The stages' context; negatives jittered as the store jittered its positives."""
+    preset = settings.preset
+    ext = store.meta.get("settings", {}).get("extract", {})
+    n_jitter = int(ext.get("n_jitter", 0) or 0)
+    jitter_px = float(ext.get("jitter_px", 0.0) or 0.0)
+    on = preset.extract.jitter_negatives and n_jitter > 0 and jitter_px > 0
+    margin = (store.context_px - store.patch_px) / 2
+    if on and jitter_px > margin:
+        log.warning(
+            "jitter of %g px beyond the stored context (%g px each side): shifted negatives "
+            "show reflected borders the positives' copies do not",
+            jitter_px,
+            margin,
+        )
+    return StageContext(
+        store=store,
+        device=device,
+        seed=settings.seed,
+        width=preset.width,
+        pretrained=pretrained,
+        progress=progress or NULL_PROGRESS,
+        cache_bytes=cache_bytes,
+        negative_jitter_px=jitter_px if on else 0.0,
+        negative_jitter_prob=n_jitter / (n_jitter + 1) if on else 0.0,
+    )
+
+
 def _require_both_classes(samples: SampleSet, what: str) -> None:
     n1, n0 = int(np.sum(samples.labels == 1)), int(np.sum(samples.labels == 0))
     if n1 < 2 or n0 < 2:
@@ -350,7 +377,12 @@ def _finish(
     thr_path = model_path.parent / "threshold.json"
     thr = _load_json(thr_path)
     if thr is None:
-        thr = choose_threshold(model, ctx, match_radius_um=preset.match_radius_um)
+        thr = choose_threshold(
+            model,
+            ctx,
+            match_radius_um=preset.match_radius_um,
+            merge_radius_um=preset.merge_radius_um,
+        )
         thr["heldout"] = heldout_metrics(model, ctx)
         write_json_atomic(thr_path, thr)
     store = ctx.store
@@ -425,8 +457,8 @@ def train_ablation(
 ) -> dict[str, Any]:
     """Train a cross-entropy model on an intermediate sample set of a finished WS-DAL run.
 
-    ``variant``: ``ns`` (the NS set), ``ns_dmu`` (the NS set without DMU's noisy and
-    never-learned samples), ``ns_dmu_dle`` (DLE's kept set). Trained with the
+    ``variant``: ``ns`` (the NS set), ``ns_dmu`` (the NS set without what DMU removes:
+    :func:`~wsdal_wsi.train.dmu.dmu_removed`), ``ns_dmu_dle`` (DLE's kept set). Trained with the
     baseline's settings into ``RUN/ablation-<variant>/`` (with its own threshold
     and ``model.pt``), so each stage's contribution can be measured.
 
@@ -459,7 +491,7 @@ def train_ablation(
         samples = ns_set
     elif variant == "ns_dmu":
         t = read_dmu_table(run_dir / "dmu")
-        bad = (t["outcome"] == "noisy") | t["never_learned"].astype(bool)
+        bad = dmu_removed(t, keep_negative_clicks=settings.preset.dle.keep_negative_clicks)
         samples = ns_set.subset(~bad)
     else:
         samples, _ = kept_samples(run_dir / "dle")
@@ -468,15 +500,7 @@ def train_ablation(
     preset = settings.preset
     pre = _resolve_pretrained(settings.pretrained, preset.width)
     init = f"pretrained weights from {pre}" if pre else "random init (no local ImageNet weights)"
-    ctx = StageContext(
-        store=store,
-        device=dev,
-        seed=settings.seed,
-        width=preset.width,
-        pretrained=pre,
-        progress=progress or NULL_PROGRESS,
-        cache_bytes=cache_bytes,
-    )
+    ctx = _context(store, dev, settings, pre, progress, cache_bytes)
     out = run_dir / f"ablation-{variant}"
     model, stats = train_ce(ctx, out, samples, preset.baseline, name=f"ablation-{variant}")
     return _finish(

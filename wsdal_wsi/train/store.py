@@ -6,7 +6,8 @@ Layout of a store folder::
                         target resolution, centred on the point (C = context_px >= the
                         network's patch, so augmentation can rotate without empty corners)
     STORE/index.csv     one row per patch: row, image_key, slide, x_level0, y_level0,
-                        label, source, split, click_id
+                        label, source, split, click_id, in_area, centre_x_level0,
+                        centre_y_level0
     STORE/images.csv    one row per image: key, slide, mpp, split, counts, has_regions
     STORE/store.json    settings, shapes and provenance; written last ("complete": true)
 
@@ -28,6 +29,13 @@ Columns of ``index.csv``:
     1 if the point lies inside the image's annotated area (its exhaustively
     annotated regions, or its tissue when it has none), else 0. Candidates are
     only taken inside it; clicks outside it still train.
+``x_level0``, ``y_level0``
+    The point: the annotated point for a click (what the label audit and the
+    validation matching use), the candidate or the jittered point otherwise.
+``centre_x_level0``, ``centre_y_level0``
+    Where the patch is centred: the point itself, except for a click snapped to
+    the candidate nucleus under it (see :mod:`wsdal_wsi.train.extract`). A store
+    written before these columns existed reads with centre = point.
 
 Patches are read with :class:`numpy.memmap`, so a store larger than memory
 works, and the page cache keeps a store that fits hot.
@@ -67,7 +75,11 @@ INDEX_COLUMNS = (
     "split",
     "click_id",
     "in_area",
+    "centre_x_level0",
+    "centre_y_level0",
 )
+#: The columns of stores written before the patch centre was recorded.
+_OLD_INDEX_COLUMNS = INDEX_COLUMNS[:-2]
 IMAGE_COLUMNS = (
     "key",
     "slide",
@@ -78,6 +90,7 @@ IMAGE_COLUMNS = (
     "n_negative_clicks",
     "n_candidates",
     "n_candidates_found",
+    "n_snapped",
     "area_mm2",
 )
 SOURCES = ("click", "jitter", "negative_click", "candidate")
@@ -140,8 +153,9 @@ class StoreWriter:
             ``(n, 3, C, C)`` uint8 (or ``(n, C, C, 3)``, transposed here).
         records : sequence of mapping
             ``n`` dicts with ``image_key, slide, x_level0, y_level0, label, source,
-            split`` and optionally ``click_id`` (default -1) and ``in_area``
-            (default True).
+            split`` and optionally ``click_id`` (default -1), ``in_area``
+            (default True) and ``centre_x_level0, centre_y_level0`` (default the
+            point).
         """
         c = self.context_px
         arr = np.asarray(patches)
@@ -168,6 +182,8 @@ class StoreWriter:
                     r["split"],
                     int(r.get("click_id", -1)),
                     int(bool(r.get("in_area", True))),
+                    float(r.get("centre_x_level0", r["x_level0"])),
+                    float(r.get("centre_y_level0", r["y_level0"])),
                 )
             )
         self._fh.write(np.ascontiguousarray(arr).tobytes())
@@ -223,6 +239,7 @@ class _Index:
     split: np.ndarray  # (N,) str
     click_id: np.ndarray  # (N,) int64
     in_area: np.ndarray  # (N,) bool
+    centre_level0: np.ndarray  # (N, 2) float64
 
 
 class PatchStore:
@@ -237,7 +254,10 @@ class PatchStore:
         ``(N, 3, C, C)`` uint8.
     image_key, slide, source, split : ndarray of str, ``(N,)``
     xy_level0 : ndarray, ``(N, 2)`` float64
-        Patch centres in level-0 pixels of their slide.
+        The points in level-0 pixels of their slide (a click: the annotated point).
+    centre_level0 : ndarray, ``(N, 2)`` float64
+        The patch centres (level-0 pixels); differ from ``xy_level0`` only for
+        snapped clicks.
     label : ndarray, ``(N,)`` int8
         1 / 0 / -1 (see the module docstring).
     click_id : ndarray, ``(N,)`` int64
@@ -286,7 +306,13 @@ class PatchStore:
         for im in self.images:
             im["mpp"] = float(im["mpp"])
             im["area_mm2"] = float(im["area_mm2"]) if str(im.get("area_mm2", "")).strip() else 0.0
-            for k in ("n_positive", "n_negative_clicks", "n_candidates", "n_candidates_found"):
+            for k in (
+                "n_positive",
+                "n_negative_clicks",
+                "n_candidates",
+                "n_candidates_found",
+                "n_snapped",
+            ):
                 im[k] = int(im[k]) if str(im.get(k, "")).strip() else 0
             im["has_regions"] = im["has_regions"] in ("True", "1", "true")
 
@@ -294,9 +320,9 @@ class PatchStore:
         path = self.root / "index.csv"
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
-            header = next(reader, None)
-            if tuple(header or ()) != INDEX_COLUMNS:
-                raise TrainingError(f"{path}: unexpected columns {header}")
+            header = tuple(next(reader, None) or ())
+            if header not in (INDEX_COLUMNS, _OLD_INDEX_COLUMNS):
+                raise TrainingError(f"{path}: unexpected columns {list(header)}")
             rows = list(reader)
         if len(rows) != n:
             raise TrainingError(f"{path}: {len(rows)} rows, store.json says {n}")
@@ -311,17 +337,25 @@ class PatchStore:
                 e,
                 np.zeros(0, np.int64),
                 np.zeros(0, bool),
+                np.zeros((0, 2)),
             )
         cols = list(zip(*rows, strict=True))
+        xy = np.stack([np.array(cols[3], float), np.array(cols[4], float)], axis=1)
+        centre = (
+            np.stack([np.array(cols[10], float), np.array(cols[11], float)], axis=1)
+            if len(cols) > 10
+            else xy
+        )
         return _Index(
             image_key=np.array(cols[1], dtype=object),
             slide=np.array(cols[2], dtype=object),
-            xy_level0=np.stack([np.array(cols[3], float), np.array(cols[4], float)], axis=1),
+            xy_level0=xy,
             label=np.array(cols[5], dtype=np.int8),
             source=np.array(cols[6], dtype=object),
             split=np.array(cols[7], dtype=object),
             click_id=np.array(cols[8], dtype=np.int64),
             in_area=np.array(cols[9], dtype=np.int64).astype(bool),
+            centre_level0=centre,
         )
 
     def __len__(self) -> int:
@@ -335,6 +369,7 @@ class PatchStore:
     split = property(lambda self: self._index.split)
     click_id = property(lambda self: self._index.click_id)
     in_area = property(lambda self: self._index.in_area)
+    centre_level0 = property(lambda self: self._index.centre_level0)
 
     def select(
         self,

@@ -1,11 +1,15 @@
 """The decision threshold and the held-out check of a trained network.
 
 The threshold is the F1-maximising one on the validation slides: every stored
-candidate of a validation slide is scored, and the scores are matched to the
-validation annotations (positive clicks inside the annotated area) one-to-one
-within 7.5 µm with :func:`wsdal_wsi.evaluation.best_f1_threshold`, as in the
-method's evaluation section. Without a validation slide the threshold is 0.5
-and the run says so.
+candidate of a validation slide is scored, the scored candidates are merged as
+inference merges detections (greedy by score within the model's merge radius), and
+the survivors are matched to the validation annotations (positive clicks inside the
+annotated area) one-to-one within 7.5 µm with
+:func:`wsdal_wsi.evaluation.best_f1_threshold`, as in the method's evaluation
+section. Greedy merging visits points by descending score, so whether a candidate
+survives depends only on the candidates above it: merging all of them once and then
+thresholding gives, at every threshold, exactly the detections inference would make.
+Without a validation slide the threshold is 0.5 and the run says so.
 """
 
 from __future__ import annotations
@@ -31,10 +35,19 @@ def choose_threshold(
     ctx: StageContext,
     *,
     match_radius_um: float = 7.5,
+    merge_radius_um: float | None = None,
     batch_size: int = 256,
     split: str = "val",
 ) -> dict[str, Any]:
     """F1-maximising threshold on the ``split`` slides.
+
+    Parameters
+    ----------
+    match_radius_um : float
+        One-to-one matching radius (MIDOG: 7.5 µm).
+    merge_radius_um : float, optional
+        Detections closer than this are merged first, as at inference (the model
+        file's ``merge_radius_um``); None: no merging.
 
     Returns
     -------
@@ -42,6 +55,7 @@ def choose_threshold(
         ``{"threshold", "f1", "n_images", "n_candidates", "n_truth", "method"}``;
         ``f1`` is None and ``threshold`` 0.5 when there is no validation slide.
     """
+    from wsdal_wsi.candidates import merge_points
     from wsdal_wsi.evaluation import best_f1_threshold
 
     store = ctx.store
@@ -64,16 +78,13 @@ def choose_threshold(
     images = []
     for k in keys:
         mpp = float(store.image(k)["mpp"])
-        cm = store.image_key[cand] == k
+        cm = np.flatnonzero(store.image_key[cand] == k)
+        xy, sc = store.xy_level0[cand[cm]], scores[cm].astype(np.float64)
+        if merge_radius_um and len(cm):
+            kept = merge_points(xy, sc, radius_px=um_to_px(merge_radius_um, mpp))
+            xy, sc = xy[kept], sc[kept]
         tm = store.image_key[truth_rows] == k
-        images.append(
-            (
-                store.xy_level0[cand[cm]],
-                scores[cm].astype(np.float64),
-                store.xy_level0[truth_rows[tm]],
-                um_to_px(match_radius_um, mpp),
-            )
-        )
+        images.append((xy, sc, store.xy_level0[truth_rows[tm]], um_to_px(match_radius_um, mpp)))
     threshold, f1 = best_f1_threshold(images)
     if not np.isfinite(threshold):  # no candidate at all: nothing to detect
         threshold = 1.0
@@ -83,7 +94,10 @@ def choose_threshold(
         "n_images": len(keys),
         "n_candidates": len(cand),
         "n_truth": len(truth_rows),
-        "method": f"F1-maximising on validation slides, matched within {match_radius_um} µm",
+        "method": (
+            f"F1-maximising on validation slides, merged within {merge_radius_um} µm, "
+            f"matched within {match_radius_um} µm"
+        ),
     }
 
 
