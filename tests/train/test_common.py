@@ -153,3 +153,17 @@ def test_stage_dir_done_and_bad_files(tmp_path):
     (stage.path / "checkpoint.pt").write_text("junk")
     with pytest.raises(TrainingError, match="unreadable checkpoint"):
         stage.load_checkpoint()
+
+
+def test_stage_dir_weights_round_trip_and_bad_file(tmp_path):
+    stage = StageDir(tmp_path / "s")
+    torch.manual_seed(0)
+    a, b = CamNet(width=4), CamNet(width=4)
+    stage.save_weights(a)
+    assert [p.name for p in stage.path.iterdir()] == ["weights.pt"]  # no temp file left
+    stage.load_weights(b)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+    (stage.path / "weights.pt").write_text("junk")
+    with pytest.raises(TrainingError, match=r"weights\.pt: unreadable weights"):
+        stage.load_weights(b)

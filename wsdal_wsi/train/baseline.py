@@ -14,7 +14,7 @@ Outputs in the stage folder: ``metrics.csv``, ``weights.pt``, ``done.json``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
-from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, fit
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import to_input
 from wsdal_wsi.train.nets import ProjNet
@@ -80,10 +80,7 @@ def train_ce(
     torch.manual_seed(ctx.seed * 1000 + 5)
     model = ProjNet(**arch_kwargs)
     if (done := stage.done) is not None:
-        model.load_state_dict(
-            torch.load(stage.path / "weights.pt", map_location="cpu", weights_only=True)
-        )
-        return model.to(ctx.device).eval(), done
+        return stage.load_weights(model).to(ctx.device).eval(), done
     init = ctx.init_trunks(model.trunk)
     batches = ctx.batches(
         samples.rows,
@@ -113,27 +110,17 @@ def train_ce(
         acc = (logits.argmax(1) == y).float().mean()
         return torch.nn.functional.cross_entropy(logits.float(), y), {"acc": acc}
 
-    metrics = fit(
+    metrics = ctx.fit_stage(
         model,
         batches,
         stage=stage,
-        device=ctx.device,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        compute_loss=loss_fn,
-        config={
-            "stage": name,
-            **asdict(settings),
-            "seed": ctx.seed,
-            "width": ctx.width,
-            "n": len(samples),
-        },
-        progress=ctx.progress,
+        settings=settings,
+        name=name,
         description=f"{name}: cross-entropy",
+        compute_loss=loss_fn,
+        n=len(samples),
         begin_epoch=begin,
     )
-    torch.save(model.state_dict(), stage.path / "weights.pt")
     stats = {
         "stage": name,
         "init": init,

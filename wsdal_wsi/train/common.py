@@ -14,7 +14,7 @@ import csv
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,56 @@ class StageContext:
         for t in trunks:
             load_trunk_weights(t, self.pretrained)
         return str(self.pretrained)
+
+    def fit_stage(
+        self,
+        model: nn.Module,
+        batches: PatchBatches,
+        *,
+        stage: StageDir,
+        settings: Any,
+        name: str,
+        description: str,
+        compute_loss: LossFn,
+        n: int | None = None,
+        begin_epoch: Callable[[int], None] | None = None,
+        end_epoch: Callable[[int], Mapping[str, Any]] | None = None,
+        get_state: Callable[[], dict[str, Any]] | None = None,
+        set_state: Callable[[dict[str, Any]], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """:func:`fit` a stage's network on this context, then save its ``weights.pt``.
+
+        ``settings`` is the stage's settings dataclass (``epochs``, ``lr``,
+        ``weight_decay`` and the rest go into the checkpoint's config with ``name``,
+        the seed, the width and ``n``, the number of samples, when given).
+        """
+        config: dict[str, Any] = {
+            "stage": name,
+            **asdict(settings),
+            "seed": self.seed,
+            "width": self.width,
+        }
+        if n is not None:
+            config["n"] = n
+        metrics = fit(
+            model,
+            batches,
+            stage=stage,
+            device=self.device,
+            epochs=settings.epochs,
+            lr=settings.lr,
+            weight_decay=settings.weight_decay,
+            compute_loss=compute_loss,
+            config=config,
+            progress=self.progress,
+            description=description,
+            begin_epoch=begin_epoch,
+            end_epoch=end_epoch,
+            get_state=get_state,
+            set_state=set_state,
+        )
+        stage.save_weights(model)
+        return metrics
 
 
 @dataclass
@@ -237,6 +287,23 @@ class StageDir:
             raise TrainingError(
                 f"{p}: unreadable checkpoint ({exc}); delete it to redo the stage"
             ) from exc
+
+    def save_weights(self, model: nn.Module) -> None:
+        """Write the trained network's ``weights.pt`` (atomically)."""
+        with atomic_path(self.path / "weights.pt") as tmp:
+            torch.save(model.state_dict(), tmp)
+
+    def load_weights(self, model: nn.Module) -> nn.Module:
+        """Load ``weights.pt`` into ``model`` (on the CPU); return the model."""
+        p = self.path / "weights.pt"
+        try:
+            state = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as exc:  # torch raises many types for a bad file
+            raise TrainingError(
+                f"{p}: unreadable weights ({exc}); delete the stage folder"
+            ) from exc
+        model.load_state_dict(state)
+        return model
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
         keys: list[str] = []

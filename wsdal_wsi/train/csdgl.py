@@ -21,7 +21,7 @@ Outputs in ``RUN/csdgl/``: ``metrics.csv``, ``weights.pt``, ``done.json``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from wsdal_wsi.train.augment import STRONG, augment_batch
-from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, fit
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import predict, to_input
 from wsdal_wsi.train.nets import ProjNet
@@ -248,10 +248,7 @@ def run_csdgl(
     torch.manual_seed(ctx.seed * 1000 + 4)
     model = ProjNet(**arch_kwargs)
     if (done := stage.done) is not None:
-        model.load_state_dict(
-            torch.load(stage.path / "weights.pt", map_location="cpu", weights_only=True)
-        )
-        return model.to(ctx.device).eval(), done
+        return stage.load_weights(model).to(ctx.device).eval(), done
     init = ctx.init_trunks(model.trunk)
     labels = samples.labels
     batches = ctx.batches(
@@ -331,29 +328,19 @@ def run_csdgl(
     def set_state(s: dict[str, Any]) -> None:
         state.update(s)
 
-    metrics = fit(
+    metrics = ctx.fit_stage(
         model,
         batches,
         stage=stage,
-        device=ctx.device,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        compute_loss=loss_fn,
-        config={
-            "stage": "csdgl",
-            **asdict(settings),
-            "seed": ctx.seed,
-            "width": ctx.width,
-            "n": len(samples),
-        },
-        progress=ctx.progress,
+        settings=settings,
+        name="csdgl",
         description="CSDGL: final model",
+        compute_loss=loss_fn,
+        n=len(samples),
         begin_epoch=begin,
         get_state=get_state,
         set_state=set_state,
     )
-    torch.save(model.state_dict(), stage.path / "weights.pt")
     sub = state["subclass"].numpy()
     stats = {
         "stage": "csdgl",

@@ -41,7 +41,7 @@ Outputs in ``RUN/dmu/``: ``table.csv`` (per sample), ``features.npy``,
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
-from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, fit, read_table, write_table
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table, write_table
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import predict, to_input
 from wsdal_wsi.train.nets import DualViewNet
@@ -434,24 +434,20 @@ def run_dmu(
             "noisy": float(memory.n_noisy.sum()) / tot / max(1, n_units),
         }
 
-    fit(
+    ctx.fit_stage(
         model,
         batches,
         stage=stage,
-        device=ctx.device,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        compute_loss=loss_fn,
-        config={"stage": "dmu", **asdict(settings), "seed": ctx.seed, "width": ctx.width, "n": n},
-        progress=ctx.progress,
+        settings=settings,
+        name="dmu",
         description="DMU: dual-view memory",
+        compute_loss=loss_fn,
+        n=n,
         begin_epoch=begin,
         end_epoch=end,
         get_state=memory.state_dict,
         set_state=memory.load_state_dict,
     )
-    torch.save(model.state_dict(), stage.path / "weights.pt")
 
     seq = ctx.batches(
         samples.rows, samples.labels, batch_size=settings.batch_size, mode="sequential"

@@ -19,7 +19,7 @@ Outputs in ``RUN/ns/``: ``metrics.csv``, ``weights.pt``, ``candidate_scores.csv`
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import torch
 
 from wsdal_wsi.errors import TrainingError
 from wsdal_wsi.train.augment import WEAK, augment_batch
-from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, fit, write_table
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, write_table
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import p_mitosis, predict, to_input
 from wsdal_wsi.train.nets import CamNet
@@ -189,21 +189,16 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
         acc = (logits.argmax(1) == b.labels).float().mean()
         return weighted_ce(logits, b.labels), {"acc": acc}
 
-    metrics = fit(
+    metrics = ctx.fit_stage(
         model,
         batches,
         stage=stage,
-        device=ctx.device,
-        epochs=settings.epochs,
-        lr=settings.lr,
-        weight_decay=settings.weight_decay,
-        compute_loss=loss_fn,
-        config={"stage": "ns", **asdict(settings), "seed": ctx.seed, "width": ctx.width},
-        progress=ctx.progress,
+        settings=settings,
+        name="ns",
         description="NS: first classifier",
+        compute_loss=loss_fn,
         begin_epoch=begin,
     )
-    torch.save(model.state_dict(), stage.path / "weights.pt")
 
     # mining: every training candidate clear of the positives
     cand = store.select(split="train", source="candidate", label=0)
