@@ -40,6 +40,11 @@ def test_wsdal_run_stops_resumes_and_writes_the_model(tmp_path, blob_store):
     other = RunSettings(method="wsdal", preset=blob_preset(), seed=1)
     with pytest.raises(ConfigError, match="differs: seed"):
         train_from_store(store, run, other, device="cpu", resume=True)
+    changed = RunSettings(
+        method="wsdal", preset=blob_preset().replace(**{"ns.epochs": 7, "dle.draws": 3})
+    )
+    with pytest.raises(ConfigError, match=r"differs: preset\.ns\.epochs, preset\.dle\.draws\)"):
+        train_from_store(store, run, changed, device="cpu", resume=True)
 
     summary = train_from_store(store, run, settings, device="cpu", resume=True)
     assert (run / "ns" / "done.json").read_text() == ns_done  # not redone

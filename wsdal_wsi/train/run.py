@@ -109,6 +109,22 @@ def read_run_config(out_dir: str | Path) -> dict[str, Any] | None:
     return _load_json(Path(out_dir) / "config.json")
 
 
+def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ (``preset.extract.snap_um``)."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [prefix or "settings"] if old != new else []
+    out: list[str] = []
+    for k in [*new, *(k for k in old if k not in new)]:
+        name = f"{prefix}.{k}" if prefix else str(k)
+        if k not in old:
+            out.append(f"{name} (new)")
+        elif k not in new:
+            out.append(f"{name} (gone)")
+        else:
+            out += _differing_keys(old[k], new[k], name)
+    return out
+
+
 def _check_config(out_dir: Path, settings: RunSettings, *, resume: bool) -> None:
     path = out_dir / "config.json"
     new = json.loads(json.dumps(settings.to_dict()))
@@ -124,7 +140,7 @@ def _check_config(out_dir: Path, settings: RunSettings, *, resume: bool) -> None
             raise TrainingError(f"{path}: unreadable ({exc})") from exc
         old_settings = {k: v for k, v in old.items() if k in new}
         if old_settings != new:
-            diff = [k for k in new if old_settings.get(k) != new[k]]
+            diff = _differing_keys(old_settings, new)
             raise ConfigError(
                 f"{out_dir}: --resume with other settings than the run was started with "
                 f"(differs: {', '.join(diff)}); use the original options or a new --out folder"
