@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
 from wsdal_wsi.train.common import SampleSet, StageContext
 from wsdal_wsi.train.dmu import (
     DMUMemory,
     DMUSettings,
-    forget_rate,
     read_dmu_table,
     run_dmu,
-    sample_outcomes,
-    scd_rates,
 )
 
 T = torch.tensor
@@ -68,27 +64,6 @@ def test_memory_update_rules_by_hand():
     other = DMUMemory(2)
     other.load_state_dict(mem.state_dict())
     assert other.ema == 0.9 and other.n_forget.tolist() == [1, 0]
-
-
-def test_outcomes_forget_rate_and_scd():
-    out = sample_outcomes(
-        np.array([5, 1, 2, 0]),
-        np.array([0, 6, 3, 0]),
-        np.array([1, 1, 5, 0]),
-        noisy_min_fraction=0.5,
-        clean_min_fraction=0.5,
-    )
-    assert out.tolist() == ["clean", "hard", "noisy", "hard"]
-    np.testing.assert_allclose(
-        forget_rate(np.array([3, 0, 1]), np.array([1, 0, 1])), [0.25, 0, 0.5]
-    )
-    f = np.array([[1.0, 0.0], [1.0, 0.1], [1.0, 0.8], [0.0, 1.0], [0.0, 1.0], [1.0, 1.0]])
-    labels = np.array([0, 0, 0, 1, 1, 1])
-    ref = np.array([True, True, False, True, True, False])  # centres from the clean ones
-    scd, rate = scd_rates(f, labels, ref)
-    assert scd[3] == pytest.approx(0.0) and rate[5] == pytest.approx(1.0)
-    assert rate[2] == pytest.approx(1.0) and rate[:2].min() == 0.0
-    assert scd[5] == pytest.approx(np.linalg.norm([2**-0.5, 2**-0.5 - 1]))
 
 
 def test_dmu_flags_the_flipped_clicks(tmp_path, blob_store):
@@ -151,41 +126,3 @@ def test_a_click_and_its_jittered_copies_are_one_memory_unit(tmp_path):
     rows = np.arange(len(recs))
     s = SampleSet(rows, store.label[rows].astype(np.int64), store.source[rows].astype(object))
     assert memory_units(s, store).tolist() == [0, 1, 0, 2, 3, 2, 4]
-
-
-def test_a_click_and_its_copies_share_one_outcome_from_their_summed_counts():
-    from wsdal_wsi.train.dmu import grouped_outcomes
-
-    # group 0: a click and two copies; per copy the majority differs, summed it is clean
-    #   (clean, hard, noisy) = (1, 0, 3), (2, 0, 2), (4, 0, 0) -> 7 / 12 clean, 5 / 12 noisy
-    # group 1: a click and one copy, noisy 3 of 4 and 2 of 4 -> 5 / 8 noisy
-    # group 2: a candidate on its own, hard; group 3: never right in any copy
-    group = np.array([0, 0, 0, 1, 1, 2, 3, 3])
-    n_clean = np.array([1, 2, 4, 1, 2, 1, 0, 0])
-    n_hard = np.array([0, 0, 0, 0, 0, 3, 4, 4])
-    n_noisy = np.array([3, 2, 0, 3, 2, 0, 0, 0])
-    ever = np.array([True, True, True, True, False, True, False, False])
-    per_copy = sample_outcomes(
-        n_clean, n_hard, n_noisy, noisy_min_fraction=0.5, clean_min_fraction=0.5
-    )
-    assert per_copy.tolist()[:3] == ["noisy", "noisy", "clean"]  # a click half removed
-    out, never = grouped_outcomes(
-        group, n_clean, n_hard, n_noisy, ever, noisy_min_fraction=0.5, clean_min_fraction=0.5
-    )
-    assert out.tolist() == ["clean"] * 3 + ["noisy"] * 2 + ["hard"] + ["hard"] * 2
-    # a copy that never learned does not make its click "never learned" if another did
-    assert never.tolist() == [False] * 6 + [True, True]
-
-
-def test_negative_clicks_are_audited_but_not_removed():
-    from wsdal_wsi.train.dmu import dmu_removed
-
-    table = {
-        "outcome": np.array(["noisy", "noisy", "clean", "hard", "noisy"], dtype=object),
-        "never_learned": np.array([0, 0, 1, 1, 0]),
-        "origin": np.array(
-            ["click", "negative_click", "mined_negative", "negative_click", "jitter"], dtype=object
-        ),
-    }
-    assert dmu_removed(table).tolist() == [True, False, True, False, True]
-    assert dmu_removed(table, keep_negative_clicks=False).tolist() == [True] * 5

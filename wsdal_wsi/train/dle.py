@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from wsdal_wsi.train.common import SampleSet, StageDir, read_table, write_table
-from wsdal_wsi.train.dmu import dmu_removed
+from wsdal_wsi.train.dmu_outcomes import dmu_removed
 
 __all__ = ["DLESettings", "assign_levels", "read_levels", "run_dle", "validate_levels"]
 

@@ -30,10 +30,11 @@ Rules (``wsdal-method.md`` §4; where it is silent, our reading, marked *):
   jittered copies are one annotation, so their status counts are summed and the
   outcome (and ``never_learned``: no copy ever right) is decided once for all of
   them (a majority over the copies' epochs); a click is kept or removed whole;
-* what leaves the set (:func:`dmu_removed`): noisy and never-learned samples,
-  except the pathologist's negative-class clicks when they are protected
-  (``DLESettings.keep_negative_clicks``, the default): they stay in the table and
-  the label audit, but are not removed (see :mod:`wsdal_wsi.train.dle`).
+* what leaves the set (:func:`~wsdal_wsi.train.dmu_outcomes.dmu_removed`): noisy
+  and never-learned samples, except the pathologist's negative-class clicks when
+  they are protected (``DLESettings.keep_negative_clicks``, the default): they stay
+  in the table and the label audit, but are not removed (see
+  :mod:`wsdal_wsi.train.dle`).
 
 Outputs in ``RUN/dmu/``: ``table.csv`` (per sample), ``features.npy``,
 ``weights.pt``, ``metrics.csv``, ``done.json``.
@@ -52,18 +53,16 @@ from torch import Tensor
 from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table, write_table
 from wsdal_wsi.train.data import Batch
+from wsdal_wsi.train.dmu_outcomes import forget_rate, grouped_outcomes, scd_rates
 from wsdal_wsi.train.engine import predict, to_input
 from wsdal_wsi.train.nets import DualViewNet
 
 __all__ = [
     "DMUMemory",
     "DMUSettings",
-    "dmu_removed",
-    "grouped_outcomes",
     "memory_units",
     "read_dmu_table",
     "run_dmu",
-    "sample_outcomes",
 ]
 
 OUTCOMES = ("clean", "hard", "noisy")
@@ -214,123 +213,6 @@ class DMUMemory:
         for k in self.FIELDS:
             cur = getattr(self, k)
             setattr(self, k, state[k].to(cur.device, cur.dtype))
-
-
-def sample_outcomes(
-    n_clean: np.ndarray,
-    n_hard: np.ndarray,
-    n_noisy: np.ndarray,
-    *,
-    noisy_min_fraction: float,
-    clean_min_fraction: float,
-) -> np.ndarray:
-    """Outcome per sample from its status counts: ``(M,)`` str in clean / hard / noisy."""
-    total = np.maximum(n_clean + n_hard + n_noisy, 1)
-    out = np.full(len(total), "hard", dtype=object)
-    clean = n_clean / total >= clean_min_fraction
-    noisy = n_noisy / total >= noisy_min_fraction
-    out[clean] = "clean"
-    out[noisy] = "noisy"
-    return out
-
-
-def grouped_outcomes(
-    group: np.ndarray,
-    n_clean: np.ndarray,
-    n_hard: np.ndarray,
-    n_noisy: np.ndarray,
-    ever_correct: np.ndarray,
-    *,
-    noisy_min_fraction: float,
-    clean_min_fraction: float,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One outcome per annotation: the members of a group share it.
-
-    Parameters
-    ----------
-    group : ndarray ``(M,)`` int
-        Annotation of each sample (a click and its jittered copies share one).
-    n_clean, n_hard, n_noisy : ndarray ``(M,)`` int
-        Each sample's status counts over the post-warm-up epochs.
-    ever_correct : ndarray ``(M,)`` bool
-        Whether the sample's fused prediction was ever right.
-    noisy_min_fraction, clean_min_fraction : float
-        As :func:`sample_outcomes`, applied to the group's summed counts.
-
-    Returns
-    -------
-    outcome : ndarray ``(M,)`` str
-        The group's outcome (clean / hard / noisy) for every member.
-    never_learned : ndarray ``(M,)`` bool
-        True for every member of a group none of whose members was ever right.
-    """
-    _, g = np.unique(np.asarray(group), return_inverse=True)
-    k = int(g.max()) + 1 if len(g) else 0
-
-    def total(v: np.ndarray) -> np.ndarray:
-        return np.bincount(g, weights=np.asarray(v, np.float64), minlength=k)
-
-    out = sample_outcomes(
-        total(n_clean),
-        total(n_hard),
-        total(n_noisy),
-        noisy_min_fraction=noisy_min_fraction,
-        clean_min_fraction=clean_min_fraction,
-    )
-    never = total(np.asarray(ever_correct, bool)) == 0
-    return out[g], never[g]
-
-
-def dmu_removed(table: dict[str, np.ndarray], *, keep_negative_clicks: bool = True) -> np.ndarray:
-    """Samples of a DMU table that leave the training set: ``(M,)`` bool.
-
-    Noisy or never-learned samples, except negative-class clicks when
-    ``keep_negative_clicks`` (the pathologist's explicit look-alike labels are
-    audited, not removed).
-    """
-    bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
-        bool
-    )
-    if keep_negative_clicks:
-        bad &= np.asarray(table["origin"]) != "negative_click"
-    return bad
-
-
-def forget_rate(n_learn: np.ndarray, n_forget: np.ndarray) -> np.ndarray:
-    """forget / (forget + learn), 0 where both are 0."""
-    tot = n_learn + n_forget
-    return np.where(tot > 0, n_forget / np.maximum(tot, 1), 0.0)
-
-
-def scd_rates(
-    features: np.ndarray, labels: np.ndarray, reference: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample-to-class-centre distance, raw and min-max normalised per class.
-
-    Parameters
-    ----------
-    features : ndarray ``(M, D)``
-    labels : ndarray ``(M,)``
-    reference : ndarray ``(M,)`` bool
-        Samples that define each class centre (all of the class when none is set).
-
-    Returns
-    -------
-    scd, scd_rate : ndarray ``(M,)`` float64
-    """
-    f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-    scd = np.zeros(len(f))
-    rate = np.zeros(len(f))
-    for c in np.unique(labels):
-        m = labels == c
-        ref = m & reference if np.any(m & reference) else m
-        centre = f[ref].mean(axis=0)
-        centre /= max(np.linalg.norm(centre), 1e-12)
-        d = np.linalg.norm(f[m] - centre, axis=1)
-        scd[m] = d
-        span = d.max() - d.min()
-        rate[m] = (d - d.min()) / span if span > 0 else 0.0
-    return scd, rate
 
 
 def memory_units(samples: SampleSet, store: Any) -> np.ndarray:

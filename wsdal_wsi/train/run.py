@@ -18,9 +18,7 @@ settings differ.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +37,13 @@ from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.csdgl import run_csdgl
 from wsdal_wsi.train.dle import kept_samples, run_dle
-from wsdal_wsi.train.dmu import dmu_removed, read_dmu_table, run_dmu
+from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
+from wsdal_wsi.train.dmu_outcomes import dmu_removed
 from wsdal_wsi.train.engine import resolve_device
 from wsdal_wsi.train.nets import find_imagenet_weights
 from wsdal_wsi.train.ns import initial_training_set, run_ns
 from wsdal_wsi.train.presets import Preset
+from wsdal_wsi.train.run_config import RunSettings, check_run_config, load_json, read_run_config
 from wsdal_wsi.train.store import PatchStore
 from wsdal_wsi.train.threshold import choose_threshold, heldout_metrics
 
@@ -63,92 +63,6 @@ METHODS = ("wsdal", "baseline")
 STAGES = ("ns", "dmu", "dle", "csdgl")
 ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 CLASS_NAMES = ("Non-mitosis", "Mitosis")
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """Everything that defines a run (``RUN/config.json``).
-
-    Attributes
-    ----------
-    method : {"wsdal", "baseline"}
-    preset : Preset
-    seed : int
-    val_fraction : float
-        Fraction of the images (slides) held out for validation.
-    source : str or None
-        The annotation source (None for a run on a ready-made store).
-    mpp : float or None
-        Resolution given for slides without one (µm/px).
-    pretrained : str or None
-        ResNet-18 weights the trunks start from (None: random init).
-    """
-
-    method: str
-    preset: Preset
-    seed: int = 0
-    val_fraction: float = 0.2
-    source: str | None = None
-    mpp: float | None = None
-    pretrained: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "preset": self.preset.to_dict(),
-            "seed": self.seed,
-            "val_fraction": self.val_fraction,
-            "source": self.source,
-            "mpp": self.mpp,
-            "pretrained": self.pretrained,
-        }
-
-
-def read_run_config(out_dir: str | Path) -> dict[str, Any] | None:
-    """The ``config.json`` of a run folder, or None when there is none."""
-    return _load_json(Path(out_dir) / "config.json")
-
-
-def _differing_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted names of the settings that differ (``preset.extract.snap_um``)."""
-    if not (isinstance(old, dict) and isinstance(new, dict)):
-        return [prefix or "settings"] if old != new else []
-    out: list[str] = []
-    for k in [*new, *(k for k in old if k not in new)]:
-        name = f"{prefix}.{k}" if prefix else str(k)
-        if k not in old:
-            out.append(f"{name} (new)")
-        elif k not in new:
-            out.append(f"{name} (gone)")
-        else:
-            out += _differing_keys(old[k], new[k], name)
-    return out
-
-
-def _check_config(out_dir: Path, settings: RunSettings, *, resume: bool) -> None:
-    path = out_dir / "config.json"
-    new = json.loads(json.dumps(settings.to_dict()))
-    if path.is_file():
-        if not resume:
-            raise ConfigError(
-                f"{out_dir} already holds a training run; pass --resume to continue it "
-                "or choose another --out folder"
-            )
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise TrainingError(f"{path}: unreadable ({exc})") from exc
-        old_settings = {k: v for k, v in old.items() if k in new}
-        if old_settings != new:
-            diff = _differing_keys(old_settings, new)
-            raise ConfigError(
-                f"{out_dir}: --resume with other settings than the run was started with "
-                f"(differs: {', '.join(diff)}); use the original options or a new --out folder"
-            )
-        return
-    if out_dir.exists() and any(p.name != "store" for p in out_dir.iterdir()) and not resume:
-        raise ConfigError(f"{out_dir} is not empty; choose an empty or new --out folder")
-    write_json_atomic(path, {**new, "created_by": provenance()})
 
 
 def _resolve_pretrained(pretrained: str | None, width: int) -> Path | None:
@@ -203,7 +117,7 @@ def train_from_store(
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
     if stop_after is not None and stop_after not in STAGES:
         raise ConfigError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
-    _check_config(out_dir, settings, resume=resume)
+    check_run_config(out_dir, settings, resume=resume)
     cfg = read_run_config(out_dir) or {}
     if cfg.get("store") != str(Path(store.root).resolve()):
         write_json_atomic(
@@ -296,7 +210,7 @@ def train_run(
     )
     if settings.method not in METHODS:
         raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
-    _check_config(out_dir, settings, resume=resume)
+    check_run_config(out_dir, settings, resume=resume)
     root = out_dir / "store"
     if PatchStore.is_complete(root):
         store = PatchStore(root)
@@ -391,7 +305,7 @@ def _finish(
 ) -> dict[str, Any]:
     preset = settings.preset
     thr_path = model_path.parent / "threshold.json"
-    thr = _load_json(thr_path)
+    thr = load_json(thr_path)
     if thr is None:
         thr = choose_threshold(
             model,
@@ -454,15 +368,6 @@ def _finish(
     return summary
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError:
-        return None
-
-
 def train_ablation(
     run_dir: str | Path,
     variant: str,
@@ -473,10 +378,11 @@ def train_ablation(
 ) -> dict[str, Any]:
     """Train a cross-entropy model on an intermediate sample set of a finished WS-DAL run.
 
-    ``variant``: ``ns`` (the NS set), ``ns_dmu`` (the NS set without what DMU removes:
-    :func:`~wsdal_wsi.train.dmu.dmu_removed`), ``ns_dmu_dle`` (DLE's kept set). Trained with the
-    baseline's settings into ``RUN/ablation-<variant>/`` (with its own threshold
-    and ``model.pt``), so each stage's contribution can be measured.
+    ``variant``: ``ns`` (the NS set), ``ns_dmu`` (the NS set without what DMU
+    removes: :func:`~wsdal_wsi.train.dmu_outcomes.dmu_removed`), ``ns_dmu_dle``
+    (DLE's kept set). Trained with the baseline's settings into
+    ``RUN/ablation-<variant>/`` (with its own threshold and ``model.pt``), so each
+    stage's contribution can be measured.
 
     Returns
     -------
@@ -486,7 +392,7 @@ def train_ablation(
     run_dir = Path(run_dir)
     if variant not in ABLATIONS:
         raise ConfigError(f"ablation must be one of {', '.join(ABLATIONS)}, got {variant!r}")
-    cfg = _load_json(run_dir / "config.json")
+    cfg = load_json(run_dir / "config.json")
     if cfg is None or cfg.get("method") != "wsdal":
         raise TrainingError(f"{run_dir}: not a WS-DAL run folder")
     settings = RunSettings(
