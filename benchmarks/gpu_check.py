@@ -68,7 +68,7 @@ def main() -> int:
     print(f"synthetic slide {args.size}² in {time.perf_counter() - t0:.1f} s")
     # The same untrained full-width network as benchmarks/predict.py (this script's folder
     # is on sys.path when it runs as a script).
-    from predict import bench_model
+    from bench_inputs import bench_model
 
     model_path, _ = bench_model(work, None)
     with open_slide(synth.slide_path) as slide:
