@@ -61,3 +61,17 @@ def test_csv_parses_back_with_numbers(out_dir):
     assert rows[1]["Mitotic score"] == ""
     assert rows[4]["Status"] == "failed" and rows[4]["Mitoses"] == ""
     dt.datetime.strptime(rows[0]["Date (UTC)"], "%Y-%m-%d %H:%M:%S")
+
+
+def test_a_done_slide_without_hotspot_says_why(out_dir):
+    import dataclasses
+
+    from wsdal_wsi.report.spreadsheet import count_rows
+
+    alpha = read_summary(slide_files(out_dir, "alpha").summary)
+    small = dataclasses.replace(alpha, hotspot=None)
+    row = count_rows([small])[0]
+    assert row["hotspot_count"] is None and row["score"] is None
+    assert row["reason"].startswith("no hotspot: the counting window (0.2 mm² circle")
+    assert f"({alpha.tissue_area_mm2:.2f} mm²)" in row["reason"]
+    assert count_rows([alpha])[0]["reason"] is None  # with a hotspot: nothing to explain

@@ -17,7 +17,7 @@ Count per 10 HPF        the hotspot count scaled to 10 HPF of the field diameter
 Mitotic score           Nottingham score 1-3 (slide rows)
 Counting window         e.g. ``2 mm² circle (score: 10 HPF Ø 0.55 mm)``
 Threshold, Model, Date  probability threshold, model file (hash), when counted (UTC)
-Reason                  why a slide failed
+Reason                  why a slide failed, or why a done slide has no hotspot
 ======================  ==============================================================
 
 CSV: UTF-8 *with* a byte-order mark (Excel needs it to read µ and ² right;
@@ -81,6 +81,17 @@ def _date(iso: str | None) -> dt.datetime | None:
         return None
 
 
+def _no_hotspot_reason(s: SlideSummary) -> str | None:
+    """Why a finished slide has no hotspot (None when it has one)."""
+    if s.hotspot is not None:
+        return None
+    tissue = "" if s.tissue_area_mm2 is None else f" ({s.tissue_area_mm2:.2f} mm²)"
+    return (
+        f"no hotspot: the counting window ({s.hotspot_settings.describe()}) "
+        f"does not fit in the tissue{tissue}"
+    )
+
+
 def count_rows(summaries: Sequence[SlideSummary]) -> list[dict[str, Any]]:
     """The table's rows: per slide, its row then one per region (None = empty cell)."""
     rows: list[dict[str, Any]] = []
@@ -109,7 +120,7 @@ def count_rows(summaries: Sequence[SlideSummary]) -> list[dict[str, Any]]:
                 "hotspot_per_mm2": hs.per_mm2 if hs else None,
                 "count_10hpf": hs.score.count_10hpf if hs else None,
                 "score": hs.score.score if hs else None,
-                "reason": s.reason,
+                "reason": s.reason if not s.ok else _no_hotspot_reason(s),
             }
         )
         for r in s.regions:
@@ -187,6 +198,7 @@ def write_counts_xlsx(path: str | os.PathLike[str], summaries: Sequence[SlideSum
         ("Hotspot", "The counting window with the most detections in tissue."),
         ("Score", "Nottingham score of the hotspot count scaled to 10 HPF of the field."),
         ("Field diameters", ", ".join(f"{d:.2f}" for d in SUPPORTED_FIELD_DIAMETERS_MM) + " mm"),
+        ("Reason", "Why a slide failed, or why a finished slide has no hotspot."),
         ("Dates", "UTC."),
     ]  # fmt: skip
     for label, text in lines:
