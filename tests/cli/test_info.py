@@ -70,10 +70,11 @@ def test_json(good_tiff: Path) -> None:
     assert data["mpp_source"] == "slide properties"
 
 
-def test_user_mpp_is_shown_with_the_files_own(good_tiff: Path) -> None:
+def test_user_mpp_never_replaces_the_files_own(good_tiff: Path) -> None:
     result = runner.invoke(app, ["info", str(good_tiff), "--mpp", "0.3"])
     assert result.exit_code == 0, result.output
-    assert "0.3 µm/px (user (--mpp)); the file says 0.25 µm/px" in result.stdout
+    out = " ".join(result.stdout.split())
+    assert "0.25 µm/px (slide properties); --mpp 0.3 not used: the slide records its own" in out
 
 
 def test_cmu1(cmu1_path: Path) -> None:

@@ -203,7 +203,7 @@ def test_a_project_gets_the_exchange_results(mini_data, tiny_model_path, tmp_pat
         assert summary.slide.name == slides[int(key) - 1].name
 
 
-def test_a_slide_without_resolution_fails_until_mpp_is_given(tiny_model_path, tmp_path):
+def test_a_slide_without_resolution_fails_until_mpp_is_given(mini_data, tiny_model_path, tmp_path):
     import numpy as np
     import tifffile
 
@@ -211,17 +211,27 @@ def test_a_slide_without_resolution_fails_until_mpp_is_given(tiny_model_path, tm
     folder.mkdir()
     tifffile.imwrite(folder / "nores.tiff", np.full((512, 512, 3), 235, np.uint8),
                      tile=(256, 256), photometric="rgb")  # fmt: skip
+    known = mini_data.slides[0].slide_path  # records 0.25 µm/px
+    shutil.copy(known, folder)
     out = tmp_path / "OUT"
     result = run_batch(open_source(folder), tiny_model_path, out, settings=SETTINGS)
-    (im,) = result.state.images
-    assert im.status == "failed" and "does not record its resolution" in im.reason
-    assert "--mpp" in im.reason
-    with_mpp = dataclasses.replace(SETTINGS, mpp=0.25)
-    result = run_batch(open_source(folder, mpp=0.25), tiny_model_path, out, settings=with_mpp)
-    (im,) = result.state.images
-    assert im.status == "done" and im.detections == 0  # glass only: nothing to find
+    by_key = {im.key: im for im in result.state.images}
+    assert by_key["nores"].status == "failed"
+    assert "does not record its resolution" in by_key["nores"].reason
+    assert "--mpp" in by_key["nores"].reason
+    assert by_key[known.stem].status == "done"
+    # a batch-wide --mpp serves the slide without one and never rescales the other
+    with_mpp = dataclasses.replace(SETTINGS, mpp=0.5)
+    result = run_batch(open_source(folder, mpp=0.5), tiny_model_path, out, settings=with_mpp)
+    # (the known slide's result does not depend on --mpp: finished, so skipped)
+    assert {im.key: im.status for im in result.state.images} == {
+        "nores": "done",
+        known.stem: "skipped",
+    }
     summary = read_summary(slide_files(out, "nores").summary)
-    assert summary.slide.mpp == 0.25 and summary.slide.mpp_source == "user (--mpp)"
+    assert summary.slide.mpp == 0.5 and summary.slide.mpp_source == "user (--mpp)"
+    own = read_summary(slide_files(out, known.stem).summary)
+    assert own.slide.mpp == pytest.approx(0.25) and own.slide.mpp_source != "user (--mpp)"
 
 
 def test_predict_one_gives_the_batch_result_and_records_failures(

@@ -83,14 +83,18 @@ def test_slide_without_resolution_is_refused_until_given(no_resolution_slide_pat
         assert slide.read_region((0, 0), (8, 8), target_mpp=0.5).shape == (8, 8, 3)
 
 
-def test_user_resolution_overrides_the_file_and_warns(
+def test_user_resolution_never_replaces_the_files_and_a_different_one_warns(
     pattern_slide_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING), open_slide(pattern_slide_path, mpp=0.4) as slide:
-        assert slide.mpp == 0.4
-        assert slide.file_mpp == pytest.approx(0.5)
-        assert slide.mpp_source == MPP_FROM_USER
-    assert "overrides" in caplog.text
+        assert slide.mpp == pytest.approx(0.5) == slide.file_mpp
+        assert slide.mpp_source != MPP_FROM_USER
+        assert slide.info()["user_mpp"] == 0.4
+    assert "--mpp 0.4 not used: the slide records its own resolution 0.5" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING), open_slide(pattern_slide_path, mpp=0.5) as slide:
+        assert slide.mpp == pytest.approx(0.5)
+    assert "not used" not in caplog.text  # the same value: nothing to say
 
 
 @pytest.mark.parametrize("bad", [0, -0.25, float("nan"), "abc"])

@@ -36,9 +36,9 @@ def format_info(data: dict[str, Any]) -> str:
         lines.append(f"  level {index:<4} {w} x {h} px, downsample {_number(downsample)}")
     if data.get("mpp") is not None:
         resolution = f"{_number(data['mpp'])} µm/px ({data['mpp_source']})"
-        file_mpp = data.get("file_mpp")
-        if data["mpp_source"] == "user (--mpp)" and file_mpp is not None:
-            resolution += f"; the file says {_number(file_mpp)} µm/px"
+        user_mpp = data.get("user_mpp")
+        if user_mpp is not None and data["mpp_source"] != "user (--mpp)":
+            resolution += f"; --mpp {_number(user_mpp)} not used: the slide records its own"
     else:
         resolution = "unknown: pass --mpp (e.g. --mpp 0.25 for a 40x scan, 0.5 for 20x)"
     lines.append(f"Resolution   {resolution}")
@@ -59,7 +59,7 @@ def info(
     mpp: float | None = typer.Option(
         None,
         "--mpp",
-        help="Resolution in µm/px, for slides that do not record it (overrides the file's).",
+        help="Resolution in µm/px for a slide that does not record one (never replaces its own).",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the information as JSON."),
 ) -> None:

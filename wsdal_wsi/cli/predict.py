@@ -35,7 +35,10 @@ def predict(
     mpp: float | None = typer.Option(
         None,
         "--mpp",
-        help="Resolution in µm/px for slides that do not record one (overrides the slides').",
+        help=(
+            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
+            "pixel size); never replaces a slide's own."
+        ),
         rich_help_panel=_SRC,
     ),
     relink: list[str] = typer.Option(

@@ -113,7 +113,12 @@ def inspect(
         help="OLD=NEW: slide path prefix to replace, for projects whose slides moved (repeatable).",
     ),
     mpp: float | None = typer.Option(
-        None, "--mpp", help="Resolution in µm/px for every slide (overrides the slides' own)."
+        None,
+        "--mpp",
+        help=(
+            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
+            "pixel size); never replaces a slide's own."
+        ),
     ),
     backend: str = typer.Option(
         "auto",

@@ -111,7 +111,12 @@ def train(
         False, "--resume", help="Continue the run in --out after its last finished stage/epoch."
     ),
     mpp: float | None = typer.Option(
-        None, "--mpp", help="Resolution (µm/px) for slides that do not record one."
+        None,
+        "--mpp",
+        help=(
+            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
+            "pixel size); never replaces a slide's own."
+        ),
     ),
     pretrained: Path | None = typer.Option(
         None,

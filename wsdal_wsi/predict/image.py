@@ -182,10 +182,9 @@ def predict_image(
     if record.slide_path is None:
         reason = "; ".join(p for p in record.problems if "slide" in p.lower()) or "slide missing"
         raise SlideError(f"{record.name}: {reason}")
-    mpp = settings.mpp
+    # the slide's own resolution first (open_slide), else QuPath's pixel size, else --mpp
     from_project = record.mpp_source == MPP_FROM_PROJECT
-    if mpp is None and from_project:
-        mpp = record.mpp
+    mpp = record.mpp if from_project else settings.mpp
     threshold = model.spec.threshold if settings.threshold is None else settings.threshold
     from wsdal_wsi.slide import open_slide, tissue_mask
 
@@ -221,9 +220,7 @@ def predict_image(
             key=record.key,
             path=str(slide.path),
             mpp=slide_mpp,
-            mpp_source=record.mpp_source
-            if from_project and settings.mpp is None
-            else slide.mpp_source,
+            mpp_source=record.mpp_source if from_project else slide.mpp_source,
             dimensions=tuple(slide.dimensions),
         )
     key = detection_key(

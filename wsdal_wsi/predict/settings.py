@@ -47,8 +47,8 @@ class PredictSettings:
     threshold : float or None
         Probability threshold overriding the model's own (recorded in every output).
     mpp : float or None
-        Resolution (µm/px) for every slide, overriding theirs (``--mpp``; required
-        for slides that record none).
+        Resolution (µm/px) for the slides that record none (``--mpp``); never
+        replaces a slide's own.
     hotspot : HotspotSettings
         Counting window and grading settings.
     thumbnail_px : int

@@ -279,18 +279,22 @@ class Source:
 
     def _check_slide(self, record: ImageRecord, project_mpp: float | None) -> None:
         from wsdal_wsi.slide import open_slide
+        from wsdal_wsi.slide.resolution import MPP_FROM_USER
 
         assert record.slide_path is not None
         try:
-            with open_slide(record.slide_path, mpp=self.mpp) as slide:
+            with open_slide(record.slide_path) as slide:
                 record.readable = True
                 record.dimensions = tuple(slide.dimensions)  # type: ignore[assignment]
                 record.mpp, record.mpp_source = slide.mpp, slide.mpp_source
         except WsdalError as exc:
             record.problems.append(f"slide does not open: {exc}")
             return
+        # the slide's own resolution, else the image's pixel size in QuPath, else --mpp
         if record.mpp is None and project_mpp is not None:
             record.mpp, record.mpp_source = project_mpp, MPP_FROM_PROJECT
+        if record.mpp is None and self.mpp is not None:
+            record.mpp, record.mpp_source = self.mpp, MPP_FROM_USER
         if record.mpp is None:
             record.problems.append(
                 "no resolution (µm/px): the slide records none; give it with --mpp "
@@ -383,7 +387,8 @@ def open_source(
     relink : sequence of "OLD=NEW" or mapping, optional
         Slide path prefixes to replace (projects whose slides moved).
     mpp : float, optional
-        Resolution (µm/px) for every slide, overriding theirs (``--mpp``).
+        Resolution (µm/px) for the slides that record none, in the file or as
+        QuPath's pixel size (``--mpp``); never replaces a slide's own.
     backend : {"auto", "paquo", "export"}
         For projects: read the objects with paquo (needs QuPath), or from the
         exchange folder written by ``export_annotations.groovy``. ``"auto"``

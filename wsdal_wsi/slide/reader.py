@@ -58,8 +58,9 @@ def open_slide(
         The slide file (any format OpenSlide opens: Aperio SVS, generic tiled
         TIFF, Hamamatsu, Leica, MIRAX, Philips, Sakura, Ventana, DICOM, ...).
     mpp : float, optional
-        Resolution in µm/px given by the user (``--mpp``). It overrides the
-        slide's own; it is required for slides that do not record one.
+        Resolution in µm/px given by the user (``--mpp``), used only when the
+        slide records none (a different value is ignored with a warning): a
+        batch-wide ``--mpp`` never rescales slides that know their own.
     fast_tiles : bool
         For slides whose every level is a JPEG-tiled TIFF page (generic TIFF,
         Aperio SVS with JPEG tiles), read the raw tiles and decode them directly,
@@ -147,8 +148,7 @@ class Slide:
     mpp_source : str or None
         ``"slide properties"``, ``"TIFF resolution tags"`` or ``"user (--mpp)"``.
     file_mpp : float or None
-        The resolution the file itself records (``None`` when it records none),
-        even when the user overrides it.
+        The resolution the file itself records (``None`` when it records none).
     objective_power : float or None
         Scanner objective magnification (e.g. 20 or 40), when recorded.
     properties : Mapping[str, str]
@@ -196,20 +196,20 @@ class Slide:
             file_source = MPP_FROM_TIFF_TAGS if file_mpp is not None else None
         self.file_mpp: float | None = file_mpp
         self._user_mpp = user_mpp
-        if user_mpp is not None:
-            if file_mpp is not None and abs(user_mpp - file_mpp) > 0.02 * file_mpp:
+        if file_mpp is not None:
+            if user_mpp is not None and abs(user_mpp - file_mpp) > 0.02 * file_mpp:
                 log.warning(
-                    "%s: --mpp %.4g overrides the slide's own resolution %.4g µm/px (%s)",
+                    "%s: --mpp %.4g not used: the slide records its own resolution %.4g µm/px (%s)",
                     path,
                     user_mpp,
                     file_mpp,
                     file_source,
                 )
-            self.mpp: float | None = user_mpp
-            self.mpp_source: str | None = MPP_FROM_USER
+            self.mpp: float | None = file_mpp
+            self.mpp_source: str | None = file_source
         else:
-            self.mpp = file_mpp
-            self.mpp_source = file_source
+            self.mpp = user_mpp
+            self.mpp_source = MPP_FROM_USER if user_mpp is not None else None
 
         self._closed = False
         self._active_reads = 0
@@ -422,7 +422,8 @@ class Slide:
         dict
             ``path``, ``name``, ``vendor``, ``dimensions`` [w, h] (level-0 px),
             ``level_count``, ``level_dimensions``, ``level_downsamples``,
-            ``mpp`` (µm/px or None), ``mpp_source``, ``file_mpp``,
+            ``mpp`` (µm/px or None), ``mpp_source``, ``file_mpp``, ``user_mpp``
+            (the ``--mpp`` given, used or not),
             ``objective_power``, ``size_mm`` [w, h] (None without mpp),
             ``file_size_bytes``, ``associated_images``, ``reader`` (``"raw
             JPEG tiles"`` or ``"OpenSlide"``).
@@ -439,6 +440,7 @@ class Slide:
             "mpp": self.mpp,
             "mpp_source": self.mpp_source,
             "file_mpp": self.file_mpp,
+            "user_mpp": self._user_mpp,
             "objective_power": self.objective_power,
             "size_mm": (
                 [width * self.mpp / 1000.0, height * self.mpp / 1000.0]

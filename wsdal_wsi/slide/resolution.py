@@ -3,10 +3,12 @@
 Three sources, in order: the slide's own properties as OpenSlide reports them
 (``openslide.mpp-x`` / ``openslide.mpp-y``), else the TIFF resolution tags of
 level 0 (``XResolution`` / ``YResolution`` with ``ResolutionUnit`` centimetre or
-inch, read with tifffile for TIFF-family files), else nothing. A value the user
-gives (``--mpp``) overrides both. There is never a silent default: a slide
-without a resolution has ``mpp = None`` and the commands that need one refuse it
-(:meth:`wsdal_wsi.slide.Slide.require_mpp`).
+inch, read with tifffile for TIFF-family files), else the value the user gives
+(``--mpp``), else nothing. ``--mpp`` never replaces a resolution the slide
+records (a batch-wide value must not rescale the slides that know their own; a
+different value is ignored with a warning). There is never a silent default: a
+slide without a resolution has ``mpp = None`` and the commands that need one
+refuse it (:meth:`wsdal_wsi.slide.Slide.require_mpp`).
 """
 
 from __future__ import annotations
