@@ -234,6 +234,23 @@ def test_a_slide_without_resolution_fails_until_mpp_is_given(mini_data, tiny_mod
     assert own.slide.mpp == pytest.approx(0.25) and own.slide.mpp_source != "user (--mpp)"
 
 
+def test_the_sources_mpp_serves_when_the_settings_have_none(tiny_model_path, tmp_path):
+    import numpy as np
+    import tifffile
+
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    tifffile.imwrite(folder / "nores.tiff", np.full((512, 512, 3), 235, np.uint8),
+                     tile=(256, 256), photometric="rgb")  # fmt: skip
+    # e.g. a scheduler that opened the source with --mpp and kept the default settings
+    result = run_batch(open_source(folder, mpp=0.5), tiny_model_path, tmp_path / "OUT",
+                       settings=SETTINGS)  # fmt: skip
+    (im,) = result.state.images
+    assert im.status == "done", im.reason
+    summary = read_summary(slide_files(tmp_path / "OUT", "nores").summary)
+    assert summary.slide.mpp == 0.5 and summary.slide.mpp_source == "user (--mpp)"
+
+
 def test_predict_one_gives_the_batch_result_and_records_failures(
     slides, finished, tiny_model_path, tmp_path
 ):

@@ -30,6 +30,7 @@ from wsdal_wsi.report import (
     read_summary,
     slide_files,
 )
+from wsdal_wsi.slide.resolution import MPP_FROM_USER
 
 __all__ = ["exchange_copies", "predict_image", "previous_result", "regions_of", "slide_info_of"]
 
@@ -183,8 +184,10 @@ def predict_image(
         reason = "; ".join(p for p in record.problems if "slide" in p.lower()) or "slide missing"
         raise SlideError(f"{record.name}: {reason}")
     # the slide's own resolution first (open_slide), else QuPath's pixel size, else --mpp
+    # (the settings', or the one the source was opened with)
     from_project = record.mpp_source == MPP_FROM_PROJECT
-    mpp = record.mpp if from_project else settings.mpp
+    from_user = record.mpp_source == MPP_FROM_USER
+    mpp = record.mpp if from_project or (from_user and settings.mpp is None) else settings.mpp
     threshold = model.spec.threshold if settings.threshold is None else settings.threshold
     from wsdal_wsi.slide import open_slide, tissue_mask
 
