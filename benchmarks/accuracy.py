@@ -65,7 +65,7 @@ from wsdal_wsi.evaluation import match_points, prf, threshold_sweep
 from wsdal_wsi.model_file import load_model
 from wsdal_wsi.qupath import read_points
 from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
-from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_dataset, load_dataset, parse_size
+from wsdal_wsi.synth import REALISTIC_NOISE, SynthParams, generate_dataset, load_dataset, parse_size
 from wsdal_wsi.train.audit import flag_annotations
 from wsdal_wsi.train.dmu import read_dmu_table
 from wsdal_wsi.train.engine import resolve_device
@@ -95,12 +95,7 @@ def make_data(out: Path, args) -> tuple[list, list]:
         hard_fraction=args.hard_fraction,
         tissue_fraction=0.7,
     )
-    noise = AnnotationNoise(
-        missed_fraction=0.15,
-        false_click_fraction=0.15,
-        click_offset_um=1.5,
-        negative_click_fraction=0.2,
-    )
+    noise = REALISTIC_NOISE
     if not (data / "synth.json").is_file():
         generate_dataset(
             data,

@@ -151,6 +151,20 @@ def _setup(slide_path: Path, model_path: Path, args):
     return model, slide, tissue, plan, opts, info
 
 
+def _slide_row(slide_path: Path, slide, plan, pred, info: dict[str, Any]) -> dict[str, Any]:
+    """The columns every timing row shares: engine settings, slide, tiles, candidates."""
+    return {
+        **info,
+        "slide": slide_path.name,
+        "dimensions": slide.dimensions,
+        "tiles": len(plan.tiles),
+        "read_px": plan.read_px,
+        "tissue_mp": pred.tissue_mp,
+        "read_mp": pred.read_mp,
+        "candidates": pred.n_candidates,
+    }
+
+
 def run_overlap(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
     model, slide, tissue, plan, opts, info = _setup(slide_path, model_path, args)
     target = model.spec.target_mpp
@@ -185,14 +199,7 @@ def run_overlap(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
     read, compute, full = min(reads), min(computes), min(fulls)
     per_round = [f / max(rd, c) for rd, c, f in zip(reads, computes, fulls, strict=True)]
     return {
-        **info,
-        "slide": slide_path.name,
-        "dimensions": slide.dimensions,
-        "tiles": len(plan.tiles),
-        "read_px": plan.read_px,
-        "tissue_mp": pred.tissue_mp,
-        "read_mp": pred.read_mp,
-        "candidates": pred.n_candidates,
+        **_slide_row(slide_path, slide, plan, pred, info),
         "read_s": read,
         "compute_s": compute,
         "full_s": full,
@@ -227,14 +234,7 @@ def run_throughput(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
     read, full = min(reads), min(fulls)
     cuda = torch.device(model.device).type == "cuda"
     return {
-        **info,
-        "slide": slide_path.name,
-        "dimensions": slide.dimensions,
-        "tiles": len(plan.tiles),
-        "read_px": plan.read_px,
-        "tissue_mp": pred.tissue_mp,
-        "read_mp": pred.read_mp,
-        "candidates": pred.n_candidates,
+        **_slide_row(slide_path, slide, plan, pred, info),
         "read_s": read,
         "full_s": full,
         "ratio": full / read,

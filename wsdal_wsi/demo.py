@@ -203,7 +203,7 @@ def _synth(
     progress: Progress,
 ) -> bool:
     """Generate a dataset into ``folder`` unless it is complete; True if it was reused."""
-    from wsdal_wsi.synth import MANIFEST_NAME, AnnotationNoise, SynthParams, generate_dataset
+    from wsdal_wsi.synth import MANIFEST_NAME, REALISTIC_NOISE, SynthParams, generate_dataset
 
     if (folder / MANIFEST_NAME).is_file():
         return True
@@ -215,12 +215,7 @@ def _synth(
         lookalikes_per_mm2=lookalikes_per_mm2,
         tissue_fraction=0.7,
     )
-    noise = AnnotationNoise(
-        missed_fraction=0.15,
-        false_click_fraction=0.15,
-        click_offset_um=1.5,
-        negative_click_fraction=0.2,
-    )
+    noise = REALISTIC_NOISE
     # Generated beside, then renamed: an interrupted generation is simply redone.
     tmp = folder.with_name(f".{folder.name}.partial")
     if tmp.exists():

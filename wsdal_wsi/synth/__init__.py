@@ -27,6 +27,7 @@ from wsdal_wsi.synth.dataset import (
 from wsdal_wsi.synth.params import (
     LOOKALIKE_CLASSES,
     MITOSIS_CLASS,
+    REALISTIC_NOISE,
     REGION_CLASS,
     AnnotationNoise,
     SynthParams,
@@ -37,6 +38,7 @@ __all__ = [
     "LOOKALIKE_CLASSES",
     "MANIFEST_NAME",
     "MITOSIS_CLASS",
+    "REALISTIC_NOISE",
     "REGION_CLASS",
     "AnnotationNoise",
     "SynthDataset",
