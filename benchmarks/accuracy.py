@@ -60,15 +60,15 @@ import torch
 # the tables (this script's folder is on sys.path when it runs as a script)
 from accuracy_report import report
 
-from wsdal_wsi.candidates import CandidateParams, detect_candidates, merge_points
+from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates, merge_points
 from wsdal_wsi.evaluation import match_points, prf, threshold_sweep
-from wsdal_wsi.model_file import load_model
+from wsdal_wsi.model.device import resolve_device
+from wsdal_wsi.model.file import load_model
 from wsdal_wsi.qupath import read_points
 from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
 from wsdal_wsi.synth import REALISTIC_NOISE, SynthParams, generate_dataset, load_dataset, parse_size
 from wsdal_wsi.train.audit import flag_annotations
 from wsdal_wsi.train.dmu import read_dmu_table
-from wsdal_wsi.train.engine import resolve_device
 from wsdal_wsi.train.extract import extract_store
 from wsdal_wsi.train.presets import get_preset
 from wsdal_wsi.train.run import RunSettings, train_ablation, train_from_store

@@ -117,9 +117,9 @@ def bench_model(work: Path, model: str | None) -> tuple[Path, str]:
     """The model file to use and a note saying what it is."""
     if model:
         return Path(model), f"trained model {model}"
-    from wsdal_wsi.candidates import CandidateParams
-    from wsdal_wsi.model_file import ModelSpec, save_model
-    from wsdal_wsi.train.nets import ProjNet
+    from wsdal_wsi.detect.candidates import CandidateParams
+    from wsdal_wsi.model.file import ModelSpec, save_model
+    from wsdal_wsi.model.nets import ProjNet
 
     path = work / "untrained_resnet18_w64_p80.pt"
     if not path.is_file():

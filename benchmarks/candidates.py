@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from wsdal_wsi.candidates import CandidateParams, detect_candidates
+from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates
 from wsdal_wsi.units import px2_to_mm2, um_to_px
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,7 +143,7 @@ def tumour_predicate(dataset: Path, name: str):
 def synth_rows(dataset: Path, params: CandidateParams, *, target_mpp: float = 0.25) -> list[dict]:
     from scipy.spatial import cKDTree
 
-    from wsdal_wsi.evaluation_folders import read_mitosis_points
+    from wsdal_wsi.evaluation.folders import read_mitosis_points
     from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
 
     rows = []

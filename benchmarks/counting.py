@@ -22,8 +22,8 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
-from wsdal_wsi.count_grid import as_tissue, build_grid, window_half_sizes_level0
 from wsdal_wsi.counting import HotspotSettings, find_hotspot
+from wsdal_wsi.counting.grid import as_tissue, build_grid, window_half_sizes_level0
 from wsdal_wsi.report.png import ReportText, render_report
 from wsdal_wsi.units import mm2_to_px2
 

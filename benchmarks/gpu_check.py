@@ -45,7 +45,7 @@ def main() -> int:
 
     import torch
 
-    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.model.file import load_model
     from wsdal_wsi.predict import predict_slide
     from wsdal_wsi.slide import open_slide, tissue_mask
     from wsdal_wsi.synth import SynthParams, generate_slide

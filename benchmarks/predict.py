@@ -121,14 +121,14 @@ def predict_pass(slide, model, tissue, opts: dict[str, Any]):
 def _setup(slide_path: Path, model_path: Path, args):
     import torch
 
-    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.model.device import resolve_device
+    from wsdal_wsi.model.file import load_model
     from wsdal_wsi.predict import (
         default_reader_threads,
         default_tile_size,
         plan_tiles,
     )
     from wsdal_wsi.slide import open_slide, tissue_mask
-    from wsdal_wsi.train.engine import resolve_device
 
     device = resolve_device(args.device)
     model = load_model(model_path, device=device)
@@ -250,10 +250,10 @@ def child_predict(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
     """One prediction in this (fresh) process; peak memory of the whole process."""
     import torch
 
-    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.model.device import resolve_device
+    from wsdal_wsi.model.file import load_model
     from wsdal_wsi.predict import predict_slide
     from wsdal_wsi.slide import open_slide
-    from wsdal_wsi.train.engine import resolve_device
 
     device = resolve_device(args.device)
     model = load_model(model_path, device=device)

@@ -31,18 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from wsdal_wsi.model.device import autocast, prepare_model, resolve_device
+from wsdal_wsi.model.nets import CamNet, DualViewNet, ProjNet
 from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, STRONG, WEAK, augment_batch
 from wsdal_wsi.train.csdgl import sbcl_loss
 from wsdal_wsi.train.data import PatchBatches
 from wsdal_wsi.train.engine import (
-    autocast,
     make_optimizer,
-    prepare_model,
-    resolve_device,
     to_input,
     train_one_epoch,
 )
-from wsdal_wsi.train.nets import CamNet, DualViewNet, ProjNet
 from wsdal_wsi.train.store import StoreWriter
 
 CE = torch.nn.functional.cross_entropy

@@ -36,10 +36,10 @@ def predict_task(
     source_path: str, key: str, model_path: str, out_dir: str, device: str
 ) -> tuple[str, str, str | None]:
     """One slide on one worker: returns (key, status, reason)."""
-    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.model.device import resolve_device
+    from wsdal_wsi.model.file import load_model
     from wsdal_wsi.predict import PredictSettings, describe_model, predict_one
     from wsdal_wsi.qupath import open_source
-    from wsdal_wsi.train.engine import resolve_device
 
     source = open_source(source_path)
     record = next(r for r in source.images() if r.key == key)

@@ -29,8 +29,14 @@ from typing import Any
 
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.evaluation.folders import evaluate_folders
+from wsdal_wsi.predict import PredictSettings, run_batch
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath import open_source
+from wsdal_wsi.synth import MANIFEST_NAME, REALISTIC_NOISE, SynthParams, generate_dataset
+from wsdal_wsi.train.presets import get_preset
+from wsdal_wsi.train.run import RunSettings, train_run
 
 __all__ = ["DEMO", "QUICK", "DemoConfig", "DemoResult", "run_demo"]
 
@@ -203,8 +209,6 @@ def _synth(
     progress: Progress,
 ) -> bool:
     """Generate a dataset into ``folder`` unless it is complete; True if it was reused."""
-    from wsdal_wsi.synth import MANIFEST_NAME, REALISTIC_NOISE, SynthParams, generate_dataset
-
     if (folder / MANIFEST_NAME).is_file():
         return True
     params = SynthParams(
@@ -264,11 +268,6 @@ def run_demo(
     ConfigError
         ``out_dir`` holds something else, or a demo of another configuration.
     """
-    from wsdal_wsi.evaluation_folders import evaluate_folders
-    from wsdal_wsi.predict import PredictSettings, run_batch
-    from wsdal_wsi.qupath import open_source
-    from wsdal_wsi.train.presets import get_preset
-    from wsdal_wsi.train.run import RunSettings, train_run
 
     progress = progress or NULL_PROGRESS
     run_dir = Path(out_dir)

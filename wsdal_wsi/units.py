@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_TARGET_MPP",
     "UM_PER_MM",
     "check_mpp",
+    "check_probability",
     "mm2_to_px2",
     "mm_to_px",
     "px2_to_mm2",
@@ -57,6 +58,19 @@ def check_mpp(mpp: float, *, what: str = "resolution") -> float:
     if not math.isfinite(value) or value <= 0 or value > 1000:
         raise ConfigError(f"{what} must be a positive number of µm/px (e.g. 0.25), got {mpp!r}")
     return value
+
+
+def check_probability(value: float, *, what: str = "--threshold") -> float:
+    """Return ``value`` as a float if it is a probability in [0, 1], else raise ConfigError."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a probability in [0, 1], got {value!r}")
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be a probability in [0, 1], got {value!r}") from None
+    if not (math.isfinite(p) and 0.0 <= p <= 1.0):
+        raise ConfigError(f"{what} must be a probability in [0, 1], got {value!r}")
+    return p
 
 
 def um_to_px(length_um: float, mpp: float) -> float:

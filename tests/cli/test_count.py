@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from wsdal_wsi.cli import app
-from wsdal_wsi.cli.count import hotspot_settings_from_options
 from wsdal_wsi.report import read_summary, slide_files
 
 runner = CliRunner()
@@ -87,18 +86,3 @@ def test_a_slide_that_cannot_be_recounted_exits_1(out):
     assert result.exit_code == 1
     assert "1 slide(s) could not be recounted: alpha" in result.stderr
     assert read_summary(slide_files(out, "beta").summary).hotspot is not None
-
-
-def test_option_meanings():
-    s = hotspot_settings_from_options(
-        window="circle", area_mm2=None, hpf_diameter_mm=None, min_tissue_fraction=0.5, grid_um=10
-    )
-    assert (s.mode, s.area_mm2, s.field_diameter_mm) == ("area", 2.0, 0.55)
-    s = hotspot_settings_from_options(
-        window="circle", area_mm2=None, hpf_diameter_mm=0.59, min_tissue_fraction=0.5, grid_um=10
-    )
-    assert (s.mode, s.field_diameter_mm) == ("hpf", 0.59)
-    s = hotspot_settings_from_options(
-        window="rect", area_mm2=1.5, hpf_diameter_mm=0.5, min_tissue_fraction=0.5, grid_um=10
-    )
-    assert (s.mode, s.area_mm2, s.field_diameter_mm) == ("area", 1.5, 0.5)

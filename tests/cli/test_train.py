@@ -10,7 +10,7 @@ import torch
 from typer.testing import CliRunner
 
 from wsdal_wsi.cli import app
-from wsdal_wsi.model_file import load_model
+from wsdal_wsi.model.file import load_model
 
 runner = CliRunner()
 

@@ -23,9 +23,9 @@ def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Pat
 
     Its probabilities are arbitrary but deterministic, which is all the engine tests need.
     """
-    from wsdal_wsi.candidates import CandidateParams
-    from wsdal_wsi.model_file import ModelSpec, save_model
-    from wsdal_wsi.train.nets import ProjNet
+    from wsdal_wsi.detect.candidates import CandidateParams
+    from wsdal_wsi.model.file import ModelSpec, save_model
+    from wsdal_wsi.model.nets import ProjNet
 
     torch.manual_seed(seed)
     net = ProjNet(width=4, proj_dim=8).eval()

@@ -52,6 +52,6 @@ def mini_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_model_path):
-    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.model.file import load_model
 
     return load_model(tiny_model_path, device="cpu")

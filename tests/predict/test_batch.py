@@ -221,8 +221,7 @@ def test_a_slide_without_resolution_fails_until_mpp_is_given(mini_data, tiny_mod
     assert "--mpp" in by_key["nores"].reason
     assert by_key[known.stem].status == "done"
     # a batch-wide --mpp serves the slide without one and never rescales the other
-    with_mpp = dataclasses.replace(SETTINGS, mpp=0.5)
-    result = run_batch(open_source(folder, mpp=0.5), tiny_model_path, out, settings=with_mpp)
+    result = run_batch(open_source(folder, mpp=0.5), tiny_model_path, out, settings=SETTINGS)
     # (the known slide's result does not depend on --mpp: finished, so skipped)
     assert {im.key: im.status for im in result.state.images} == {
         "nores": "done",
@@ -254,7 +253,7 @@ def test_the_sources_mpp_serves_when_the_settings_have_none(tiny_model_path, tmp
 def test_predict_one_gives_the_batch_result_and_records_failures(
     slides, finished, tiny_model_path, tmp_path
 ):
-    from wsdal_wsi.model_file import load_model
+    from wsdal_wsi.model.file import load_model
     from wsdal_wsi.predict import describe_model, predict_one
 
     source = open_source(slides)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsdal_wsi.candidates import CandidateParams, detect_candidates
+from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates
 from wsdal_wsi.errors import ConfigError, ResolutionError
 from wsdal_wsi.predict import inference_area, margin_px_for, predict_slide
 from wsdal_wsi.slide import TissueMask, open_slide

@@ -16,15 +16,14 @@ from wsdal_wsi.predict.image import (
     predict_image,
     regions_of,
 )
-from wsdal_wsi.qupath import AreaAnnotation, ClassSettings, ImageAnnotations
+from wsdal_wsi.qupath import AreaAnnotation, ClassSettings, ImageAnnotations, ImageRecord
 from wsdal_wsi.report import ModelInfo
 
 
 def _record(**kw):
-    base = dict(name="s.svs", key="s", slide_path=None, annotations=None, problems=[],
-                entry_id=None, mpp=None, mpp_source=None, dimensions=None)  # fmt: skip
+    base = dict(name="s.svs", key="s", slide_path=None, annotations=None, problems=[])
     base.update(kw)
-    return SimpleNamespace(**base)
+    return ImageRecord(**base)
 
 
 def test_regions_are_the_areas_not_ignored():

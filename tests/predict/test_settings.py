@@ -16,7 +16,8 @@ def test_defaults_and_json_form():
     d = s.to_dict()
     assert d["tile_size_px"] is None and d["threshold"] is None
     assert d["hotspot"] == HotspotSettings().to_dict()
-    assert PredictSettings(threshold=1, mpp="0.5").threshold == 1.0
+    assert PredictSettings(threshold=1).threshold == 1.0
+    assert "mpp" not in d  # the resolution fallback belongs to the source (open_source(mpp=))
 
 
 @pytest.mark.parametrize(
@@ -27,7 +28,6 @@ def test_defaults_and_json_form():
         ({"reader_threads": True}, "reader_threads must be a positive integer"),
         ({"threshold": 1.2}, r"--threshold must be a probability in \[0, 1\], got 1.2"),
         ({"threshold": float("nan")}, "--threshold must be a probability"),
-        ({"mpp": -1}, "--mpp must be a positive number"),
         ({"hotspot": {"window": "circle"}}, "hotspot must be HotspotSettings"),
     ],
 )

@@ -10,11 +10,10 @@ import pytest
 from shapely.geometry import MultiPoint, Point, box
 
 from wsdal_wsi.errors import QuPathUnavailableError
-from wsdal_wsi.qupath import paquo_adapter
+from wsdal_wsi.qupath import open_source, paquo_adapter
 from wsdal_wsi.qupath.model import AreaAnnotation
 from wsdal_wsi.qupath.results import write_results_geojson
 from wsdal_wsi.qupath.sinks import GeoJsonSink, write_to_qupath
-from wsdal_wsi.qupath.sources import open_source
 
 from .conftest import make_tiff
 

@@ -4,10 +4,9 @@ import time
 import pytest
 
 from wsdal_wsi.errors import InputError, QuPathUnavailableError
-from wsdal_wsi.qupath import paquo_adapter
+from wsdal_wsi.qupath import open_source, paquo_adapter
 from wsdal_wsi.qupath.geojson_write import points_feature, write_features
 from wsdal_wsi.qupath.project_source import ProjectSource
-from wsdal_wsi.qupath.sources import open_source
 
 from .conftest import CLICKS, make_tiff, qpproj_image, write_qpproj
 

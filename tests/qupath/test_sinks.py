@@ -6,11 +6,10 @@ from shapely.geometry import box
 
 from wsdal_wsi.errors import ConfigError, QuPathUnavailableError
 from wsdal_wsi.provenance import provenance
-from wsdal_wsi.qupath import paquo_adapter
+from wsdal_wsi.qupath import open_source, paquo_adapter
 from wsdal_wsi.qupath.geojson_read import read_objects
 from wsdal_wsi.qupath.model import AreaAnnotation
 from wsdal_wsi.qupath.sinks import GeoJsonSink, write_to_qupath
-from wsdal_wsi.qupath.sources import open_source
 
 from .conftest import CLICKS
 from .strict_checker import check_file

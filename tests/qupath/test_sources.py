@@ -5,9 +5,10 @@ import pytest
 
 from wsdal_wsi.errors import ConfigError, InputError
 from wsdal_wsi.qupath.coco import import_coco
+from wsdal_wsi.qupath.factory import open_source
 from wsdal_wsi.qupath.geojson_write import points_feature, write_features
 from wsdal_wsi.qupath.model import ImageAnnotations
-from wsdal_wsi.qupath.sources import SlideFolderSource, open_source
+from wsdal_wsi.qupath.sources import SlideFolderSource
 
 from .conftest import CLICKS, clicks_features, make_tiff, qpproj_image, write_qpproj
 

@@ -45,7 +45,7 @@ def test_count_annotations_match_the_features(out_dir):
     feats = count_features(s)
     assert [a.name for a in anns] == [f["properties"]["name"] for f in feats]
     assert anns[0].class_name == HOTSPOT_CLASS
-    assert anns[0].geometry.equals_exact(s.hotspot.shapely_geometry(), 1e-6)
+    assert anns[0].geometry.equals_exact(s.hotspot.geometry, 1e-6)
 
 
 def test_read_detections_returns_points_and_probabilities(out_dir):

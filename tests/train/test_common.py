@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from wsdal_wsi.errors import TrainingError
+from wsdal_wsi.model.nets import CamNet
 from wsdal_wsi.progress import NullProgress
 from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, center_crop
 from wsdal_wsi.train.common import SampleSet, StageDir, fit, read_table, write_table
 from wsdal_wsi.train.data import PatchBatches
 from wsdal_wsi.train.engine import to_input
-from wsdal_wsi.train.nets import CamNet
 
 CPU = torch.device("cpu")
 

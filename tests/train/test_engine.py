@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from wsdal_wsi.errors import ConfigError, TrainingError
+from wsdal_wsi.model.device import resolve_device
+from wsdal_wsi.model.nets import CamNet
 from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, center_crop
 from wsdal_wsi.train.data import PatchBatches
 from wsdal_wsi.train.engine import (
@@ -14,11 +16,9 @@ from wsdal_wsi.train.engine import (
     make_optimizer,
     p_mitosis,
     predict,
-    resolve_device,
     to_input,
     train_one_epoch,
 )
-from wsdal_wsi.train.nets import CamNet
 
 CPU = torch.device("cpu")
 

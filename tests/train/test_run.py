@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from wsdal_wsi.errors import ConfigError, TrainingError
-from wsdal_wsi.model_file import load_model
+from wsdal_wsi.model.file import load_model
 from wsdal_wsi.train.run import RunSettings, train_ablation, train_from_store
 
 from .conftest import blob_preset

@@ -6,41 +6,16 @@ import json
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress, out_console
+from wsdal_wsi.counting import HotspotSettings
+from wsdal_wsi.report import recount_folder
 
-__all__ = ["count", "hotspot_settings_from_options"]
+_DEFAULT = HotspotSettings()
 
-
-def hotspot_settings_from_options(
-    *,
-    window: str,
-    area_mm2: float | None,
-    hpf_diameter_mm: float | None,
-    min_tissue_fraction: float,
-    grid_um: float,
-):
-    """The :class:`~wsdal_wsi.counting.HotspotSettings` the count options mean.
-
-    ``--hpf-diameter-mm`` alone: the window is 10 HPF of that diameter.
-    ``--area-mm2`` (alone or with ``--hpf-diameter-mm``): a window of that area,
-    scored on the table row of the diameter (default 0.55 mm). Neither: 2 mm².
-    """
-    from wsdal_wsi.counting import HotspotSettings
-    from wsdal_wsi.grading import DEFAULT_FIELD_DIAMETER_MM
-
-    diameter = DEFAULT_FIELD_DIAMETER_MM if hpf_diameter_mm is None else hpf_diameter_mm
-    if hpf_diameter_mm is not None and area_mm2 is None:
-        area = None
-    else:
-        area = 2.0 if area_mm2 is None else area_mm2
-    return HotspotSettings(
-        window=window,
-        area_mm2=area,
-        field_diameter_mm=diameter,
-        min_tissue_fraction=min_tissue_fraction,
-        grid_um=grid_um,
-    )
+__all__ = ["count"]
 
 
 @app.command()
@@ -48,11 +23,16 @@ def count(
     out_dir: Path = typer.Argument(
         ..., help="A prediction output folder (made by 'wsdal predict ... --out OUT_DIR')."
     ),
-    window: str = typer.Option(
-        "circle", "--window", help="Counting-window shape: 'circle' or 'rect' (4:3, axis-aligned)."
+    window: str | None = typer.Option(
+        None,
+        "--window",
+        help="Counting-window shape: 'circle' or 'rect' (4:3, axis-aligned) "
+        f"[default: {_DEFAULT.window}].",
     ),
     area_mm2: float | None = typer.Option(
-        None, "--area-mm2", help="Window area in mm² (default 2 when no field diameter is given)."
+        None,
+        "--area-mm2",
+        help=f"Window area in mm² (default {_DEFAULT.area_mm2:g} when no field diameter is given).",
     ),
     hpf_diameter_mm: float | None = typer.Option(
         None,
@@ -60,21 +40,25 @@ def count(
         help=(
             "Microscope field diameter in mm (0.40, 0.44, 0.50, 0.55, 0.59, 0.63 or 0.69). "
             "Alone: the window is 10 HPF of this field. With --area-mm2: the Nottingham "
-            "row the scaled count is scored on (default 0.55)."
+            f"row the scaled count is scored on (default {_DEFAULT.field_diameter_mm:g})."
         ),
     ),
-    min_tissue_fraction: float = typer.Option(
-        0.5,
+    min_tissue_fraction: float | None = typer.Option(
+        None,
         "--min-tissue-fraction",
-        help="Smallest share of tissue in the window (0-1), so it cannot sit on glass.",
+        help="Smallest share of tissue in the window (0-1), so it cannot sit on glass "
+        f"[default: {_DEFAULT.min_tissue_fraction:g}].",
     ),
     threshold: float | None = typer.Option(
         None,
         "--threshold",
         help="Count only detections with probability >= this (not below the prediction's).",
     ),
-    grid_um: float = typer.Option(
-        10.0, "--grid-um", help="Spacing of candidate window centres in µm (finer is slower)."
+    grid_um: float | None = typer.Option(
+        None,
+        "--grid-um",
+        help="Spacing of candidate window centres in µm (finer is slower) "
+        f"[default: {_DEFAULT.grid_um:g}].",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the per-slide results as JSON."),
 ) -> None:
@@ -87,10 +71,7 @@ def count(
     prediction output or an option is invalid, 1 when a slide could not be
     recounted (the others are).
     """
-    from wsdal_wsi.cli._console import RichProgress, out_console
-    from wsdal_wsi.report import recount_folder
-
-    settings = hotspot_settings_from_options(
+    settings = HotspotSettings.from_options(
         window=window,
         area_mm2=area_mm2,
         hpf_diameter_mm=hpf_diameter_mm,
@@ -126,8 +107,6 @@ def count(
 
 
 def _print_table(result, settings, console) -> None:
-    from rich.table import Table
-
     table = Table(title=f"Hotspot: {settings.describe()}", title_justify="left")
     for name, justify in (
         ("Slide", "left"),

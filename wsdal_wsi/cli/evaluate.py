@@ -14,7 +14,7 @@ from wsdal_wsi.cli._app import app
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from wsdal_wsi.evaluation_folders import FolderEvaluation
+    from wsdal_wsi.evaluation.folders import FolderEvaluation
 
 __all__ = ["evaluate", "format_table"]
 
@@ -119,7 +119,7 @@ def evaluate(
     image, a malformed file or an image without a known resolution.
     """
     from wsdal_wsi.cli._console import RichProgress, err_console, out_console
-    from wsdal_wsi.evaluation_folders import evaluate_folders
+    from wsdal_wsi.evaluation.folders import evaluate_folders
 
     with RichProgress(transient=True) as progress:
         result = evaluate_folders(

@@ -5,8 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+from wsdal_wsi.counting import HotspotSettings
+from wsdal_wsi.qupath import open_source
+
+_DEFAULT = HotspotSettings()
 
 __all__ = ["predict", "print_batch_table"]
 
@@ -73,29 +80,32 @@ def predict(
         "1 on a small CPU).",
         rich_help_panel=_RUN,
     ),
-    window: str = typer.Option(
-        "circle",
+    window: str | None = typer.Option(
+        None,
         "--window",
-        help="Hotspot window: 'circle' or 'rect' (4:3).",
+        help=f"Hotspot window: 'circle' or 'rect' (4:3) [default: {_DEFAULT.window}].",
         rich_help_panel=_COUNT,
     ),
     area_mm2: float | None = typer.Option(
         None,
         "--area-mm2",
-        help="Hotspot window area in mm² (default 2 when no field diameter is given).",
+        help=f"Hotspot window area in mm² (default {_DEFAULT.area_mm2:g} when no field "
+        "diameter is given).",
         rich_help_panel=_COUNT,
     ),
     hpf_diameter_mm: float | None = typer.Option(
         None,
         "--hpf-diameter-mm",
         help="Microscope field diameter in mm (0.40-0.69). Alone: the window is 10 HPF of it. "
-        "With --area-mm2: the Nottingham row the count is scored on (default 0.55).",
+        "With --area-mm2: the Nottingham row the count is scored on "
+        f"(default {_DEFAULT.field_diameter_mm:g}).",
         rich_help_panel=_COUNT,
     ),
-    min_tissue_fraction: float = typer.Option(
-        0.5,
+    min_tissue_fraction: float | None = typer.Option(
+        None,
         "--min-tissue-fraction",
-        help="Smallest share of tissue in the hotspot window (0-1).",
+        help="Smallest share of tissue in the hotspot window (0-1) "
+        f"[default: {_DEFAULT.min_tissue_fraction:g}].",
         rich_help_panel=_COUNT,
     ),
     force: bool = typer.Option(
@@ -119,20 +129,16 @@ def predict(
     them) and resumes an interrupted batch. Exit code: 0 all slides done, 1 some
     failed, 2 bad input (missing model or source, bad option).
     """
-    from wsdal_wsi.cli._console import RichProgress, err_console, out_console
-    from wsdal_wsi.cli.count import hotspot_settings_from_options
-    from wsdal_wsi.model_file import read_spec
-    from wsdal_wsi.predict import PredictSettings, run_batch
-    from wsdal_wsi.predict.batch import check_write_qupath
-    from wsdal_wsi.qupath import open_source
+    # torch-heavy: imported when the command runs, so `wsdal --help` stays fast
+    from wsdal_wsi.model import read_spec
+    from wsdal_wsi.predict import PredictSettings, check_write_qupath, run_batch
 
     read_spec(model)  # a missing or broken model file: exit 2 before any work
-    hotspot = hotspot_settings_from_options(
+    hotspot = HotspotSettings.from_options(
         window=window,
         area_mm2=area_mm2,
         hpf_diameter_mm=hpf_diameter_mm,
         min_tissue_fraction=min_tissue_fraction,
-        grid_um=10.0,
     )
     settings = PredictSettings(
         device=device,
@@ -140,7 +146,6 @@ def predict(
         batch_size=batch_size,
         reader_threads=reader_threads,
         threshold=threshold,
-        mpp=mpp,
         hotspot=hotspot,
     )
     src = open_source(source, relink=relink or None, mpp=mpp)
@@ -180,9 +185,6 @@ def predict(
 
 def print_batch_table(result, console) -> None:
     """Print the closing table of ``wsdal predict``: one row per slide."""
-    from rich.table import Table
-    from rich.text import Text
-
     table = Table(title="WS-DAL prediction", title_justify="left")
     for name, justify in (
         ("Slide", "left"),

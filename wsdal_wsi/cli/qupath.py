@@ -167,7 +167,7 @@ def inspect(
     source itself cannot be read.
     """
     from wsdal_wsi.cli._console import RichProgress
-    from wsdal_wsi.qupath.sources import open_source
+    from wsdal_wsi.qupath import open_source
 
     _logs_to_stderr()
     classes = class_settings(positive, negative, region, ignored, unclassified_as)

@@ -8,6 +8,11 @@ from typing import Any
 import typer
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.train.presets import DEFAULT_PRESET
+from wsdal_wsi.train.settings import RunSettings, resolve_run_settings
+
+_DEFAULT = RunSettings()
 
 __all__ = ["format_summary", "train"]
 
@@ -90,22 +95,28 @@ def train(
     preset: str | None = typer.Option(
         None,
         "--preset",
-        help="paper (upstream schedule, GPU hours), fast (about an hour on a GPU; the default), "
-        "demo (minutes on a CPU, narrow ResNet-18), tiny (seconds, for tests).",
+        help="paper (upstream schedule, GPU hours), fast (about an hour on a GPU), "
+        "demo (minutes on a CPU, narrow ResNet-18), tiny (seconds, for tests) "
+        f"[default: {DEFAULT_PRESET}].",
     ),
     method: str | None = typer.Option(
         None,
         "--method",
-        help="wsdal (NS, DMU, DLE, CSDGL; the default) or baseline (plain cross-entropy).",
+        help="wsdal (NS, DMU, DLE, CSDGL) or baseline (plain cross-entropy) "
+        f"[default: {_DEFAULT.method}].",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cuda or cpu."),
     val_fraction: float | None = typer.Option(
         None,
         "--val-fraction",
-        help="Fraction of the slides held out to choose the threshold (default 0.2).",
+        help="Fraction of the slides held out to choose the threshold "
+        f"[default: {_DEFAULT.val_fraction:g}].",
     ),
     seed: int | None = typer.Option(
-        None, "--seed", min=0, help="Seed of the split, sampling and weights (default 0)."
+        None,
+        "--seed",
+        min=0,
+        help=f"Seed of the split, sampling and weights [default: {_DEFAULT.seed}].",
     ),
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out after its last finished stage/epoch."
@@ -132,39 +143,20 @@ def train(
 
     With --resume, options not given are taken from the run's config.json.
     """
-    from wsdal_wsi.cli._console import RichProgress, err_console
-    from wsdal_wsi.train.presets import Preset, get_preset
-    from wsdal_wsi.train.run import RunSettings, read_run_config, train_run
-    from wsdal_wsi.units import check_mpp
+    # torch-heavy: imported when the command runs, so `wsdal --help` stays fast
+    from wsdal_wsi.train.run import train_run
 
-    if mpp is not None:
-        check_mpp(mpp, what="--mpp")
-    old = read_run_config(out) if resume else None
-    if old is not None:
-        chosen = get_preset(preset) if preset else Preset.from_dict(old["preset"])
-        method = method or old["method"]
-        seed = old["seed"] if seed is None else seed
-        val_fraction = old["val_fraction"] if val_fraction is None else val_fraction
-        mpp = old.get("mpp") if mpp is None else mpp
-        pretrained_s = old.get("pretrained") if pretrained is None else str(pretrained)
-    else:
-        chosen = get_preset(preset or "fast")
-        pretrained_s = str(pretrained) if pretrained else None
-    settings = RunSettings(
-        method=method or "wsdal",
-        preset=chosen,
-        seed=0 if seed is None else seed,
-        val_fraction=0.2 if val_fraction is None else val_fraction,
+    settings = resolve_run_settings(
+        out,
+        resume=resume,
+        preset=preset,
+        method=method,
+        seed=seed,
+        val_fraction=val_fraction,
         mpp=mpp,
-        pretrained=pretrained_s,
+        pretrained=pretrained,
     )
-    preset = chosen.name
-    method = settings.method
-    import torch
-
-    if torch.cuda.is_available() and device != "cpu":
-        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
-    err_console.print(f"Training {method} with preset {preset} into {out}")
+    err_console.print(f"Training {settings.method} with preset {settings.preset.name} into {out}")
     with RichProgress() as progress:
         summary = train_run(
             source,

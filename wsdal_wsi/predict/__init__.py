@@ -12,7 +12,13 @@ Public API::
     PredictSettings, BatchState (OUT/batch.json)
 """
 
-from wsdal_wsi.predict.batch import BatchResult, describe_model, predict_one, run_batch
+from wsdal_wsi.predict.batch import (
+    BatchResult,
+    check_write_qupath,
+    describe_model,
+    predict_one,
+    run_batch,
+)
 from wsdal_wsi.predict.engine import (
     SlidePrediction,
     TilePlan,
@@ -37,6 +43,7 @@ __all__ = [
     "PredictSettings",
     "SlidePrediction",
     "TilePlan",
+    "check_write_qupath",
     "default_batch_size",
     "default_reader_threads",
     "default_tile_size",

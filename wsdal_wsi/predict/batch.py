@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from wsdal_wsi.errors import ConfigError, QuPathUnavailableError, WsdalError
+from wsdal_wsi.model import load_model, resolve_device
 from wsdal_wsi.predict.image import (
     exchange_copies,
     predict_image,
@@ -43,6 +44,7 @@ from wsdal_wsi.predict.state import BatchState, ImageState, check_batch_file
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance as make_provenance
 from wsdal_wsi.provenance import utc_now_iso
+from wsdal_wsi.qupath import paquo_adapter, write_to_qupath
 from wsdal_wsi.report import (
     ModelInfo,
     SlideSummary,
@@ -99,8 +101,6 @@ def check_write_qupath(source: Any) -> None:
             f"--write-qupath needs a QuPath project as the source, got a {source.kind} "
             f"({source.path})"
         )
-    from wsdal_wsi.qupath import paquo_adapter
-
     if not paquo_adapter.qupath_available():
         raise QuPathUnavailableError(
             "--write-qupath: " + paquo_adapter.UNAVAILABLE_MESSAGE + ". The results are also "
@@ -141,7 +141,7 @@ def predict_one(
     source : wsdal_wsi.qupath.Source
     record : wsdal_wsi.qupath.ImageRecord
         One of ``source.images()``.
-    model : wsdal_wsi.model_file.LoadedModel
+    model : wsdal_wsi.model.file.LoadedModel
     out_dir : path-like
     model_info : ModelInfo
         From :func:`describe_model`.
@@ -226,9 +226,6 @@ def run_batch(
     QuPathUnavailableError
         ``write_qupath`` and no QuPath installation.
     """
-    from wsdal_wsi.model_file import load_model
-    from wsdal_wsi.train.engine import resolve_device
-
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out}: exists and is not a folder")
@@ -239,29 +236,17 @@ def run_batch(
     model = load_model(model_path, device=device)
     spec = model.spec
     model_info = describe_model(model_path, model)
-    threshold = spec.threshold if settings.threshold is None else settings.threshold
+    threshold = settings.threshold_for(spec)
     progress = progress or NULL_PROGRESS
     records = source.images(progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     source_info = source.describe()
-    state = BatchState(
-        path=batch_path,
-        header={
-            "provenance": make_provenance(),
-            "source": source_info,
-            "model": dataclasses.asdict(model_info),
-            "settings": {**settings.to_dict(), "threshold_used": threshold, "force": force},
-            "started": utc_now_iso(),
-        },
-        images=[
-            ImageState(
-                key=r.key,
-                name=r.name,
-                slide=str(r.slide_path) if r.slide_path else None,
-                warnings=list(r.warnings),
-            )
-            for r in records
-        ],
+    state = _new_state(
+        batch_path,
+        records,
+        source_info=source_info,
+        model_info=model_info,
+        settings={**settings.to_dict(), "threshold_used": threshold, "force": force},
     )
     state.save()
     summaries: list[SlideSummary] = []
@@ -301,18 +286,52 @@ def run_batch(
     result = BatchResult(state=state, summaries=summaries)
     result.outputs = dict(write_batch_outputs(out, summaries))
     if write_qupath:
-        done = [r for r, im in zip(records, state.images, strict=True) if im.ok]
-        from wsdal_wsi.qupath import write_to_qupath
-
-        result.qupath = write_to_qupath(source, done)
-        for key, reason in (getattr(result.qupath, "failed", None) or {}).items():
-            for im in state.images:
-                if im.key == key:
-                    im.warnings.append(f"not written into the QuPath project: {reason}")
+        result.qupath = _write_into_project(source, records, state)
     state.status = "finished"
     state.save()
     result.outputs["batch"] = state.path
     return result
+
+
+def _new_state(
+    path: Path,
+    records: list[Any],
+    *,
+    source_info: dict[str, Any],
+    model_info: ModelInfo,
+    settings: dict[str, Any],
+) -> BatchState:
+    """A fresh ``batch.json`` state: the batch's header and one pending entry per image."""
+    return BatchState(
+        path=path,
+        header={
+            "provenance": make_provenance(),
+            "source": source_info,
+            "model": dataclasses.asdict(model_info),
+            "settings": settings,
+            "started": utc_now_iso(),
+        },
+        images=[
+            ImageState(
+                key=r.key,
+                name=r.name,
+                slide=str(r.slide_path) if r.slide_path else None,
+                warnings=list(r.warnings),
+            )
+            for r in records
+        ],
+    )
+
+
+def _write_into_project(source: Any, records: list[Any], state: BatchState) -> Any:
+    """``--write-qupath``: the finished images' results into the project (paquo)."""
+    done = [r for r, im in zip(records, state.images, strict=True) if im.ok]
+    report = write_to_qupath(source, done)
+    for key, reason in (getattr(report, "failed", None) or {}).items():
+        for im in state.images:
+            if im.key == key:
+                im.warnings.append(f"not written into the QuPath project: {reason}")
+    return report
 
 
 def _run_one(

@@ -13,11 +13,11 @@ Ray can spread slides over machines). The pipeline:
 3. **Reading ahead** (:class:`~wsdal_wsi.predict.reader.TileStream`): reader
    threads decode the next tiles while the device works; a bounded queue keeps
    memory flat; pinned buffers and ``non_blocking`` copies on CUDA.
-4. **On the device**: candidate detection (:func:`wsdal_wsi.candidates.detect_candidates`),
+4. **On the device**: candidate detection (:func:`wsdal_wsi.detect.candidates.detect_candidates`),
    ownership (a candidate belongs to the tile whose core holds its pixel, and must
    lie in the inference area), and patch cropping by one gather from the tile
    tensor (no per-patch loop); patches of several tiles are pooled and classified
-   in large batches (:meth:`wsdal_wsi.model_file.LoadedModel.predict_proba`, bf16
+   in large batches (:meth:`wsdal_wsi.model.file.LoadedModel.predict_proba`, bf16
    and channels-last on CUDA).
 5. **Detections**: candidates with p >= threshold, merged greedily within the
    model's ``merge_radius_um`` over the whole slide (one mitotic figure, one
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from wsdal_wsi.candidates import CandidateParams, detect_candidates, merge_points
+from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates, merge_points
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.predict.patches import PatchClassifier, crop_patches
 from wsdal_wsi.predict.reader import TileStream
@@ -133,7 +133,7 @@ def plan_tiles(slide: Any, spec: Any, *, tissue: TissueMask, tile_size_px: int) 
     Parameters
     ----------
     slide : wsdal_wsi.slide.Slide
-    spec : wsdal_wsi.model_file.ModelSpec
+    spec : wsdal_wsi.model.file.ModelSpec
         Patch size, resolution and candidate settings.
     tissue : TissueMask
     tile_size_px : int
@@ -255,7 +255,7 @@ def predict_slide(
     ----------
     slide : wsdal_wsi.slide.Slide
         An open slide with a known resolution.
-    model : wsdal_wsi.model_file.LoadedModel
+    model : wsdal_wsi.model.file.LoadedModel
         The classifier; its device is where candidates, patches and
         classification run; its spec gives the patch size, resolution,
         threshold, candidate settings and merge radius.
@@ -308,9 +308,7 @@ def predict_slide(
     tiles_per_step = _check_int(
         "tiles_per_step", (8 if cuda else 1) if tiles_per_step is None else tiles_per_step, 1
     )
-    thr = float(spec.threshold if threshold is None else threshold)
-    if not (math.isfinite(thr) and 0.0 <= thr <= 1.0):
-        raise ConfigError(f"threshold must be a probability in [0, 1], got {threshold!r}")
+    thr = spec.decision_threshold(threshold)
     target_mpp = float(spec.target_mpp)
     patch_px = int(spec.patch_size_px)
     params = CandidateParams.from_dict(spec.candidate_params or {})

@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from wsdal_wsi.counting import Region
-from wsdal_wsi.errors import InputError, SlideError
+from wsdal_wsi.errors import InputError
 from wsdal_wsi.predict.engine import predict_slide
 from wsdal_wsi.predict.settings import PredictSettings, detection_key
 from wsdal_wsi.progress import Progress
 from wsdal_wsi.provenance import provenance as make_provenance
 from wsdal_wsi.qupath import ClassSettings
-from wsdal_wsi.qupath.sources import MPP_FROM_PROJECT
 from wsdal_wsi.report import (
     ModelInfo,
     SlideInfo,
@@ -30,7 +29,7 @@ from wsdal_wsi.report import (
     read_summary,
     slide_files,
 )
-from wsdal_wsi.slide.resolution import MPP_FROM_USER
+from wsdal_wsi.slide import tissue_mask
 
 __all__ = ["exchange_copies", "predict_image", "previous_result", "regions_of", "slide_info_of"]
 
@@ -157,7 +156,7 @@ def predict_image(
     Parameters
     ----------
     record : wsdal_wsi.qupath.ImageRecord
-    model : wsdal_wsi.model_file.LoadedModel
+    model : wsdal_wsi.model.file.LoadedModel
     out_dir : Path
     model_info : ModelInfo
         The model's path, hash, own threshold and resolution.
@@ -180,18 +179,8 @@ def predict_image(
         The slide is missing, does not open, has no resolution, cannot be read;
         an output cannot be written (e.g. a malformed GeoJSON already there).
     """
-    if record.slide_path is None:
-        reason = "; ".join(p for p in record.problems if "slide" in p.lower()) or "slide missing"
-        raise SlideError(f"{record.name}: {reason}")
-    # the slide's own resolution first (open_slide), else QuPath's pixel size, else --mpp
-    # (the settings', or the one the source was opened with)
-    from_project = record.mpp_source == MPP_FROM_PROJECT
-    from_user = record.mpp_source == MPP_FROM_USER
-    mpp = record.mpp if from_project or (from_user and settings.mpp is None) else settings.mpp
-    threshold = model.spec.threshold if settings.threshold is None else settings.threshold
-    from wsdal_wsi.slide import open_slide, tissue_mask
-
-    with open_slide(record.slide_path, mpp=mpp) as slide:
+    with record.open_slide() as slide:
+        threshold = settings.threshold_for(model.spec)
         slide_mpp = slide.require_mpp()
         t_tissue = time.perf_counter()
         tissue = tissue_mask(slide)
@@ -223,7 +212,7 @@ def predict_image(
             key=record.key,
             path=str(slide.path),
             mpp=slide_mpp,
-            mpp_source=record.mpp_source if from_project else slide.mpp_source,
+            mpp_source=slide.mpp_source,
             dimensions=tuple(slide.dimensions),
         )
     key = detection_key(

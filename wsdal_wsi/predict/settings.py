@@ -11,7 +11,6 @@ are not in it: results do not depend on them.
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 
 from wsdal_wsi.counting import HotspotSettings
 from wsdal_wsi.errors import ConfigError
-from wsdal_wsi.units import check_mpp
+from wsdal_wsi.model.file import ModelSpec
+from wsdal_wsi.units import check_probability
 
 __all__ = ["ENGINE_VERSION", "PredictSettings", "detection_key", "file_sha256"]
 
@@ -45,10 +45,8 @@ class PredictSettings:
         Threads decoding tiles ahead of the device (None: all cores but one on
         CUDA, 1 on a small CPU).
     threshold : float or None
-        Probability threshold overriding the model's own (recorded in every output).
-    mpp : float or None
-        Resolution (µm/px) for the slides that record none (``--mpp``); never
-        replaces a slide's own.
+        Probability threshold overriding the model's own (recorded in every output;
+        :meth:`threshold_for` applies it).
     hotspot : HotspotSettings
         Counting window and grading settings.
     thumbnail_px : int
@@ -62,7 +60,6 @@ class PredictSettings:
     batch_size: int | None = None
     reader_threads: int | None = None
     threshold: float | None = None
-    mpp: float | None = None
     hotspot: HotspotSettings = field(default_factory=HotspotSettings)
     thumbnail_px: int = 1600
     gallery_n: int = 24
@@ -81,16 +78,13 @@ class PredictSettings:
             ):
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.threshold is not None:
-            t = self.threshold
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-                raise ConfigError(f"--threshold must be a probability in [0, 1], got {t!r}")
-            if not 0.0 <= float(t) <= 1.0:
-                raise ConfigError(f"--threshold must be a probability in [0, 1], got {t!r}")
-            object.__setattr__(self, "threshold", float(t))
-        if self.mpp is not None:
-            object.__setattr__(self, "mpp", check_mpp(self.mpp, what="--mpp"))
+            object.__setattr__(self, "threshold", check_probability(self.threshold))
         if not isinstance(self.hotspot, HotspotSettings):
             raise ConfigError(f"hotspot must be HotspotSettings, got {type(self.hotspot).__name__}")
+
+    def threshold_for(self, spec: ModelSpec) -> float:
+        """The probability threshold a detection must reach: ``--threshold``, else the model's."""
+        return spec.decision_threshold(self.threshold)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (for ``batch.json`` and provenance blocks)."""
@@ -100,7 +94,6 @@ class PredictSettings:
             "batch_size": self.batch_size,
             "reader_threads": self.reader_threads,
             "threshold": self.threshold,
-            "mpp": self.mpp,
             "hotspot": self.hotspot.to_dict(),
             "thumbnail_px": self.thumbnail_px,
             "gallery_n": self.gallery_n,

@@ -38,6 +38,7 @@ from wsdal_wsi.qupath.annotations import (
     read_points,
 )
 from wsdal_wsi.qupath.coco import CocoImportReport, coco_annotations, import_coco
+from wsdal_wsi.qupath.factory import open_source
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
 from wsdal_wsi.qupath.geojson_write import (
     area_feature,
@@ -66,7 +67,6 @@ from wsdal_wsi.qupath.sources import (
     SLIDE_EXTENSIONS,
     ImageRecord,
     Source,
-    open_source,
 )
 
 __all__ = [

@@ -2,7 +2,7 @@
 pathologist's annotations either straight from the project with paquo or from the
 exchange folder that ``export_annotations.groovy`` writes.
 
-Made by :func:`wsdal_wsi.qupath.sources.open_source`; see there.
+Made by :func:`wsdal_wsi.qupath.factory.open_source`; see there.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from wsdal_wsi.errors import InputError, QuPathUnavailableError
+from wsdal_wsi.qupath import paquo_adapter
 from wsdal_wsi.qupath.geojson_read import QuPathObject
 from wsdal_wsi.qupath.project import (
     QpProject,
@@ -50,8 +51,6 @@ class ProjectSource(Source):
 
     def _load_paquo(self) -> dict[str, list[QuPathObject]]:
         if self._paquo_objects is None:
-            from wsdal_wsi.qupath import paquo_adapter
-
             self._paquo_objects = paquo_adapter.read_project_annotations(self.project.qpproj)
         return self._paquo_objects
 

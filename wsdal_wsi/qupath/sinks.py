@@ -25,6 +25,7 @@ import numpy as np
 
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.qupath.model import AreaAnnotation
+from wsdal_wsi.qupath.paquo_adapter import write_results_paquo
 from wsdal_wsi.qupath.results import ResultsReport, write_results_geojson
 
 __all__ = ["GeoJsonSink", "write_to_qupath"]
@@ -36,7 +37,7 @@ class GeoJsonSink:
     Parameters
     ----------
     source : Source
-        From :func:`~wsdal_wsi.qupath.sources.open_source`.
+        From :func:`~wsdal_wsi.qupath.open_source`.
     out_dir : path-like
         ``<out_dir>/<key>.geojson`` for every image.
     """
@@ -86,8 +87,6 @@ def write_to_qupath(source: Any, records: Iterable[Any], *, backup_dir: Path | N
     PaquoWriteReport
         Per image: objects written, replaced, or why it failed (slide unreachable).
     """
-    from wsdal_wsi.qupath.paquo_adapter import write_results_paquo
-
     if getattr(source, "kind", None) != "qupath-project":
         raise ConfigError(
             f"--write-qupath needs a QuPath project as the source, "

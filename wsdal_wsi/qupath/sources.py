@@ -1,4 +1,6 @@
-"""Sources of images and their annotations, chosen from the path the user gives.
+"""Sources of images and their annotations: the records every command works from.
+
+:func:`wsdal_wsi.qupath.factory.open_source` chooses the kind from the path:
 
 - a **QuPath project** (``project.qpproj`` or its folder): images and slide paths
   from ``project.qpproj``; the annotations either straight from the project with
@@ -20,20 +22,17 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsdal_wsi.errors import ConfigError, InputError, QuPathUnavailableError, WsdalError
+from wsdal_wsi.errors import InputError, SlideError, WsdalError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.qupath.annotations import annotations_from_objects
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
 from wsdal_wsi.qupath.model import ClassSettings, ImageAnnotations
-from wsdal_wsi.qupath.project import (
-    find_qpproj,
-)
-from wsdal_wsi.units import check_mpp
+from wsdal_wsi.slide import open_slide
 
 __all__ = [
     "SIDECAR_SUFFIXES",
@@ -41,8 +40,8 @@ __all__ = [
     "ImageRecord",
     "SlideFolderSource",
     "Source",
+    "file_loader",
     "is_slide_file",
-    "open_source",
 ]
 
 log = logging.getLogger(__name__)
@@ -63,8 +62,6 @@ SLIDE_EXTENSIONS = (
 )
 #: Sidecar annotation files looked for beside a slide, in this order.
 SIDECAR_SUFFIXES = (".geojson", ".json", ".geojson.gz")
-
-MPP_FROM_PROJECT = "QuPath project (pixel size in project.qpproj)"
 
 
 def is_slide_file(path: Path) -> bool:
@@ -95,8 +92,9 @@ class ImageRecord:
     entry_id : str or None
         QuPath's entry ID (projects only).
     mpp : float or None
-        Level-0 resolution (µm/px) to use: ``--mpp``, else the slide's own, else
-        the pixel size set in the QuPath project.
+        Level-0 resolution (µm/px) to use, as the slide resolves it
+        (:func:`wsdal_wsi.slide.resolve_mpp`: the slide's own, else the pixel
+        size set in QuPath, else ``--mpp``); None until the slide is checked.
     mpp_source : str or None
         Where ``mpp`` comes from.
     readable : bool
@@ -108,6 +106,10 @@ class ImageRecord:
         The annotation file read (sidecar or export), if any.
     dimensions : (int, int) or None
         Level-0 (w, h) of the slide, when it opens.
+    project_mpp : float or None
+        The pixel size set in QuPath for the image (projects), a fallback.
+    user_mpp : float or None
+        The ``--mpp`` the source was opened with, the last fallback.
     """
 
     name: str
@@ -122,6 +124,26 @@ class ImageRecord:
     warnings: list[str] = field(default_factory=list)
     annotation_path: Path | None = None
     dimensions: tuple[int, int] | None = None
+    project_mpp: float | None = None
+    user_mpp: float | None = None
+
+    def open_slide(self, *, fast_tiles: bool = True):
+        """Open the image's slide with its resolution fallbacks (a :class:`~wsdal_wsi.slide.Slide`).
+
+        Raises
+        ------
+        SlideError
+            The slide is missing or does not open (the message names it).
+        """
+        if self.slide_path is None:
+            reason = "; ".join(p for p in self.problems if "slide" in p.lower()) or "slide missing"
+            raise SlideError(f"{self.name}: {reason}")
+        return open_slide(
+            self.slide_path,
+            mpp=self.user_mpp,
+            project_mpp=self.project_mpp,
+            fast_tiles=fast_tiles,
+        )
 
     @property
     def usable(self) -> bool:
@@ -251,11 +273,13 @@ class Source:
             problems=[],
             entry_id=entry_id,
             warnings=list(warnings),
+            project_mpp=project_mpp,
+            user_mpp=self.mpp,
         )
         if slide_path is None:
             record.problems.append(slide_problem or "slide missing")
         elif self.check_slides:
-            self._check_slide(record, project_mpp)
+            self._check_slide(record)
         if loader is None:
             record.problems.append(no_annotations)
         else:
@@ -277,24 +301,15 @@ class Source:
                     )
         return record
 
-    def _check_slide(self, record: ImageRecord, project_mpp: float | None) -> None:
-        from wsdal_wsi.slide import open_slide
-        from wsdal_wsi.slide.resolution import MPP_FROM_USER
-
-        assert record.slide_path is not None
+    def _check_slide(self, record: ImageRecord) -> None:
         try:
-            with open_slide(record.slide_path) as slide:
+            with record.open_slide() as slide:
                 record.readable = True
                 record.dimensions = tuple(slide.dimensions)  # type: ignore[assignment]
                 record.mpp, record.mpp_source = slide.mpp, slide.mpp_source
         except WsdalError as exc:
             record.problems.append(f"slide does not open: {exc}")
             return
-        # the slide's own resolution, else the image's pixel size in QuPath, else --mpp
-        if record.mpp is None and project_mpp is not None:
-            record.mpp, record.mpp_source = project_mpp, MPP_FROM_PROJECT
-        if record.mpp is None and self.mpp is not None:
-            record.mpp, record.mpp_source = self.mpp, MPP_FROM_USER
         if record.mpp is None:
             record.problems.append(
                 "no resolution (µm/px): the slide records none; give it with --mpp "
@@ -364,91 +379,3 @@ def file_loader(path: Path) -> AnnotationLoader:
         return read_objects(path), path
 
     return load
-
-
-def open_source(
-    path: str | os.PathLike[str],
-    *,
-    classes: ClassSettings = ClassSettings(),
-    relink: Sequence[str] | Mapping[str, str] | None = None,
-    mpp: float | None = None,
-    backend: str = "auto",
-    check_slides: bool = True,
-) -> Source:
-    """Open a source of images and annotations, choosing its kind from ``path``.
-
-    Parameters
-    ----------
-    path : path-like
-        A QuPath project (``project.qpproj`` or its folder), a slide folder, or
-        one slide file.
-    classes : ClassSettings
-        What each class means (unknown classes are reported once per run).
-    relink : sequence of "OLD=NEW" or mapping, optional
-        Slide path prefixes to replace (projects whose slides moved).
-    mpp : float, optional
-        Resolution (µm/px) for the slides that record none, in the file or as
-        QuPath's pixel size (``--mpp``); never replaces a slide's own.
-    backend : {"auto", "paquo", "export"}
-        For projects: read the objects with paquo (needs QuPath), or from the
-        exchange folder written by ``export_annotations.groovy``. ``"auto"``
-        uses paquo where a QuPath installation is found.
-    check_slides : bool
-        Open each slide to check it and read its resolution.
-
-    Raises
-    ------
-    InputError
-        The path does not exist or is none of the above; a folder without slides.
-    ProjectError
-        A malformed ``project.qpproj``.
-    ConfigError
-        A bad ``mpp``, ``relink`` or ``backend``.
-    QuPathUnavailableError
-        ``backend="paquo"`` and no QuPath installation is found.
-    """
-    if backend not in ("auto", "paquo", "export"):
-        raise ConfigError(f"backend must be 'auto', 'paquo' or 'export', got {backend!r}")
-    if mpp is not None:
-        mpp = check_mpp(mpp, what="--mpp")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise InputError(f"{p}: no such file or folder")
-    common = {"classes": classes, "mpp": mpp, "check_slides": check_slides}
-    qpproj = find_qpproj(p)
-    if qpproj is not None:
-        chosen = backend
-        if backend != "export":
-            from wsdal_wsi.qupath import paquo_adapter
-
-            found = paquo_adapter.qupath_available()
-            if backend == "paquo" and not found:
-                raise QuPathUnavailableError(paquo_adapter.UNAVAILABLE_MESSAGE)
-            chosen = backend if found else "export"
-        from wsdal_wsi.qupath.project_source import ProjectSource
-
-        return ProjectSource(qpproj, backend=chosen, relink=relink, **common)
-    if relink:
-        raise ConfigError("--relink applies to QuPath projects only (a project.qpproj)")
-    if p.is_dir():
-        return SlideFolderSource(p, **common)
-    if is_slide_file(p):
-        return SlideFolderSource(p.parent, only=p, **common)
-    if p.suffix.lower() == ".json" and _looks_like_coco(p):
-        raise InputError(
-            f"{p}: this is a COCO annotation database; convert it to a slide folder first: "
-            f"wsdal import-coco {p} --images <slide folder> --out <new folder>"
-        )
-    raise InputError(
-        f"{p}: not a QuPath project (project.qpproj), a folder of slides, or a slide "
-        f"(known slide extensions: {', '.join(SLIDE_EXTENSIONS)})"
-    )
-
-
-def _looks_like_coco(path: Path) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
-    return b'"images"' in head

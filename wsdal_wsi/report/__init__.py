@@ -55,9 +55,7 @@ from wsdal_wsi.report.slide import (
 from wsdal_wsi.report.spreadsheet import count_rows, write_counts_csv, write_counts_xlsx
 from wsdal_wsi.report.summary import (
     AssetInfo,
-    HotspotInfo,
     ModelInfo,
-    RegionInfo,
     SlideInfo,
     SlideSummary,
     build_summary,
@@ -73,10 +71,8 @@ __all__ = [
     "REGION_COUNT_CLASS",
     "AssetInfo",
     "Gallery",
-    "HotspotInfo",
     "ModelInfo",
     "RecountResult",
-    "RegionInfo",
     "Report",
     "ReportText",
     "SlideFiles",

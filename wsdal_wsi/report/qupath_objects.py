@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from wsdal_wsi.counting import Hotspot, RegionCount
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.qupath import (
     PROBABILITY_MEASUREMENT,
@@ -35,7 +36,7 @@ from wsdal_wsi.qupath import (
     make_feature,
     write_features,
 )
-from wsdal_wsi.report.summary import HotspotInfo, RegionInfo, SlideSummary
+from wsdal_wsi.report.summary import SlideSummary
 
 __all__ = [
     "HOTSPOT_CLASS",
@@ -60,7 +61,7 @@ def _num(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def hotspot_measurements(hotspot: HotspotInfo) -> dict[str, float]:
+def hotspot_measurements(hotspot: Hotspot) -> dict[str, float]:
     """The hotspot's QuPath measurements (name -> number; NaN where unknown)."""
     return {
         "WS-DAL mitoses": float(hotspot.count),
@@ -73,7 +74,7 @@ def hotspot_measurements(hotspot: HotspotInfo) -> dict[str, float]:
     }
 
 
-def region_measurements(region: RegionInfo) -> dict[str, float]:
+def region_measurements(region: RegionCount) -> dict[str, float]:
     """A region's QuPath measurements."""
     return {
         "WS-DAL mitoses": float(region.mitoses),
@@ -83,11 +84,11 @@ def region_measurements(region: RegionInfo) -> dict[str, float]:
     }
 
 
-def _hotspot_name(h: HotspotInfo) -> str:
+def _hotspot_name(h: Hotspot) -> str:
     return f"WS-DAL hotspot: {h.count} mitoses / {h.area_mm2:.2f} mm² (score {h.score.score})"
 
 
-def _region_name(r: RegionInfo) -> str:
+def _region_name(r: RegionCount) -> str:
     return f"WS-DAL count: {r.label}"
 
 
@@ -101,15 +102,13 @@ def count_annotations(summary: SlideSummary) -> list[AreaAnnotation]:
     if summary.hotspot is not None:
         h = summary.hotspot
         out.append(
-            AreaAnnotation(
-                h.shapely_geometry(), HOTSPOT_CLASS, _hotspot_name(h), hotspot_measurements(h)
-            )
+            AreaAnnotation(h.geometry, HOTSPOT_CLASS, _hotspot_name(h), hotspot_measurements(h))
         )
     for r in summary.regions:
         if r.geometry is not None:
             out.append(
                 AreaAnnotation(
-                    r.shapely_geometry(),
+                    r.geometry,
                     REGION_COUNT_CLASS,
                     _region_name(r),
                     region_measurements(r),
@@ -130,7 +129,7 @@ def count_features(summary: SlideSummary) -> list[dict[str, Any]]:
         h = summary.hotspot
         feats.append(
             make_feature(
-                h.shapely_geometry(),
+                h.geometry,
                 class_name=HOTSPOT_CLASS,
                 color=HOTSPOT_COLOR,
                 name=_hotspot_name(h),
@@ -144,7 +143,7 @@ def count_features(summary: SlideSummary) -> list[dict[str, Any]]:
             continue
         feats.append(
             make_feature(
-                r.shapely_geometry(),
+                r.geometry,
                 class_name=REGION_COUNT_CLASS,
                 color=REGION_COUNT_COLOR,
                 name=_region_name(r),

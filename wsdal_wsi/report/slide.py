@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from shapely.geometry import shape
 
 from wsdal_wsi.atomic import atomic_path
-from wsdal_wsi.count_grid import as_tissue
 from wsdal_wsi.counting import HotspotSettings, Region, count_slide
+from wsdal_wsi.counting.grid import as_tissue
 from wsdal_wsi.errors import ConfigError, InputError
 from wsdal_wsi.progress import Progress
 from wsdal_wsi.provenance import provenance as make_provenance
@@ -43,6 +42,7 @@ from wsdal_wsi.report.summary import (
     build_summary,
     write_summary,
 )
+from wsdal_wsi.units import check_probability
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,14 @@ def draw_slide_report(
 ) -> Report:
     """Render a slide's report from its summary and arrays (see :func:`render_report`)."""
     hs = summary.hotspot
-    regions = [(r.label, r.shapely_geometry()) for r in summary.regions if r.geometry]
+    regions = [(r.label, r.geometry) for r in summary.regions if r.geometry is not None]
     return render_report(
         report_text(summary),
         thumbnail=thumbnail,
         thumbnail_downsample=thumbnail_downsample,
         points_level0=points_level0,
         mpp=summary.slide.mpp or 0.25,
-        hotspot=hs.shapely_geometry() if hs else None,
+        hotspot=hs.geometry if hs else None,
         hotspot_label=f"Hotspot: {hs.count} mitoses" if hs else "",
         regions=regions,
         tissue_mask=tissue_mask,
@@ -344,7 +344,7 @@ def recount_slide(
             raise InputError(f"{summary.key}: the summary has a tissue mask but no downsample")
         mask = read_tissue_png(out / summary.tissue_mask)
     regions = [
-        Region(shape(r.geometry), r.class_name, r.name) for r in summary.regions if r.geometry
+        Region(r.geometry, r.class_name, r.name) for r in summary.regions if r.geometry is not None
     ]
     counts = count_slide(
         pts,
@@ -398,9 +398,7 @@ def check_threshold(summary: SlideSummary, threshold: float | None) -> None:
     """Raise ConfigError if ``threshold`` is below the one ``summary``'s detections passed."""
     if threshold is None:
         return
-    t = float(threshold)
-    if not math.isfinite(t) or not 0 <= t <= 1:
-        raise ConfigError(f"--threshold must be a probability in [0, 1], got {threshold!r}")
+    t = check_probability(threshold)
     if summary.threshold is not None and t < summary.threshold - 1e-12:
         raise ConfigError(
             f"--threshold {t:g} is below {summary.threshold:g}, the threshold slide "

@@ -41,7 +41,7 @@ from openpyxl.utils import get_column_letter
 
 from wsdal_wsi import __version__
 from wsdal_wsi.atomic import atomic_open, atomic_path
-from wsdal_wsi.grading import SUPPORTED_FIELD_DIAMETERS_MM
+from wsdal_wsi.counting.grading import SUPPORTED_FIELD_DIAMETERS_MM
 from wsdal_wsi.report.summary import SlideSummary
 
 __all__ = ["COLUMNS", "count_rows", "write_counts_csv", "write_counts_xlsx"]

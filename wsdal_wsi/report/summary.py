@@ -34,26 +34,21 @@ has ``status = "failed"``, its ``reason``, and nulls where nothing was counted.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import mapping, shape
-
 from wsdal_wsi.atomic import write_json_atomic
-from wsdal_wsi.counting import HotspotSettings, RegionCount, SlideCounts
+from wsdal_wsi.counting import Hotspot, HotspotSettings, RegionCount, SlideCounts
 from wsdal_wsi.errors import InputError
-from wsdal_wsi.grading import MitoticScore
+from wsdal_wsi.report.layout import slide_files
 
 __all__ = [
     "SCHEMA",
     "SCHEMA_VERSION",
     "AssetInfo",
-    "HotspotInfo",
     "ModelInfo",
-    "RegionInfo",
     "SlideInfo",
     "SlideSummary",
     "build_summary",
@@ -63,18 +58,6 @@ __all__ = [
 
 SCHEMA = "wsdal-wsi/slide-summary"
 SCHEMA_VERSION = 1
-
-
-def _geojson_geometry(geometry) -> dict[str, Any]:
-    """A shapely geometry as a plain GeoJSON mapping (lists, as it reads back from JSON)."""
-    return json.loads(json.dumps(mapping(geometry)))
-
-
-def _finite_or_none(value: Any) -> float | None:
-    if value is None:
-        return None
-    v = float(value)
-    return v if math.isfinite(v) else None
 
 
 @dataclass(frozen=True)
@@ -132,85 +115,6 @@ class ModelInfo:
 
 
 @dataclass(frozen=True)
-class RegionInfo:
-    """One region's (or region class's) count; see :class:`wsdal_wsi.counting.RegionCount`.
-
-    ``geometry`` is a GeoJSON geometry mapping (level-0) or None (class rows).
-    """
-
-    name: str | None
-    class_name: str | None
-    area_mm2: float
-    tissue_area_mm2: float | None
-    mitoses: int
-    per_mm2: float | None
-    geometry: dict[str, Any] | None = field(default=None, repr=False)
-
-    @classmethod
-    def from_count(cls, rc: RegionCount, *, with_geometry: bool = True) -> RegionInfo:
-        """From a :class:`~wsdal_wsi.counting.RegionCount`."""
-        return cls(
-            name=rc.name,
-            class_name=rc.class_name,
-            area_mm2=rc.area_mm2,
-            tissue_area_mm2=rc.tissue_area_mm2,
-            mitoses=rc.mitoses,
-            per_mm2=rc.per_mm2,
-            geometry=_geojson_geometry(rc.geometry) if with_geometry else None,
-        )
-
-    @property
-    def label(self) -> str:
-        """``name`` if any, else the class, else ``"Region"``."""
-        return self.name or self.class_name or "Region"
-
-    def shapely_geometry(self):
-        """The polygon as a shapely geometry (None for class rows)."""
-        return None if self.geometry is None else shape(self.geometry)
-
-
-@dataclass(frozen=True)
-class HotspotInfo:
-    """The hotspot as stored: see :class:`wsdal_wsi.counting.Hotspot`.
-
-    ``geometry`` is a GeoJSON Polygon mapping (level-0).
-    """
-
-    geometry: dict[str, Any] = field(repr=False)
-    centre_level0: tuple[float, float]
-    window: str
-    half_sizes_level0: tuple[float, float]
-    count: int
-    area_mm2: float
-    per_mm2: float
-    tissue_fraction: float | None
-    grid_cell_um: float
-    field_diameter_mm: float
-    score: MitoticScore
-
-    @classmethod
-    def from_hotspot(cls, hs) -> HotspotInfo:
-        """From a :class:`~wsdal_wsi.counting.Hotspot`."""
-        return cls(
-            geometry=_geojson_geometry(hs.geometry),
-            centre_level0=tuple(hs.centre_level0),
-            window=hs.window,
-            half_sizes_level0=tuple(hs.half_sizes_level0),
-            count=hs.count,
-            area_mm2=hs.area_mm2,
-            per_mm2=hs.per_mm2,
-            tissue_fraction=hs.tissue_fraction,
-            grid_cell_um=hs.grid_cell_um,
-            field_diameter_mm=hs.score.field_diameter_mm,
-            score=hs.score,
-        )
-
-    def shapely_geometry(self):
-        """The window as a shapely Polygon (level-0)."""
-        return shape(self.geometry)
-
-
-@dataclass(frozen=True)
 class AssetInfo:
     """Files beside the summary that the PNG report is drawn from (names relative).
 
@@ -251,18 +155,11 @@ class SlideSummary:
     reason: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     threshold: float | None = None
-    hotspot_settings: HotspotSettings = field(default_factory=HotspotSettings)
-    detections: int | None = None
-    in_tissue: int | None = None
+    counts: SlideCounts | None = None
     geojson: str | None = None
     geojson_copies: list[str] = field(default_factory=list)
-    tissue_area_mm2: float | None = None
-    tissue_per_mm2: float | None = None
     tissue_mask: str | None = None
     tissue_downsample: float | None = None
-    regions: list[RegionInfo] = field(default_factory=list)
-    classes: list[RegionInfo] = field(default_factory=list)
-    hotspot: HotspotInfo | None = None
     assets: AssetInfo = field(default_factory=AssetInfo)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -283,27 +180,55 @@ class SlideSummary:
 
     def with_counts(self, counts: SlideCounts) -> SlideSummary:
         """A copy holding ``counts`` (detections, tissue, regions, classes, hotspot)."""
-        return replace(
-            self,
-            hotspot_settings=counts.settings,
-            detections=counts.detections,
-            in_tissue=counts.in_tissue,
-            tissue_area_mm2=counts.tissue_area_mm2,
-            tissue_per_mm2=counts.per_mm2,
-            regions=[RegionInfo.from_count(r) for r in counts.regions],
-            classes=[RegionInfo.from_count(c, with_geometry=False) for c in counts.classes],
-            hotspot=None if counts.hotspot is None else HotspotInfo.from_hotspot(counts.hotspot),
-        )
+        return replace(self, counts=counts)
+
+    # -------------------------------------------------- what the counts say (None: not counted)
+
+    @property
+    def hotspot_settings(self) -> HotspotSettings:
+        """The counting-window settings the slide was counted with (defaults if not counted)."""
+        return HotspotSettings() if self.counts is None else self.counts.settings
+
+    @property
+    def detections(self) -> int | None:
+        """All detections of the slide."""
+        return None if self.counts is None else self.counts.detections
+
+    @property
+    def in_tissue(self) -> int | None:
+        """Detections in tissue."""
+        return None if self.counts is None else self.counts.in_tissue
+
+    @property
+    def tissue_area_mm2(self) -> float | None:
+        """Tissue area (mm²)."""
+        return None if self.counts is None else self.counts.tissue_area_mm2
+
+    @property
+    def tissue_per_mm2(self) -> float | None:
+        """Detections in tissue per mm² of tissue."""
+        return None if self.counts is None else self.counts.per_mm2
+
+    @property
+    def regions(self) -> list[RegionCount]:
+        """One count per region (pathologist's area annotation)."""
+        return [] if self.counts is None else list(self.counts.regions)
+
+    @property
+    def classes(self) -> list[RegionCount]:
+        """One count per region class (geometry None once read back)."""
+        return [] if self.counts is None else list(self.counts.classes)
+
+    @property
+    def hotspot(self) -> Hotspot | None:
+        """The hotspot, if one was found."""
+        return None if self.counts is None else self.counts.hotspot
 
     # ------------------------------------------------------------------ JSON
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON-able form (see the module docstring)."""
-        hs = None
-        if self.hotspot is not None:
-            hs = asdict(self.hotspot)
-            hs["score"] = self.hotspot.score.to_dict()
-            hs["tissue_fraction"] = _finite_or_none(hs["tissue_fraction"])
+        c = None if self.counts is None else self.counts.to_dict()
         return {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -318,20 +243,20 @@ class SlideSummary:
                 "description": self.hotspot_settings.describe(),
             },
             "detections": {
-                "count": self.detections,
-                "in_tissue": self.in_tissue,
+                "count": None if c is None else c["detections"],
+                "in_tissue": None if c is None else c["in_tissue"],
                 "geojson": self.geojson,
                 "copies": list(self.geojson_copies),
             },
             "tissue": {
-                "area_mm2": self.tissue_area_mm2,
-                "per_mm2": _finite_or_none(self.tissue_per_mm2),
+                "area_mm2": None if c is None else c["tissue_area_mm2"],
+                "per_mm2": None if c is None else c["per_mm2"],
                 "mask": self.tissue_mask,
                 "downsample": self.tissue_downsample,
             },
-            "regions": [_region_dict(r) for r in self.regions],
-            "classes": [_region_dict(c) for c in self.classes],
-            "hotspot": hs,
+            "regions": [] if c is None else c["regions"],
+            "classes": [] if c is None else c["classes"],
+            "hotspot": None if c is None else c["hotspot"],
             "assets": asdict(self.assets),
             "timings": dict(self.timings),
         }
@@ -355,14 +280,6 @@ class SlideSummary:
             s["dimensions"] = tuple(int(v) for v in s["dimensions"])
         settings = data.get("settings") or {}
         det, tis = data.get("detections") or {}, data.get("tissue") or {}
-        hs = data.get("hotspot")
-        hotspot = None
-        if hs is not None:
-            hs = dict(hs)
-            hs["score"] = MitoticScore.from_dict(hs["score"])
-            hs["centre_level0"] = tuple(hs["centre_level0"])
-            hs["half_sizes_level0"] = tuple(hs["half_sizes_level0"])
-            hotspot = HotspotInfo(**hs)
         return cls(
             slide=SlideInfo(**s),
             model=ModelInfo(**(data.get("model") or {})),
@@ -370,18 +287,13 @@ class SlideSummary:
             reason=data.get("reason"),
             provenance=dict(data.get("provenance") or {}),
             threshold=settings.get("threshold"),
-            hotspot_settings=HotspotSettings.from_dict(settings.get("hotspot") or {}),
-            detections=det.get("count"),
-            in_tissue=det.get("in_tissue"),
+            counts=_counts_from_dict(
+                data, HotspotSettings.from_dict(settings.get("hotspot") or {})
+            ),
             geojson=det.get("geojson"),
             geojson_copies=[str(c) for c in det.get("copies") or []],
-            tissue_area_mm2=tis.get("area_mm2"),
-            tissue_per_mm2=tis.get("per_mm2"),
             tissue_mask=tis.get("mask"),
             tissue_downsample=tis.get("downsample"),
-            regions=[RegionInfo(**r) for r in data.get("regions") or []],
-            classes=[RegionInfo(**r) for r in data.get("classes") or []],
-            hotspot=hotspot,
             assets=AssetInfo(**(data.get("assets") or {})),
             timings={k: float(v) for k, v in (data.get("timings") or {}).items()},
         )
@@ -412,10 +324,22 @@ class SlideSummary:
         )
 
 
-def _region_dict(r: RegionInfo) -> dict[str, Any]:
-    d = asdict(r)
-    d["per_mm2"] = _finite_or_none(d["per_mm2"])
-    return d
+def _counts_from_dict(data: dict[str, Any], settings: HotspotSettings) -> SlideCounts | None:
+    """The :class:`SlideCounts` of a summary's JSON (None for a slide that was not counted)."""
+    det, tis = data.get("detections") or {}, data.get("tissue") or {}
+    if det.get("count") is None:
+        return None
+    hs = data.get("hotspot")
+    return SlideCounts(
+        detections=int(det["count"]),
+        in_tissue=int(det.get("in_tissue") or 0),
+        tissue_area_mm2=tis.get("area_mm2"),
+        per_mm2=tis.get("per_mm2"),
+        regions=[RegionCount.from_dict(r) for r in data.get("regions") or []],
+        classes=[RegionCount.from_dict(c) for c in data.get("classes") or []],
+        hotspot=None if hs is None else Hotspot.from_dict(hs, settings=settings),
+        settings=settings,
+    )
 
 
 def build_summary(
@@ -447,8 +371,6 @@ def build_summary(
     timings : dict, optional
         ``{"<step>_s": seconds}``.
     """
-    from wsdal_wsi.report.layout import slide_files
-
     files = slide_files(".", slide.key)
     base = SlideSummary(
         slide=slide,

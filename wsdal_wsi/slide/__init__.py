@@ -15,11 +15,18 @@ faster); either way the same resampling puts every read on one global lattice.
 """
 
 from wsdal_wsi.slide.reader import Slide, open_slide
-from wsdal_wsi.slide.resolution import MPP_FROM_PROPERTIES, MPP_FROM_TIFF_TAGS, MPP_FROM_USER
+from wsdal_wsi.slide.resolution import (
+    MPP_FROM_PROJECT,
+    MPP_FROM_PROPERTIES,
+    MPP_FROM_TIFF_TAGS,
+    MPP_FROM_USER,
+    resolve_mpp,
+)
 from wsdal_wsi.slide.tiles import Tile, tile_grid
 from wsdal_wsi.slide.tissue import TissueMask, tissue_mask
 
 __all__ = [
+    "MPP_FROM_PROJECT",
     "MPP_FROM_PROPERTIES",
     "MPP_FROM_TIFF_TAGS",
     "MPP_FROM_USER",
@@ -27,6 +34,7 @@ __all__ = [
     "Tile",
     "TissueMask",
     "open_slide",
+    "resolve_mpp",
     "tile_grid",
     "tissue_mask",
 ]

@@ -10,6 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import tifffile
+
 from wsdal_wsi.errors import SlideError
 from wsdal_wsi.slide.resolution import is_tiff_file, quiet_tifffile
 
@@ -62,8 +65,6 @@ def find_tiff_damage(path: Path, *, truncation_only: bool = False) -> str | None
         A one-line reason (for example ``"truncated: the image data of TIFF page
         2 ends at byte 1200000 but the file has 800000 bytes"``), or ``None``.
     """
-    import numpy as np
-    import tifffile
 
     size = path.stat().st_size
     try:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from wsdal_wsi.slide._pixels import read_level_rgb
 from wsdal_wsi.slide.resolution import is_tiff_file, quiet_tifffile
@@ -108,7 +109,6 @@ class JpegTileReader:
         """
         if not is_tiff_file(path):
             return None
-        import tifffile
 
         try:
             with quiet_tifffile():

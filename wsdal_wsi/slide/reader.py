@@ -14,7 +14,6 @@ Example
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -32,23 +31,25 @@ from wsdal_wsi.slide._pixels import openslide_failed, read_level_rgb, resample_r
 from wsdal_wsi.slide.resolution import (
     MPP_FROM_PROPERTIES,
     MPP_FROM_TIFF_TAGS,
-    MPP_FROM_USER,
     is_tiff_file,
     mpp_from_properties,
     mpp_from_tiff_tags,
+    resolve_mpp,
 )
 from wsdal_wsi.units import DEFAULT_TARGET_MPP, check_mpp
 
 __all__ = ["Slide", "open_slide"]
-
-log = logging.getLogger(__name__)
 
 #: Largest single OpenSlide read (level px); bigger requests are read in chunks.
 _MAX_READ_PX = 4096 * 4096
 
 
 def open_slide(
-    path: str | os.PathLike[str], *, mpp: float | None = None, fast_tiles: bool = True
+    path: str | os.PathLike[str],
+    *,
+    mpp: float | None = None,
+    project_mpp: float | None = None,
+    fast_tiles: bool = True,
 ) -> Slide:
     """Open a whole-slide image.
 
@@ -61,6 +62,9 @@ def open_slide(
         Resolution in µm/px given by the user (``--mpp``), used only when the
         slide records none (a different value is ignored with a warning): a
         batch-wide ``--mpp`` never rescales slides that know their own.
+    project_mpp : float, optional
+        The pixel size set in QuPath for this image: used when the slide records
+        none, before ``mpp`` (:func:`~wsdal_wsi.slide.resolution.resolve_mpp`).
     fast_tiles : bool
         For slides whose every level is a JPEG-tiled TIFF page (generic TIFF,
         Aperio SVS with JPEG tiles), read the raw tiles and decode them directly,
@@ -83,6 +87,8 @@ def open_slide(
     import openslide
 
     user_mpp = check_mpp(mpp, what="--mpp") if mpp is not None else None
+    if project_mpp is not None:
+        project_mpp = check_mpp(project_mpp, what="the QuPath pixel size")
     path = Path(path).expanduser()
     _diagnose.check_slide_file(path)
     try:
@@ -110,7 +116,9 @@ def open_slide(
                 osr.close()
                 osr = openslide.OpenSlide(str(path))
         try:
-            return Slide(osr, path, user_mpp=user_mpp, tiff=tiff, tiles=tiles)
+            return Slide(
+                osr, path, user_mpp=user_mpp, project_mpp=project_mpp, tiff=tiff, tiles=tiles
+            )
         except BaseException:
             if tiles is not None:
                 tiles.close()
@@ -120,8 +128,10 @@ def open_slide(
         raise
 
 
-def _reopen(path: Path, user_mpp: float | None, fast_tiles: bool = True) -> Slide:
-    return open_slide(path, mpp=user_mpp, fast_tiles=fast_tiles)
+def _reopen(
+    path: Path, user_mpp: float | None, fast_tiles: bool = True, project_mpp: float | None = None
+) -> Slide:
+    return open_slide(path, mpp=user_mpp, project_mpp=project_mpp, fast_tiles=fast_tiles)
 
 
 class Slide:
@@ -167,6 +177,7 @@ class Slide:
         path: Path,
         *,
         user_mpp: float | None,
+        project_mpp: float | None = None,
         tiff: bool,
         tiles: JpegTileReader | None = None,
     ) -> None:
@@ -196,20 +207,16 @@ class Slide:
             file_source = MPP_FROM_TIFF_TAGS if file_mpp is not None else None
         self.file_mpp: float | None = file_mpp
         self._user_mpp = user_mpp
-        if file_mpp is not None:
-            if user_mpp is not None and abs(user_mpp - file_mpp) > 0.02 * file_mpp:
-                log.warning(
-                    "%s: --mpp %.4g not used: the slide records its own resolution %.4g µm/px (%s)",
-                    path,
-                    user_mpp,
-                    file_mpp,
-                    file_source,
-                )
-            self.mpp: float | None = file_mpp
-            self.mpp_source: str | None = file_source
-        else:
-            self.mpp = user_mpp
-            self.mpp_source = MPP_FROM_USER if user_mpp is not None else None
+        self._project_mpp = project_mpp
+        self.mpp: float | None
+        self.mpp_source: str | None
+        self.mpp, self.mpp_source = resolve_mpp(
+            file_mpp=file_mpp,
+            file_source=file_source,
+            project_mpp=project_mpp,
+            user_mpp=user_mpp,
+            where=str(path),
+        )
 
         self._closed = False
         self._active_reads = 0
@@ -478,7 +485,10 @@ class Slide:
         self.close()
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_reopen, (self.path, self._user_mpp, self._tiles is not None))
+        return (
+            _reopen,
+            (self.path, self._user_mpp, self._tiles is not None, self._project_mpp),
+        )
 
     def __repr__(self) -> str:
         mpp = f"{self.mpp:.4g} µm/px ({self.mpp_source})" if self.mpp else "unknown µm/px"

@@ -1,11 +1,12 @@
 """Where a slide's resolution (µm/px) comes from.
 
-Three sources, in order: the slide's own properties as OpenSlide reports them
-(``openslide.mpp-x`` / ``openslide.mpp-y``), else the TIFF resolution tags of
-level 0 (``XResolution`` / ``YResolution`` with ``ResolutionUnit`` centimetre or
-inch, read with tifffile for TIFF-family files), else the value the user gives
-(``--mpp``), else nothing. ``--mpp`` never replaces a resolution the slide
-records (a batch-wide value must not rescale the slides that know their own; a
+Four sources, in order (:func:`resolve_mpp`, the one place this order is decided):
+the slide's own properties as OpenSlide reports them (``openslide.mpp-x`` /
+``openslide.mpp-y``), else the TIFF resolution tags of level 0 (``XResolution`` /
+``YResolution`` with ``ResolutionUnit`` centimetre or inch, read with tifffile for
+TIFF-family files), else the pixel size set in QuPath for the image (projects), else
+the value the user gives (``--mpp``), else nothing. Neither fallback ever replaces a
+resolution the slide records (a batch-wide value must not rescale the slides that know their own; a
 different value is ignored with a warning). There is never a silent default: a
 slide without a resolution has ``mpp = None`` and the commands that need one
 refuse it (:meth:`wsdal_wsi.slide.Slide.require_mpp`).
@@ -19,7 +20,10 @@ import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import tifffile
+
 __all__ = [
+    "MPP_FROM_PROJECT",
     "MPP_FROM_PROPERTIES",
     "MPP_FROM_TIFF_TAGS",
     "MPP_FROM_USER",
@@ -27,6 +31,7 @@ __all__ = [
     "mpp_from_properties",
     "mpp_from_tiff_tags",
     "quiet_tifffile",
+    "resolve_mpp",
 ]
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,7 @@ log = logging.getLogger(__name__)
 MPP_FROM_PROPERTIES = "slide properties"
 MPP_FROM_TIFF_TAGS = "TIFF resolution tags"
 MPP_FROM_USER = "user (--mpp)"
+MPP_FROM_PROJECT = "QuPath project (pixel size in project.qpproj)"
 
 #: Resolutions (µm/px) outside this range are not microscope scans: 72 or 96 dpi
 #: written by an image editor by default is 353 or 265 µm/px.
@@ -154,7 +160,6 @@ def mpp_from_tiff_tags(path: Path) -> float | None:
     """
     if not is_tiff_file(path):
         return None
-    import tifffile
 
     try:
         with quiet_tifffile(), tifffile.TiffFile(path) as tif:
@@ -177,3 +182,42 @@ def mpp_from_tiff_tags(path: Path) -> float | None:
         where=str(path),
     )
     return _plausible(mpp, where=str(path), what="the TIFF resolution tags")
+
+
+def resolve_mpp(
+    *,
+    file_mpp: float | None,
+    file_source: str | None,
+    project_mpp: float | None = None,
+    user_mpp: float | None = None,
+    where: str = "",
+) -> tuple[float | None, str | None]:
+    """The resolution to use for a slide, and where it comes from.
+
+    The slide's own (``file_mpp``: properties or TIFF tags), else the pixel size
+    set in QuPath (``project_mpp``), else ``--mpp`` (``user_mpp``), else none.
+    A fallback that differs from the slide's own by more than 2 % is not used,
+    with a warning naming the slide (``where``).
+
+    Returns
+    -------
+    (float or None, str or None)
+        µm/px and its source (one of the ``MPP_FROM_*`` labels).
+    """
+    if file_mpp is not None:
+        for value, label in ((project_mpp, "QuPath's pixel size"), (user_mpp, "--mpp")):
+            if value is not None and abs(value - file_mpp) > 0.02 * file_mpp:
+                log.warning(
+                    "%s: %s %.4g not used: the slide records its own resolution %.4g µm/px (%s)",
+                    where,
+                    label,
+                    value,
+                    file_mpp,
+                    file_source,
+                )
+        return file_mpp, file_source
+    if project_mpp is not None:
+        return project_mpp, MPP_FROM_PROJECT
+    if user_mpp is not None:
+        return user_mpp, MPP_FROM_USER
+    return None, None

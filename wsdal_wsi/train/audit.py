@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.geojson_write import point_feature, write_features
+from wsdal_wsi.qupath.model import PROBABILITY_MEASUREMENT, tool_name
 from wsdal_wsi.train.common import StageDir, write_table
 from wsdal_wsi.train.store import PatchStore
 
@@ -138,8 +140,6 @@ def write_audit(
     run_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the review objects per training image; return the audit's statistics."""
-    from wsdal_wsi.qupath.geojson_write import point_feature, write_features
-    from wsdal_wsi.qupath.model import PROBABILITY_MEASUREMENT, tool_name
 
     stage = StageDir(out_dir)
     if (done := stage.done) is not None:

@@ -14,7 +14,6 @@ Outputs in the stage folder: ``metrics.csv``, ``weights.pt``, ``done.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,41 +21,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsdal_wsi.model.nets import ProjNet
 from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import to_input
-from wsdal_wsi.train.nets import ProjNet
+from wsdal_wsi.train.presets import CESettings
 
 __all__ = ["CESettings", "train_ce"]
-
-
-@dataclass(frozen=True)
-class CESettings:
-    """Settings of plain cross-entropy training.
-
-    Attributes
-    ----------
-    epochs, batch_size : int
-    lr, weight_decay : float
-    views : int
-        Augmented views per sample and step (2, as CSDGL).
-    strong : bool
-        Strong augmentation (as CSDGL) rather than weak.
-    input_px : int
-        Side the network sees (as CSDGL).
-    proj_dim : int
-        Projection size (unused by the loss; keeps the architecture identical).
-    """
-
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    views: int = 2
-    strong: bool = True
-    input_px: int = 80
-    proj_dim: int = 128
 
 
 def train_ce(

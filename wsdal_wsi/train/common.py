@@ -24,6 +24,8 @@ from torch import Tensor, nn
 
 from wsdal_wsi.atomic import atomic_open, atomic_path, write_json_atomic
 from wsdal_wsi.errors import TrainingError
+from wsdal_wsi.model.device import prepare_model
+from wsdal_wsi.model.nets import load_trunk_weights
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import utc_now_iso
 from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, matched_shifts
@@ -32,10 +34,8 @@ from wsdal_wsi.train.engine import (
     LossFn,
     make_optimizer,
     make_scheduler,
-    prepare_model,
     train_one_epoch,
 )
-from wsdal_wsi.train.nets import load_trunk_weights
 from wsdal_wsi.train.store import PatchStore
 
 __all__ = ["SampleSet", "StageContext", "StageDir", "fit", "read_table", "write_table"]

@@ -1,6 +1,6 @@
 """Stage 4, Class-Stratified Difficulty-Guided Learning (CSDGL): the final model.
 
-A :class:`~wsdal_wsi.train.nets.ProjNet` (ResNet-18 trunk, linear classifier,
+A :class:`~wsdal_wsi.model.nets.ProjNet` (ResNet-18 trunk, linear classifier,
 MLP projection head) is trained on the DLE-kept samples with class-balanced
 sampling, two strongly augmented views per sample, and
 
@@ -21,7 +21,6 @@ Outputs in ``RUN/csdgl/``: ``metrics.csv``, ``weights.pt``, ``done.json``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,54 +28,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsdal_wsi.model.nets import ProjNet
 from wsdal_wsi.train.augment import STRONG, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import predict, to_input
-from wsdal_wsi.train.nets import ProjNet
+from wsdal_wsi.train.presets import CSDGLSettings
 
 __all__ = ["CSDGLSettings", "cosine_kmeans", "run_csdgl", "sbcl_loss", "subclass_temperatures"]
-
-
-@dataclass(frozen=True)
-class CSDGLSettings:
-    """Settings of the CSDGL stage.
-
-    Attributes
-    ----------
-    epochs, batch_size : int
-    lr, weight_decay : float
-    tau : float
-        Temperature of the subclass term and mean of the subclass temperatures (0.1).
-    beta : float
-        Weight of the class term inside SBCL.
-    weight : float
-        Weight of SBCL against the cross-entropy.
-    recluster_every : int
-        Re-cluster the subclasses every this many epochs (10; 0: never).
-    k : int
-        Clusters per class when re-clustering (4).
-    input_px : int
-        Side the network sees; the 80 px patch is resized to it when larger
-        (upstream: 224; ours: 80, no resize).
-    proj_dim : int
-        Projection size.
-    percentiles : tuple of float
-        Clip range of the subclass spreads.
-    """
-
-    epochs: int = 100
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    tau: float = 0.1
-    beta: float = 0.5
-    weight: float = 0.5
-    recluster_every: int = 10
-    k: int = 4
-    input_px: int = 80
-    proj_dim: int = 128
-    percentiles: tuple[float, float] = (20.0, 80.0)
 
 
 def sbcl_loss(

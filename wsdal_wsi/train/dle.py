@@ -30,45 +30,22 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.mixture import GaussianMixture
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 
 from wsdal_wsi.train.common import SampleSet, StageDir, read_table, write_table
 from wsdal_wsi.train.dmu_outcomes import dmu_removed
+from wsdal_wsi.train.presets import DLESettings
 
 __all__ = ["DLESettings", "assign_levels", "read_levels", "run_dle", "validate_levels"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class DLESettings:
-    """Settings of the DLE stage.
-
-    Attributes
-    ----------
-    levels : int
-        Difficulty levels of the hard samples (3).
-    draws : int
-        Repeated 2-fold splits of the validation classifier.
-    min_fraction : float
-        A hard sample is kept if predicted as its own level in at least this
-        fraction of its draws (0.5).
-    min_hard : int
-        Below this many hard samples in a class, its hard samples all get the
-        middle level and are kept without validation (too few to cluster).
-    keep_negative_clicks : bool
-        Never remove a negative-class click (see the module docstring).
-    """
-
-    levels: int = 3
-    draws: int = 10
-    min_fraction: float = 0.5
-    min_hard: int = 12
-    keep_negative_clicks: bool = True
 
 
 def assign_levels(x: np.ndarray, *, levels: int = 3, seed: int = 0) -> np.ndarray:
@@ -80,8 +57,6 @@ def assign_levels(x: np.ndarray, *, levels: int = 3, seed: int = 0) -> np.ndarra
         0 = hardest (largest component mean of forget_rate + scd_rate) ... levels-1.
         Components left empty are dropped, so fewer levels may be used.
     """
-    from sklearn.mixture import GaussianMixture
-
     n = len(x)
     k = min(levels, n)
     if k <= 1:
@@ -120,9 +95,6 @@ def validate_levels(
         Hits in ``[0, draws]``. Samples of a level with fewer than 2 members cannot
         be cross-validated and get 0 hits.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold
-    from sklearn.preprocessing import StandardScaler
 
     n = len(level)
     hits = np.zeros(n, np.int64)

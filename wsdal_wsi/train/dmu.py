@@ -1,6 +1,6 @@
 """Stage 2, Dynamic Memory Units (DMU): which labels are clean, hard or noisy.
 
-A :class:`~wsdal_wsi.train.nets.DualViewNet` sees every sample of the NS set once
+A :class:`~wsdal_wsi.model.nets.DualViewNet` sees every sample of the NS set once
 per epoch, a weakly augmented view in one trunk and a strongly augmented view in
 the other; loss = 0.25 CE(weak) + 0.25 CE(strong) + 0.5 CE(fused). Every sample is
 seen once per epoch (no class-balanced sampling: the memory needs every sample
@@ -42,7 +42,6 @@ Outputs in ``RUN/dmu/``: ``table.csv`` (per sample), ``features.npy``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,12 +49,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsdal_wsi.model.nets import DualViewNet
 from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table, write_table
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.dmu_outcomes import forget_rate, grouped_outcomes, scd_rates
 from wsdal_wsi.train.engine import predict, to_input
-from wsdal_wsi.train.nets import DualViewNet
+from wsdal_wsi.train.presets import DMUSettings
 
 __all__ = [
     "DMUMemory",
@@ -66,58 +66,6 @@ __all__ = [
 ]
 
 OUTCOMES = ("clean", "hard", "noisy")
-
-
-@dataclass(frozen=True)
-class DMUSettings:
-    """Settings of the DMU stage.
-
-    Attributes
-    ----------
-    epochs : int
-        Training epochs (upstream: 100).
-    warmup_epochs : int
-        Epochs before the clean / hard / noisy counting starts (upstream: 5).
-    batch_size : int
-        (upstream: 512)
-    lr, weight_decay : float
-    ema : float
-        Momentum of the per-sample thresholds (0.99).
-    noisy_min_fraction, clean_min_fraction : float
-        Outcome rule (see the module docstring).
-    class_weighted : bool
-        Weight the cross-entropy by inverse class frequency (of the memory units).
-        Off by default (plain CE, as the method says): the weights multiply the pull
-        of every (rarer) mitosis label, so wrong mitosis clicks on look-alikes get
-        fitted and correct negative-class clicks on look-alikes then look wrong.
-    group_jitter : bool
-        One memory unit per click: a click and its jittered copies are one sample,
-        seen each epoch in one randomly chosen copy (jitter as augmentation). Off by
-        default: every copy is its own sample, as upstream stored them.
-    group_outcome : bool
-        Decide the outcome once per annotation: a click and its jittered copies
-        share the outcome of their summed status counts (on by default; off: each
-        copy gets its own outcome and a click may be half removed).
-
-    Notes
-    -----
-    The two switches were compared on the ``demo`` accuracy benchmark's training
-    slides against the injected noise (all annotations, flag precision / recall):
-    plain CE with separate copies 0.58 / 0.32; class-weighted 0.37 / 0.25;
-    grouped 0.19 / 0.23; grouped and weighted 0.22 / 0.25.
-    """
-
-    epochs: int = 100
-    warmup_epochs: int = 5
-    batch_size: int = 512
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    ema: float = 0.99
-    noisy_min_fraction: float = 0.5
-    clean_min_fraction: float = 0.5
-    class_weighted: bool = False
-    group_jitter: bool = False
-    group_outcome: bool = True
 
 
 class DMUMemory:

@@ -10,7 +10,6 @@ left as it was).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -18,61 +17,25 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
-from wsdal_wsi.errors import ConfigError, TrainingError
+from wsdal_wsi.errors import TrainingError
+from wsdal_wsi.model.device import autocast
 from wsdal_wsi.progress import ProgressTask
 from wsdal_wsi.train.augment import center_crop, normalise
 from wsdal_wsi.train.data import Batch, PatchBatches
 
 __all__ = [
-    "autocast",
     "evaluate",
     "make_optimizer",
     "make_scheduler",
     "predict",
-    "prepare_model",
-    "resolve_device",
     "to_input",
     "train_one_epoch",
 ]
 
 LossFn = Callable[[nn.Module, Batch], tuple[Tensor, dict[str, Tensor]]]
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` (CUDA when available, else CPU), ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
-
-    Raises
-    ------
-    ConfigError
-        ``cuda`` was asked for and is not available, or the name is unknown.
-    """
-    name = (name or "auto").lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available on this machine")
-        return torch.device(name)
-    if name == "cpu":
-        return torch.device("cpu")
-    raise ConfigError(f"--device must be auto, cuda or cpu, got {name!r}")
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on the CPU."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
-    """Move ``model`` to ``device`` (channels-last on CUDA)."""
-    model.to(device)
-    if device.type == "cuda":
-        model.to(memory_format=torch.channels_last)
-    return model
 
 
 def to_input(x01: Tensor, *, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
@@ -240,8 +203,6 @@ def evaluate(
         ``{"n", "n_positive", "accuracy", "auc", "loss"}`` (``auc`` is None when
         only one class is present).
     """
-    from sklearn.metrics import roc_auc_score
-
     p = predict(model, batches, device, fn=p_mitosis, patch_px=patch_px, mean=mean, std=std)
     y = batches.labels_np
     eps = 1e-7

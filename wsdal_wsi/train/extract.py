@@ -4,7 +4,7 @@ Per usable image of the source (:func:`wsdal_wsi.qupath.open_source`):
 
 1. the **annotated area**: the union of its region annotations (classes
    ``Region*``) when it has any, else its tissue mask; ignored areas are cut out;
-2. **candidates** (:func:`wsdal_wsi.candidates.detect_candidates`) on a tile grid
+2. **candidates** (:func:`wsdal_wsi.detect.candidates.detect_candidates`) on a tile grid
    over that area, at the target resolution, batched on ``device``; those inside
    the area are kept (a seeded random subset of ``max_candidates_per_image``
    beyond it in training images; validation images, where the threshold is
@@ -48,11 +48,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 import torch
+from scipy.spatial import cKDTree
+from shapely.geometry import box
+from shapely.ops import unary_union
 
-from wsdal_wsi.errors import TrainingError, WsdalError
+from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates
+from wsdal_wsi.errors import ConfigError, TrainingError, WsdalError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress, ProgressTask
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath import ClassSettings, open_source
+from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
 from wsdal_wsi.train.presets import ExtractSettings
 from wsdal_wsi.train.store import PatchStore, StoreWriter
 from wsdal_wsi.units import um_to_px
@@ -71,8 +78,6 @@ def split_by_slide(keys: Sequence[str], *, val_fraction: float, seed: int) -> di
     keys = sorted(keys)
     n = len(keys)
     if not 0.0 <= val_fraction < 1.0:
-        from wsdal_wsi.errors import ConfigError
-
         raise ConfigError(f"--val-fraction must be in [0, 1), got {val_fraction}")
     n_val = round(val_fraction * n)
     if val_fraction > 0 and n >= 2:
@@ -86,8 +91,6 @@ def split_by_slide(keys: Sequence[str], *, val_fraction: float, seed: int) -> di
 
 def _area_test(areas: list[Any], ignored: list[Any]):
     """A vectorised point-in-area test ``(N, 2) -> (N,) bool`` of polygons minus holes."""
-    import shapely
-    from shapely.ops import unary_union
 
     inside = unary_union([a.geometry for a in areas]) if areas else None
     out = unary_union([a.geometry for a in ignored]) if ignored else None
@@ -114,8 +117,6 @@ def _find_candidates(
     task: ProgressTask,
 ) -> np.ndarray:
     """Level-0 ``(N, 2)`` candidates in the cores of ``tiles``."""
-    from wsdal_wsi.candidates import detect_candidates
-
     found: list[np.ndarray] = []
 
     def read(tile: Any) -> np.ndarray:
@@ -225,11 +226,6 @@ def extract_store(
     TrainingError
         No usable image, or no positive click in any training image.
     """
-    from scipy.spatial import cKDTree
-
-    from wsdal_wsi.candidates import CandidateParams
-    from wsdal_wsi.qupath import ClassSettings, open_source
-    from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
 
     progress = progress or NULL_PROGRESS
     params = candidate_params if candidate_params is not None else CandidateParams()
@@ -340,8 +336,6 @@ def _extract_image(
         ignored = list(ann.areas_with_role("ignored", classes))
         in_area, region_geom = _area_test(regions, ignored)
         if regions:
-            from shapely.geometry import box
-
             tiles = [
                 tl
                 for tl in tile_grid(slide, target_mpp=t, tile_size_px=_TILE_PX, margin_px=margin_px)

@@ -1,6 +1,6 @@
 """Stage 1, Negative Sample Search (NS).
 
-A first classifier (:class:`~wsdal_wsi.train.nets.CamNet`: ResNet-18 trunk,
+A first classifier (:class:`~wsdal_wsi.model.nets.CamNet`: ResNet-18 trunk,
 class-activation head, max-pooled logit) is trained with cross-entropy and
 class-balanced sampling on the positives (clicks and their jittered copies),
 the negative-class clicks and random negatives (candidates clear of every
@@ -19,7 +19,6 @@ Outputs in ``RUN/ns/``: ``metrics.csv``, ``weights.pt``, ``candidate_scores.csv`
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,45 +26,17 @@ import numpy as np
 import torch
 
 from wsdal_wsi.errors import TrainingError
+from wsdal_wsi.model.nets import CamNet
 from wsdal_wsi.train.augment import WEAK, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, write_table
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import p_mitosis, predict, to_input
-from wsdal_wsi.train.nets import CamNet
+from wsdal_wsi.train.presets import NSSettings
 from wsdal_wsi.train.store import PatchStore
 
 __all__ = ["NSSettings", "initial_training_set", "run_ns", "score_rows", "weighted_ce"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class NSSettings:
-    """Settings of the NS stage.
-
-    Attributes
-    ----------
-    epochs : int
-        Training epochs of the first classifier (upstream: 25).
-    batch_size : int
-    lr : float
-        AdamW learning rate (upstream Adam 1e-4).
-    weight_decay : float
-    neg_per_pos : float
-        Random negatives per positive patch, per image (upstream: 1).
-    mine_threshold : float
-        Candidates scoring above this are mined (upstream: 0.5).
-    mined_cap : float
-        At most this many mined negatives per positive patch (0: none mined).
-    """
-
-    epochs: int = 25
-    batch_size: int = 256
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    neg_per_pos: float = 1.0
-    mine_threshold: float = 0.5
-    mined_cap: float = 3.0
 
 
 def initial_training_set(

@@ -18,6 +18,7 @@ settings differ.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,9 @@ import torchvision
 from wsdal_wsi import __version__
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError, TrainingError
-from wsdal_wsi.model_file import ModelSpec, save_model
+from wsdal_wsi.model.device import resolve_device
+from wsdal_wsi.model.file import ModelSpec, save_model
+from wsdal_wsi.model.nets import find_imagenet_weights
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.train.audit import write_audit
@@ -39,11 +42,17 @@ from wsdal_wsi.train.csdgl import run_csdgl
 from wsdal_wsi.train.dle import kept_samples, run_dle
 from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
 from wsdal_wsi.train.dmu_outcomes import dmu_removed
-from wsdal_wsi.train.engine import resolve_device
-from wsdal_wsi.train.nets import find_imagenet_weights
+from wsdal_wsi.train.extract import extract_store
 from wsdal_wsi.train.ns import initial_training_set, run_ns
 from wsdal_wsi.train.presets import Preset
-from wsdal_wsi.train.run_config import RunSettings, check_run_config, load_json, read_run_config
+from wsdal_wsi.train.settings import (
+    METHODS,
+    STAGES,
+    RunSettings,
+    check_run_config,
+    load_json,
+    read_run_config,
+)
 from wsdal_wsi.train.store import PatchStore
 from wsdal_wsi.train.threshold import choose_threshold, heldout_metrics
 
@@ -59,8 +68,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-METHODS = ("wsdal", "baseline")
-STAGES = ("ns", "dmu", "dle", "csdgl")
 ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 CLASS_NAMES = ("Non-mitosis", "Mitosis")
 
@@ -113,8 +120,6 @@ def train_from_store(
         stopped early.
     """
     out_dir = Path(out_dir)
-    if settings.method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
     if stop_after is not None and stop_after not in STAGES:
         raise ConfigError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
     check_run_config(out_dir, settings, resume=resume)
@@ -125,6 +130,8 @@ def train_from_store(
         )
     preset = settings.preset
     dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
     pre = _resolve_pretrained(settings.pretrained, preset.width)
     init = (
         f"ImageNet/pretrained weights from {pre}"
@@ -193,23 +200,11 @@ def train_run(
     dict
         The run summary (see :func:`train_from_store`).
     """
-    from wsdal_wsi.train.extract import extract_store
-
     out_dir = Path(out_dir)
     source = Path(source)
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
-    settings = RunSettings(
-        method=settings.method,
-        preset=settings.preset,
-        seed=settings.seed,
-        val_fraction=settings.val_fraction,
-        source=str(source.resolve()),
-        mpp=settings.mpp,
-        pretrained=settings.pretrained,
-    )
-    if settings.method not in METHODS:
-        raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {settings.method!r}")
+    settings = dataclasses.replace(settings, source=str(source.resolve()))
     check_run_config(out_dir, settings, resume=resume)
     root = out_dir / "store"
     if PatchStore.is_complete(root):

@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from wsdal_wsi.detect.candidates import merge_points
+from wsdal_wsi.evaluation import best_f1_threshold
 from wsdal_wsi.train.common import StageContext
 from wsdal_wsi.train.engine import evaluate
 from wsdal_wsi.train.ns import score_rows
@@ -55,8 +57,6 @@ def choose_threshold(
         ``{"threshold", "f1", "n_images", "n_candidates", "n_truth", "method"}``;
         ``f1`` is None and ``threshold`` 0.5 when there is no validation slide.
     """
-    from wsdal_wsi.candidates import merge_points
-    from wsdal_wsi.evaluation import best_f1_threshold
 
     store = ctx.store
     cand = store.select(split=split, source="candidate")

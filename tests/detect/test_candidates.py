@@ -1,4 +1,4 @@
-"""Tests of wsdal_wsi.candidates: haematoxylin OD, candidate detection, point merging."""
+"""Tests of wsdal_wsi.detect.candidates: haematoxylin OD, candidate detection, point merging."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsdal_wsi.candidates import (
+from wsdal_wsi.detect.candidates import (
     RUIFROK_EOSIN,
     RUIFROK_HAEMATOXYLIN,
     CandidateParams,
@@ -353,7 +353,7 @@ def test_recall_on_synthetic_slides(synth_dataset):
     """>= 98 % of the synthetic mitoses (every phase, hard ones included) get a candidate."""
     from scipy.spatial import cKDTree
 
-    from wsdal_wsi.evaluation_folders import read_mitosis_points
+    from wsdal_wsi.evaluation.folders import read_mitosis_points
     from wsdal_wsi.slide import open_slide
 
     hits = total = 0

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
-from wsdal_wsi.count_grid import build_grid, window_half_sizes_level0
 from wsdal_wsi.counting import (
     HotspotSettings,
     as_tissue,
     find_hotspot,
     hotspot_search,
 )
+from wsdal_wsi.counting.grid import build_grid, window_half_sizes_level0
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.units import mm2_to_px2
 
@@ -284,3 +284,18 @@ def test_settings_are_validated():
     s = HotspotSettings(window="rect", area_mm2=None, field_diameter_mm=0.59)
     assert HotspotSettings.from_dict(s.to_dict()) == s
     assert "10 HPF" in s.describe() and "0.59" in s.describe()
+
+
+def test_from_options_meanings():
+    s = HotspotSettings.from_options()
+    assert (s.mode, s.area_mm2, s.field_diameter_mm) == ("area", 2.0, 0.55)
+    s = HotspotSettings.from_options(hpf_diameter_mm=0.59)
+    assert (s.mode, s.field_diameter_mm) == ("hpf", 0.59)
+    s = HotspotSettings.from_options(window="rect", area_mm2=1.5, hpf_diameter_mm=0.5)
+    assert (s.mode, s.area_mm2, s.field_diameter_mm) == ("area", 1.5, 0.5)
+    assert s.window == "rect"
+    d = HotspotSettings()
+    s = HotspotSettings.from_options(min_tissue_fraction=0.25, grid_um=20)
+    assert (s.min_tissue_fraction, s.grid_um, s.window) == (0.25, 20.0, d.window)
+    with pytest.raises(ConfigError, match="minimum tissue fraction"):
+        HotspotSettings.from_options(min_tissue_fraction=1.5)

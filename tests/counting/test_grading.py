@@ -6,8 +6,7 @@ import math
 
 import pytest
 
-from wsdal_wsi.errors import ConfigError
-from wsdal_wsi.grading import (
+from wsdal_wsi.counting.grading import (
     SUPPORTED_FIELD_DIAMETERS_MM,
     MitoticScore,
     hpf_area_mm2,
@@ -16,6 +15,7 @@ from wsdal_wsi.grading import (
     score_window,
     ten_hpf_area_mm2,
 )
+from wsdal_wsi.errors import ConfigError
 
 # grading.md, typed in again by hand: (diameter, HPF area, score-1 max, score-3 min)
 TABLE = [

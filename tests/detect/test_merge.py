@@ -1,4 +1,4 @@
-"""Tests of wsdal_wsi.candidates_merge: greedy point merging (NumPy and torch)."""
+"""Tests of wsdal_wsi.detect.merge: greedy point merging (NumPy and torch)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from wsdal_wsi.candidates_merge import greedy_merge_torch, merge_points
+from wsdal_wsi.detect.merge import greedy_merge_torch, merge_points
 from wsdal_wsi.errors import ConfigError
 
 

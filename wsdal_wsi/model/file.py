@@ -31,6 +31,9 @@ from torch import Tensor, nn
 
 from wsdal_wsi.atomic import atomic_path
 from wsdal_wsi.errors import ConfigError, ModelFileError
+from wsdal_wsi.model.device import autocast, prepare_model
+from wsdal_wsi.model.nets import build_network
+from wsdal_wsi.units import check_probability
 
 __all__ = [
     "FORMAT_NAME",
@@ -55,7 +58,7 @@ class ModelSpec:
     Attributes
     ----------
     arch : str
-        Registry name of the network (:data:`wsdal_wsi.train.nets.ARCHITECTURES`).
+        Registry name of the network (:data:`wsdal_wsi.model.nets.ARCHITECTURES`).
     patch_size_px : int
         Side of the square patch the network takes, in pixels at ``target_mpp``.
     target_mpp : float
@@ -69,7 +72,7 @@ class ModelSpec:
         Names of the network's output classes, in order (``("Non-mitosis", "Mitosis")``).
     candidate_params : dict
         Candidate-detection settings used in training (JSON-able, µm units); inference
-        builds its :class:`wsdal_wsi.candidates.CandidateParams` from it.
+        builds its :class:`wsdal_wsi.detect.candidates.CandidateParams` from it.
     merge_radius_um : float
         Detections closer than this (µm) are one mitotic figure.
     provenance : dict
@@ -120,6 +123,16 @@ class ModelSpec:
             if name in kw:
                 kw[name] = tuple(kw[name])
         return cls(**kw)
+
+    def decision_threshold(self, override: float | None = None) -> float:
+        """The probability threshold a detection must reach: ``override``, else the model's own.
+
+        Raises
+        ------
+        ConfigError
+            ``override`` is not a probability in [0, 1].
+        """
+        return self.threshold if override is None else check_probability(override)
 
     def with_threshold(self, threshold: float) -> ModelSpec:
         """A copy with another decision threshold."""
@@ -219,7 +232,7 @@ class LoadedModel:
         out = []
         for start in range(0, n, step):
             x = self.normalise(patches[start : start + step])
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self._cuda):
+            with autocast(self.device):
                 logits = self.module(x)
             out.append(torch.softmax(logits.float(), dim=1)[:, 1])
         return torch.cat(out)
@@ -290,8 +303,6 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         wsdal-wsi model, from a newer format version, or its weights do not fit its
         architecture. The message names the file and the reason.
     """
-    from wsdal_wsi.train.nets import build_network
-
     path = Path(path)
     payload = _read_payload(path)
     spec = _spec_of(path, payload)
@@ -310,7 +321,5 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
             f"{path}: weights do not fit architecture {spec.arch!r} ({first})"
         ) from exc
     dev = torch.device(device)
-    module.eval().to(dev)
-    if dev.type == "cuda":
-        module.to(memory_format=torch.channels_last)
+    prepare_model(module.eval(), dev)
     return LoadedModel(spec=spec, module=module, device=dev, path=path)

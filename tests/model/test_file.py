@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from wsdal_wsi.errors import ConfigError, ModelFileError
-from wsdal_wsi.model_file import FORMAT_NAME, ModelSpec, load_model, read_spec, save_model
-from wsdal_wsi.train.nets import CamNet, ProjNet
+from wsdal_wsi.model.file import FORMAT_NAME, ModelSpec, load_model, read_spec, save_model
+from wsdal_wsi.model.nets import CamNet, ProjNet
 
 
 def _spec(**kw) -> ModelSpec:

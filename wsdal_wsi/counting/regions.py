@@ -52,38 +52,29 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon
+from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.ops import unary_union
 
-from wsdal_wsi.count_grid import TissueGrid, as_points, as_tissue
-from wsdal_wsi.errors import InputError
-from wsdal_wsi.hotspot import (
-    WINDOW_SHAPES,
+from wsdal_wsi.counting.grid import as_points, as_tissue
+from wsdal_wsi.counting.hotspot import (
     Hotspot,
-    HotspotSearch,
     HotspotSettings,
     find_hotspot,
-    hotspot_search,
+    finite_or_none,
+    geojson_geometry,
 )
+from wsdal_wsi.errors import InputError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.units import check_mpp, px2_to_mm2
 
 __all__ = [
-    "WINDOW_SHAPES",
     "ClassCount",
-    "Hotspot",
-    "HotspotSearch",
-    "HotspotSettings",
     "Region",
     "RegionCount",
     "SlideCounts",
-    "TissueGrid",
-    "as_tissue",
     "count_by_class",
     "count_regions",
     "count_slide",
-    "find_hotspot",
-    "hotspot_search",
 ]
 
 
@@ -124,7 +115,9 @@ class RegionCount:
         Detections in tissue inside the polygon.
     per_mm2 : float or None
         ``mitoses`` / tissue area (polygon area without a mask); None if that is 0.
-    geometry : shapely Polygon or MultiPolygon
+    geometry : shapely Polygon or MultiPolygon, or None
+        Level-0; None for a class's row read back from a summary (its union is
+        not stored).
     """
 
     name: str | None
@@ -133,7 +126,40 @@ class RegionCount:
     tissue_area_mm2: float | None
     mitoses: int
     per_mm2: float | None
-    geometry: Polygon | MultiPolygon = field(repr=False, compare=False)
+    geometry: Polygon | MultiPolygon | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        """``name`` if any, else the class, else ``"Region"``."""
+        return self.name or self.class_name or "Region"
+
+    def to_dict(self, *, with_geometry: bool = True) -> dict[str, Any]:
+        """JSON-able form (geometry as a GeoJSON mapping, level-0; NaN as None)."""
+        return {
+            "name": self.name,
+            "class_name": self.class_name,
+            "area_mm2": self.area_mm2,
+            "tissue_area_mm2": self.tissue_area_mm2,
+            "mitoses": self.mitoses,
+            "per_mm2": finite_or_none(self.per_mm2),
+            "geometry": geojson_geometry(self.geometry)
+            if with_geometry and self.geometry is not None
+            else None,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RegionCount:
+        """Inverse of :meth:`to_dict`."""
+        geometry = data.get("geometry")
+        return cls(
+            name=data.get("name"),
+            class_name=data.get("class_name"),
+            area_mm2=float(data["area_mm2"]),
+            tissue_area_mm2=data.get("tissue_area_mm2"),
+            mitoses=int(data["mitoses"]),
+            per_mm2=data.get("per_mm2"),
+            geometry=None if geometry is None else shape(geometry),
+        )
 
 
 ClassCount = RegionCount  # a class's count: the same fields, over the union of its regions
@@ -258,6 +284,19 @@ class SlideCounts:
     classes: list[ClassCount]
     hotspot: Hotspot | None
     settings: HotspotSettings
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form: the summary's ``detections``/``tissue`` numbers, regions, hotspot."""
+        return {
+            "detections": self.detections,
+            "in_tissue": self.in_tissue,
+            "tissue_area_mm2": self.tissue_area_mm2,
+            "per_mm2": finite_or_none(self.per_mm2),
+            "regions": [r.to_dict() for r in self.regions],
+            "classes": [c.to_dict(with_geometry=False) for c in self.classes],
+            "hotspot": None if self.hotspot is None else self.hotspot.to_dict(),
+            "settings": self.settings.to_dict(),
+        }
 
 
 def count_slide(

@@ -1,4 +1,4 @@
-"""Tests of wsdal_wsi.evaluation_folders: pairing result and truth files, mpp, counting."""
+"""Tests of wsdal_wsi.evaluation.folders: pairing result and truth files, mpp, counting."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from shapely.geometry import box
 
 from wsdal_wsi.errors import AnnotationFormatError, InputError, ResolutionError
-from wsdal_wsi.evaluation_folders import (
+from wsdal_wsi.evaluation.folders import (
     evaluate_folders,
     provenance_mpp,
     read_mitosis_points,

@@ -8,7 +8,7 @@ import pytest
 
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.train.presets import get_preset
-from wsdal_wsi.train.run_config import (
+from wsdal_wsi.train.settings import (
     RunSettings,
     check_run_config,
     differing_keys,

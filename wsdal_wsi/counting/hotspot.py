@@ -1,21 +1,29 @@
 """The hotspot: the counting window that holds the most detections in tissue.
 
 See :mod:`wsdal_wsi.counting` for the definitions (tissue, window, admissible
-placements) and :mod:`wsdal_wsi.count_grid` for the exact grid engine. The
+placements) and :mod:`wsdal_wsi.counting.grid` for the exact grid engine. The
 search is exact on its candidate grid (cell at most ``grid_um``, default
 10 µm) and within half a cell per axis of the best continuous placement.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from shapely.geometry import Point, Polygon, box
+from shapely.geometry import Point, Polygon, box, mapping, shape
 
-from wsdal_wsi.count_grid import (
+from wsdal_wsi.counting.grading import (
+    DEFAULT_FIELD_DIAMETER_MM,
+    MitoticScore,
+    check_field_diameter,
+    score_window,
+    ten_hpf_area_mm2,
+)
+from wsdal_wsi.counting.grid import (
     AnalysisGrid,
     as_points,
     as_tissue,
@@ -25,13 +33,6 @@ from wsdal_wsi.count_grid import (
     window_tissue_units,
 )
 from wsdal_wsi.errors import ConfigError
-from wsdal_wsi.grading import (
-    DEFAULT_FIELD_DIAMETER_MM,
-    MitoticScore,
-    check_field_diameter,
-    score_window,
-    ten_hpf_area_mm2,
-)
 from wsdal_wsi.units import check_mpp, mm2_to_px2, px_to_um
 
 __all__ = [
@@ -40,12 +41,27 @@ __all__ = [
     "HotspotSearch",
     "HotspotSettings",
     "find_hotspot",
+    "finite_or_none",
+    "geojson_geometry",
     "hotspot_search",
     "window_geometry",
 ]
 
 #: Counting-window shapes: a disc, or an axis-aligned rectangle of aspect 4:3 (w:h).
 WINDOW_SHAPES = ("circle", "rect")
+
+
+def geojson_geometry(geometry: Any) -> dict[str, Any]:
+    """A shapely geometry as a plain GeoJSON mapping (lists, as it reads back from JSON)."""
+    return json.loads(json.dumps(mapping(geometry)))
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None when it is None, NaN or infinite (JSON has neither)."""
+    if value is None:
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
 
 
 # ---------------------------------------------------------------------------- hotspot settings
@@ -64,7 +80,7 @@ class HotspotSettings:
         window is 10 fields of ``field_diameter_mm`` (``10 π (d/2)²``).
     field_diameter_mm : float
         Microscope field diameter (mm) whose Nottingham row scores the count
-        (see :mod:`wsdal_wsi.grading`); one of the table's rows (default 0.55).
+        (see :mod:`wsdal_wsi.counting.grading`); one of the table's rows (default 0.55).
     min_tissue_fraction : float
         Smallest share of tissue a window may have, in [0, 1] (default 0.5).
     grid_um : float
@@ -131,13 +147,51 @@ class HotspotSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HotspotSettings:
-        """Inverse of :meth:`to_dict` (derived keys ignored)."""
+        """Inverse of :meth:`to_dict` (derived keys ignored; missing ones take the defaults)."""
+        d = cls()
         return cls(
-            window=data.get("window", "circle"),
+            window=data.get("window", d.window),
             area_mm2=data.get("area_mm2"),
-            field_diameter_mm=data.get("field_diameter_mm", DEFAULT_FIELD_DIAMETER_MM),
-            min_tissue_fraction=data.get("min_tissue_fraction", 0.5),
-            grid_um=data.get("grid_um", 10.0),
+            field_diameter_mm=data.get("field_diameter_mm", d.field_diameter_mm),
+            min_tissue_fraction=data.get("min_tissue_fraction", d.min_tissue_fraction),
+            grid_um=data.get("grid_um", d.grid_um),
+        )
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        window: str | None = None,
+        area_mm2: float | None = None,
+        hpf_diameter_mm: float | None = None,
+        min_tissue_fraction: float | None = None,
+        grid_um: float | None = None,
+    ) -> HotspotSettings:
+        """The settings the counting options mean (``wsdal predict`` and ``wsdal count``).
+
+        ``hpf_diameter_mm`` alone: the window is 10 HPF of that field diameter.
+        ``area_mm2`` (alone or with ``hpf_diameter_mm``): a window of that area,
+        scored on the Nottingham row of the diameter (default 0.55 mm). Neither:
+        the default area (2 mm²). Any option left ``None`` takes its default.
+
+        Raises
+        ------
+        ConfigError
+            An option out of range (the message names it and the value).
+        """
+        d = cls()
+        if hpf_diameter_mm is not None and area_mm2 is None:
+            area = None
+        else:
+            area = d.area_mm2 if area_mm2 is None else area_mm2
+        return cls(
+            window=d.window if window is None else window,
+            area_mm2=area,
+            field_diameter_mm=d.field_diameter_mm if hpf_diameter_mm is None else hpf_diameter_mm,
+            min_tissue_fraction=(
+                d.min_tissue_fraction if min_tissue_fraction is None else min_tissue_fraction
+            ),
+            grid_um=d.grid_um if grid_um is None else grid_um,
         )
 
 
@@ -166,7 +220,7 @@ class Hotspot:
     tissue_fraction : float or None
         Share of tissue in the window (None without a tissue mask).
     score : MitoticScore
-        The Nottingham score of the count (see :mod:`wsdal_wsi.grading`).
+        The Nottingham score of the count (see :mod:`wsdal_wsi.counting.grading`).
     settings : HotspotSettings
     grid_cell_um : float
         Spacing of the candidate centres actually used (µm).
@@ -183,6 +237,44 @@ class Hotspot:
     score: MitoticScore
     settings: HotspotSettings
     grid_cell_um: float
+
+    @property
+    def field_diameter_mm(self) -> float:
+        """The field diameter whose Nottingham row scored the count (mm)."""
+        return self.score.field_diameter_mm
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (geometry as a GeoJSON mapping, level-0; settings not included)."""
+        return {
+            "geometry": geojson_geometry(self.geometry),
+            "centre_level0": [float(v) for v in self.centre_level0],
+            "window": self.window,
+            "half_sizes_level0": [float(v) for v in self.half_sizes_level0],
+            "count": self.count,
+            "area_mm2": self.area_mm2,
+            "per_mm2": self.per_mm2,
+            "tissue_fraction": finite_or_none(self.tissue_fraction),
+            "grid_cell_um": self.grid_cell_um,
+            "field_diameter_mm": self.field_diameter_mm,
+            "score": self.score.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], *, settings: HotspotSettings) -> Hotspot:
+        """Inverse of :meth:`to_dict`, with the settings the hotspot was found with."""
+        return cls(
+            geometry=shape(data["geometry"]),
+            centre_level0=tuple(float(v) for v in data["centre_level0"]),  # type: ignore[arg-type]
+            window=str(data["window"]),
+            half_sizes_level0=tuple(float(v) for v in data["half_sizes_level0"]),  # type: ignore[arg-type]
+            count=int(data["count"]),
+            area_mm2=float(data["area_mm2"]),
+            per_mm2=float(data["per_mm2"]),
+            tissue_fraction=data.get("tissue_fraction"),
+            score=MitoticScore.from_dict(data["score"]),
+            settings=settings,
+            grid_cell_um=float(data["grid_cell_um"]),
+        )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import torch
 from torchvision.models import resnet18
 
 from wsdal_wsi.errors import ConfigError, InputError
-from wsdal_wsi.train.nets import (
+from wsdal_wsi.model.nets import (
     CamNet,
     DualViewNet,
     ProjNet,

@@ -9,7 +9,7 @@ every other point within the radius (inclusive).
 Two implementations give exactly that result: :func:`merge_points` (NumPy +
 SciPy, any float coordinates) and :func:`greedy_merge_torch` (integer pixel
 coordinates, on the device, batched over images; used by
-:func:`wsdal_wsi.candidates.detect_candidates`). Both compute the greedy result
+:func:`wsdal_wsi.detect.candidates.detect_candidates`). Both compute the greedy result
 in parallel rounds, with no Python loop over points: an undecided point is kept
 when no undecided neighbour outranks it, then the neighbours of kept points are
 dropped; the highest-ranked undecided point is always kept, so the rounds end.
@@ -21,6 +21,7 @@ import math
 
 import numpy as np
 import torch
+from scipy.spatial import cKDTree
 
 from wsdal_wsi.errors import ConfigError
 
@@ -147,8 +148,6 @@ def merge_points(xy: np.ndarray, score: np.ndarray, *, radius_px: float) -> np.n
     ConfigError
         On mismatched shapes, non-finite values or a negative radius.
     """
-    from scipy.spatial import cKDTree
-
     xy = np.asarray(xy, dtype=np.float64)
     score = np.asarray(score, dtype=np.float64)
     if xy.ndim != 2 or xy.shape[1] != 2 or score.shape != (xy.shape[0],):

@@ -16,7 +16,7 @@ presets) is the same architecture family with fewer channels.
 
 Every network's ``forward`` takes a normalised float batch ``(B, 3, P, P)`` and
 returns class logits ``(B, 2)`` (index 1 = mitosis), which is what
-:mod:`wsdal_wsi.model_file` relies on. :func:`build_network` constructs one
+:mod:`wsdal_wsi.model.file` relies on. :func:`build_network` constructs one
 from its registry name and keyword arguments (the model file stores both).
 """
 

@@ -41,8 +41,10 @@ from typing import Any
 import numpy as np
 
 from wsdal_wsi.errors import ConfigError, InputError, ResolutionError
-from wsdal_wsi.evaluation import match_points, prf
+from wsdal_wsi.evaluation.matching import match_points, prf
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
+from wsdal_wsi.qupath import SLIDE_EXTENSIONS, read_objects
+from wsdal_wsi.slide import open_slide
 from wsdal_wsi.units import check_mpp, um_to_px
 
 __all__ = [
@@ -223,8 +225,6 @@ def read_mitosis_points(
     AnnotationFormatError
         If the file is not readable QuPath GeoJSON.
     """
-    from wsdal_wsi.qupath import read_objects
-
     if role not in ("truth", "pred"):
         raise ConfigError(f"role must be 'truth' or 'pred', got {role!r}")
     objects = read_objects(path)
@@ -278,8 +278,6 @@ def provenance_mpp(block: Any) -> float | None:
 
 
 def _slide_beside(geojson: Path, key: str) -> Path | None:
-    from wsdal_wsi.qupath import SLIDE_EXTENSIONS
-
     folder = geojson.parent
     for ext in SLIDE_EXTENSIONS:
         for candidate in (folder / f"{key}{ext}", folder / f"{key}{ext.upper()}"):
@@ -301,7 +299,6 @@ def _resolve_mpp(
         slide_path = _slide_beside(path, key)
         if slide_path is None:
             continue
-        from wsdal_wsi.slide import open_slide
 
         with open_slide(slide_path) as slide:
             if slide.mpp is not None:
@@ -317,8 +314,6 @@ def _resolve_mpp(
 
 
 def _strip_slide_extension(stem: str) -> str:
-    from wsdal_wsi.qupath import SLIDE_EXTENSIONS
-
     lower = stem.lower()
     for ext in SLIDE_EXTENSIONS:
         if lower.endswith(ext) and len(stem) > len(ext):

@@ -14,7 +14,7 @@ prediction can only change the matching of the truths it is connected to (see
 :func:`threshold_sweep`).
 
 Folder evaluation (pairing result files with ground truth, ``wsdal evaluate``) is
-in :mod:`wsdal_wsi.evaluation_folders`.
+in :mod:`wsdal_wsi.evaluation.folders`.
 """
 
 from __future__ import annotations
@@ -24,6 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from wsdal_wsi.errors import ConfigError
 
@@ -113,8 +116,6 @@ def _check_radius(radius_px: float) -> float:
 
 def _candidate_lists(pred: np.ndarray, truth: np.ndarray, radius: float) -> list[np.ndarray]:
     """For each truth point, the predictions within ``radius`` sorted by (distance, index)."""
-    from scipy.spatial import cKDTree
-
     if len(pred) == 0 or len(truth) == 0:
         return [np.zeros(0, dtype=np.int64) for _ in range(len(truth))]
     # A hair of slack for the tree; the exact test (d <= radius) is done below.
@@ -288,8 +289,6 @@ def _image_events(
     component, so each component is re-matched at each of its own distinct scores
     (exactly as :func:`match_points` would on the whole image).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
 
     candidates = _candidate_lists(pred, truth, radius)
     n, g = len(pred), len(truth)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from shapely.geometry import box
 
-from wsdal_wsi.count_grid import (
+from wsdal_wsi.counting.grid import (
     as_tissue,
     build_grid,
     window_half_sizes_level0,

@@ -1,18 +1,39 @@
-"""The settings of a training run and its ``config.json``: written once, checked on resume."""
+"""The settings of a training run and its ``config.json``: resolved once, written once,
+checked on resume.
+
+:func:`resolve_run_settings` is the one place where the options of ``wsdal train``
+become a run's settings: on ``--resume`` an option not given comes from the run's
+``config.json``; otherwise it takes the default :class:`RunSettings` declares.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, TrainingError
 from wsdal_wsi.provenance import provenance
-from wsdal_wsi.train.presets import Preset
+from wsdal_wsi.train.presets import DEFAULT_PRESET, Preset, get_preset
+from wsdal_wsi.units import check_mpp
 
-__all__ = ["RunSettings", "check_run_config", "differing_keys", "load_json", "read_run_config"]
+__all__ = [
+    "METHODS",
+    "STAGES",
+    "RunSettings",
+    "check_run_config",
+    "differing_keys",
+    "load_json",
+    "read_run_config",
+    "resolve_run_settings",
+]
+
+#: Training methods: WS-DAL's four stages, or plain cross-entropy on the same patches.
+METHODS = ("wsdal", "baseline")
+#: WS-DAL's stages, in order.
+STAGES = ("ns", "dmu", "dle", "csdgl")
 
 
 @dataclass(frozen=True)
@@ -34,13 +55,23 @@ class RunSettings:
         ResNet-18 weights the trunks start from (None: random init).
     """
 
-    method: str
-    preset: Preset
+    method: str = METHODS[0]
+    preset: Preset = field(default_factory=lambda: get_preset(DEFAULT_PRESET))
     seed: int = 0
     val_fraction: float = 0.2
     source: str | None = None
     mpp: float | None = None
     pretrained: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"--method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"--seed must be a non-negative integer, got {self.seed!r}")
+        if not 0.0 <= float(self.val_fraction) < 1.0:
+            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.mpp is not None:
+            object.__setattr__(self, "mpp", check_mpp(self.mpp, what="--mpp"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,3 +148,46 @@ def load_json(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
         return None
+
+
+def resolve_run_settings(
+    out_dir: str | Path,
+    *,
+    resume: bool,
+    preset: str | None = None,
+    method: str | None = None,
+    seed: int | None = None,
+    val_fraction: float | None = None,
+    mpp: float | None = None,
+    pretrained: str | Path | None = None,
+) -> RunSettings:
+    """The settings a ``wsdal train`` command means.
+
+    An option given (not None) wins. Otherwise, with ``resume`` and a
+    ``config.json`` in ``out_dir``, the run's own value; otherwise the default of
+    :class:`RunSettings`.
+
+    Raises
+    ------
+    ConfigError
+        An unknown preset or method, or a value out of range.
+    """
+    old = read_run_config(out_dir) if resume else None
+    given: dict[str, Any] = {
+        "method": method,
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "mpp": mpp,
+        "pretrained": None if pretrained is None else str(pretrained),
+    }
+    kw: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is not None:
+            kw[name] = value
+        elif old is not None and old.get(name) is not None:
+            kw[name] = old[name]
+    if preset is not None:
+        kw["preset"] = get_preset(preset)
+    elif old is not None and isinstance(old.get("preset"), dict):
+        kw["preset"] = Preset.from_dict(old["preset"])
+    return RunSettings(**kw)

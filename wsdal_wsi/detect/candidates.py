@@ -29,7 +29,7 @@ deterministic):
    :attr:`CandidateParams.merge_radius_um` of a kept one is dropped (one nucleus,
    or one mitotic figure with several chromatin clumps, gives one candidate). This is
    exactly :func:`merge_points`, run on the device
-   (:mod:`wsdal_wsi.candidates_merge`).
+   (:mod:`wsdal_wsi.detect.merge`).
 
 Coordinates are pixel indices (column, row) of the peak pixel; in the
 continuous frame of :mod:`wsdal_wsi.slide` (pixel ``i`` spans ``[i, i + 1)``)
@@ -59,7 +59,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wsdal_wsi.candidates_merge import greedy_merge_torch, merge_points
+from wsdal_wsi.detect.merge import greedy_merge_torch, merge_points
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.units import check_mpp, um2_to_px2, um_to_px
 
