@@ -268,7 +268,6 @@ def run_demo(
     ConfigError
         ``out_dir`` holds something else, or a demo of another configuration.
     """
-
     progress = progress or NULL_PROGRESS
     run_dir = Path(out_dir)
     _check_state(run_dir, config)
@@ -277,80 +276,25 @@ def run_demo(
     reused: list[str] = []
     seconds: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    a = _synth(
-        data / "train",
-        n=config.train_slides,
-        seed=config.seed,
-        size_px=config.size_px,
-        mitoses_per_mm2=config.mitoses_per_mm2,
-        lookalikes_per_mm2=config.lookalikes_per_mm2,
-        config=config,
-        progress=progress,
-    )
-    b = _synth(
-        data / "test",
-        n=config.test_slides,
-        seed=config.seed + 1000,
-        size_px=config.test_size_px or config.size_px,
-        mitoses_per_mm2=config.test_mitoses_per_mm2 or config.mitoses_per_mm2,
-        lookalikes_per_mm2=config.test_lookalikes_per_mm2 or config.lookalikes_per_mm2,
-        config=config,
-        progress=progress,
-    )
-    if a and b:
-        reused.append("synth")
-    else:
-        seconds["synth"] = time.perf_counter() - t0
-
-    train_dir = run_dir / "train"
-    model = train_dir / "model.pt"
-    if model.is_file():
-        reused.append("train")
-    else:
+    def step(name: str, fn: Any, *args: Any) -> Any:
         t0 = time.perf_counter()
-        preset = get_preset(config.preset)
-        if config.preset_changes:
-            preset = preset.replace(**config.preset_changes)
-        settings = RunSettings(method="wsdal", preset=preset, seed=config.seed)
-        train_run(
-            data / "train", train_dir, settings, device=device, resume=True, progress=progress
-        )
-        seconds["train"] = time.perf_counter() - t0
-        if not model.is_file():
-            raise InputError(f"{train_dir}: training finished without writing model.pt")
+        value, was_reused = fn(*args)
+        if was_reused:
+            reused.append(name)
+        else:
+            seconds[name] = time.perf_counter() - t0
+        return value
 
-    t0 = time.perf_counter()
+    step("synth", _synth_both, data, config, progress)
+    train_dir = run_dir / "train"
+    model = step("train", _train, data / "train", train_dir, config, device, progress)
     predict_dir = run_dir / "predict"
-    batch = run_batch(
-        open_source(data / "test"),
-        model,
-        predict_dir,
-        settings=PredictSettings(device=device, tile_size_px=config.tile_size_px),
-        progress=progress,
-    )
-    if all(im.status == "skipped" for im in batch.state.images):
-        reused.append("predict")
-    else:
-        seconds["predict"] = time.perf_counter() - t0
-    if batch.failed:
-        im = batch.failed[0]
-        raise InputError(f"demo prediction failed on {im.name}: {im.reason}")
-
+    batch = step("predict", _predict, data / "test", model, predict_dir, config, device, progress)
     t0 = time.perf_counter()
-    ev = evaluate_folders(predict_dir, data / "test" / "truth", progress=progress)
-    precision, recall, f1 = ev.prf()
     evaluation = run_dir / "evaluation.json"
-    write_json_atomic(
-        evaluation,
-        {
-            **ev.to_dict(),
-            "provenance": provenance(
-                model=str(model), predictions=str(predict_dir), truth=str(data / "test" / "truth")
-            ),
-        },
-    )
+    ev = _evaluate(predict_dir, data / "test" / "truth", model, evaluation, progress)
     seconds["evaluate"] = time.perf_counter() - t0
+    precision, recall, f1 = ev.prf()
     return DemoResult(
         run_dir=run_dir,
         data_dir=data,
@@ -371,3 +315,84 @@ def run_demo(
         reused=reused,
         seconds={k: round(v, 1) for k, v in seconds.items()},
     )
+
+
+def _synth_both(data: Path, config: DemoConfig, progress: Progress) -> tuple[None, bool]:
+    """The training and test slides; ``(None, reused)``."""
+    a = _synth(
+        data / "train",
+        n=config.train_slides,
+        seed=config.seed,
+        size_px=config.size_px,
+        mitoses_per_mm2=config.mitoses_per_mm2,
+        lookalikes_per_mm2=config.lookalikes_per_mm2,
+        config=config,
+        progress=progress,
+    )
+    b = _synth(
+        data / "test",
+        n=config.test_slides,
+        seed=config.seed + 1000,
+        size_px=config.test_size_px or config.size_px,
+        mitoses_per_mm2=config.test_mitoses_per_mm2 or config.mitoses_per_mm2,
+        lookalikes_per_mm2=config.test_lookalikes_per_mm2 or config.lookalikes_per_mm2,
+        config=config,
+        progress=progress,
+    )
+    return None, a and b
+
+
+def _train(
+    slides: Path, train_dir: Path, config: DemoConfig, device: str, progress: Progress
+) -> tuple[Path, bool]:
+    """WS-DAL with the demo's preset (resumed if interrupted); ``(model path, reused)``."""
+    model = train_dir / "model.pt"
+    if model.is_file():
+        return model, True
+    preset = get_preset(config.preset)
+    if config.preset_changes:
+        preset = preset.replace(**config.preset_changes)
+    settings = RunSettings(method="wsdal", preset=preset, seed=config.seed)
+    train_run(slides, train_dir, settings, device=device, resume=True, progress=progress)
+    if not model.is_file():
+        raise InputError(f"{train_dir}: training finished without writing model.pt")
+    return model, False
+
+
+def _predict(
+    slides: Path,
+    model: Path,
+    predict_dir: Path,
+    config: DemoConfig,
+    device: str,
+    progress: Progress,
+) -> tuple[Any, bool]:
+    """``wsdal predict`` on the test slides; ``(BatchResult, reused)``."""
+    batch = run_batch(
+        open_source(slides),
+        model,
+        predict_dir,
+        settings=PredictSettings(device=device, tile_size_px=config.tile_size_px),
+        progress=progress,
+    )
+    if batch.failed:
+        im = batch.failed[0]
+        raise InputError(f"demo prediction failed on {im.name}: {im.reason}")
+    return batch, all(im.status == "skipped" for im in batch.state.images)
+
+
+def _evaluate(
+    predict_dir: Path, truth: Path, model: Path, evaluation: Path, progress: Progress
+) -> Any:
+    """``wsdal evaluate`` against the synthetic truth, written to ``evaluation``."""
+    ev = evaluate_folders(predict_dir, truth, progress=progress)
+    write_json_atomic(
+        evaluation,
+        {
+            **ev.to_dict(),
+            "provenance": provenance(
+                model=str(model), predictions=str(predict_dir), truth=str(truth)
+            ),
+        },
+    )
+    return ev

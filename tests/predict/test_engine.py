@@ -8,7 +8,7 @@ import torch
 
 from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates
 from wsdal_wsi.errors import ConfigError, ResolutionError
-from wsdal_wsi.predict import inference_area, margin_px_for, predict_slide
+from wsdal_wsi.predict import inference_area, predict_slide
 from wsdal_wsi.slide import TissueMask, open_slide
 
 
@@ -77,22 +77,6 @@ def test_threshold_selects_a_subset(slide, tiny_model, reference):
     assert 0 < len(high.scores) < len(reference.scores)
     assert high.scores.min() >= high.threshold
     assert high.n_above_threshold < high.n_candidates
-
-
-def test_margin_covers_half_a_patch_and_the_detector_context():
-    params = CandidateParams()
-    m = margin_px_for(patch_size_px=80, params=params, target_mpp=0.25)
-    assert m >= 40 and m * 0.25 >= params.context_um()
-    assert margin_px_for(patch_size_px=400, params=params, target_mpp=0.25) == 200
-
-
-def test_inference_area_grows_the_mask_by_one_pixel():
-    mask = np.zeros((5, 5), bool)
-    mask[2, 2] = True
-    grown = inference_area(TissueMask(mask=mask, downsample=32.0))
-    assert grown.mask.sum() == 9 and grown.downsample == 32.0
-    empty = TissueMask(mask=np.zeros((3, 3), bool), downsample=8.0)
-    assert inference_area(empty) is empty
 
 
 def test_a_slide_without_tissue_gives_no_detections(slide, tiny_model):

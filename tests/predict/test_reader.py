@@ -85,9 +85,13 @@ def test_pixels_equal_a_direct_read(mini_data):
     with open_slide(mini_data.slides[0].slide_path) as slide:
         tiles = tile_grid(slide, target_mpp=0.25, tile_size_px=384, margin_px=20)
         stream = TileStream(slide, tiles, read_px=424, target_mpp=0.25, threads=2, depth=2)
+        seen = []
         for item in stream:
             ref = slide.read_region(item.tile.location_level0, (424, 424), target_mpp=0.25)
             np.testing.assert_array_equal(item.pixels.numpy(), ref)
+            seen.append(item.index)
+    assert len(tiles) >= 4  # the slide spans several tiles, so the loop above compared pixels
+    assert seen == list(range(len(tiles)))  # every tile came, once, in order
 
 
 def test_the_buffer_pool_recycles_without_deadlock():

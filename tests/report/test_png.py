@@ -8,7 +8,8 @@ from PIL import Image
 from shapely.geometry import Point
 
 from wsdal_wsi.report import read_summary, slide_files
-from wsdal_wsi.report.png import WIDTH, ReportText, colormap, render_report
+from wsdal_wsi.report.drawing import WIDTH, colormap
+from wsdal_wsi.report.png import ReportText, render_report
 
 MPP = 0.5
 

@@ -1,9 +1,10 @@
 """The ``wsdal`` command line.
 
 Each command lives in its own module and registers itself on :data:`app`;
-importing this package registers them all. Command modules import the heavy
-library parts (torch, OpenSlide) inside the command function, so ``wsdal
---help`` and ``wsdal info`` start quickly.
+importing this package registers them all. A command parses its options, calls
+the library once and prints; the library parts that import torch (training,
+prediction, the model file, the demo) are imported inside the command function,
+so ``wsdal --help``, ``info``, ``inspect`` and ``count`` start without loading torch.
 """
 
 from wsdal_wsi.cli._app import app, main

@@ -7,9 +7,11 @@ import logging
 from typing import Any
 
 import typer
+from rich.logging import RichHandler
 from typer.core import TyperGroup
 
 from wsdal_wsi import __version__
+from wsdal_wsi.cli._console import err_console
 from wsdal_wsi.errors import WsdalError
 
 __all__ = ["app", "main"]
@@ -80,9 +82,6 @@ def _root(
     ),
 ) -> None:
     """wsdal: mitosis detection for whole-slide images."""
-    from rich.logging import RichHandler
-
-    from wsdal_wsi.cli._console import err_console
 
     root = logging.getLogger("wsdal_wsi")
     root.handlers.clear()

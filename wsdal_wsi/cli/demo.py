@@ -7,8 +7,10 @@ import os
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress, err_console, out_console
 
 __all__ = ["QUICK_ENV", "demo"]
 
@@ -37,9 +39,7 @@ def demo(
     scores the detections against the ground truth (F1). Each step is kept: running
     the command again reuses what is finished.
     """
-    from rich.text import Text
-
-    from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+    # torch-heavy: imported when the command runs, so `wsdal --help` stays fast
     from wsdal_wsi.demo import DEMO, QUICK, run_demo
 
     quick = quick or os.environ.get(QUICK_ENV, "").strip().lower() in ("1", "true", "yes")

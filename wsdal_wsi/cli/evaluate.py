@@ -8,8 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.table import Table
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+from wsdal_wsi.evaluation.folders import evaluate_folders
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -25,7 +28,6 @@ def _ratio(value: float) -> str:
 
 def format_table(result: FolderEvaluation) -> Table:
     """The rich table of ``wsdal evaluate``: one row per image, then the total."""
-    from rich.table import Table
 
     table = Table(
         title=f"Mitosis detection, one-to-one matching within {result.radius_um:g} µm",
@@ -118,8 +120,6 @@ def evaluate(
     only are listed and not counted. Exits 2 on a missing folder, no paired
     image, a malformed file or an image without a known resolution.
     """
-    from wsdal_wsi.cli._console import RichProgress, err_console, out_console
-    from wsdal_wsi.evaluation.folders import evaluate_folders
 
     with RichProgress(transient=True) as progress:
         result = evaluate_folders(

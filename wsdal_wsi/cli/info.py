@@ -9,6 +9,7 @@ from typing import Any
 import typer
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.slide import open_slide
 
 __all__ = ["format_info", "info"]
 
@@ -69,7 +70,6 @@ def info(
     slide. A slide that does not record its resolution is shown as "unknown: pass
     --mpp"; commands that need the resolution refuse it until --mpp is given.
     """
-    from wsdal_wsi.slide import open_slide
 
     with open_slide(slide, mpp=mpp) as opened:
         data = opened.info()

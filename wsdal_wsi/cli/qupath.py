@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.logging import RichHandler
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.errors import ConfigError
+from wsdal_wsi.qupath import open_source
+from wsdal_wsi.qupath.coco import import_coco
+from wsdal_wsi.qupath.model import ClassSettings
 
 __all__ = ["class_settings", "format_inspection", "import_coco_command", "inspect"]
 
@@ -22,9 +28,6 @@ def _logs_to_stderr() -> None:
     (The root handler set up in ``cli/_app.py`` writes to rich's default console,
     which is stdout; this keeps these commands' output parseable regardless.)
     """
-    from rich.logging import RichHandler
-
-    from wsdal_wsi.cli._console import err_console
 
     for handler in logging.getLogger("wsdal_wsi").handlers:
         if isinstance(handler, RichHandler):
@@ -39,7 +42,6 @@ def class_settings(
     unclassified_as: str | None,
 ) -> Any:
     """ClassSettings from the class options (an option not given keeps its default)."""
-    from wsdal_wsi.qupath.model import ClassSettings
 
     kwargs: dict[str, Any] = {"unclassified_as": unclassified_as}
     for name, value in (
@@ -166,8 +168,6 @@ def inspect(
     Exit code 0 when every image is usable, 1 when some are not, 2 when the
     source itself cannot be read.
     """
-    from wsdal_wsi.cli._console import RichProgress
-    from wsdal_wsi.qupath import open_source
 
     _logs_to_stderr()
     classes = class_settings(positive, negative, region, ignored, unclassified_as)
@@ -194,7 +194,6 @@ def inspect(
 
 
 def _category_map(values: list[str]) -> dict[int, str]:
-    from wsdal_wsi.errors import ConfigError
 
     out = {}
     for value in values:
@@ -234,8 +233,6 @@ def import_coco_command(
     (the box centres). Slides missing from --images still get their sidecar and are listed; the exit
     code is then 1.
     """
-    from wsdal_wsi.cli._console import RichProgress
-    from wsdal_wsi.qupath.coco import import_coco
 
     _logs_to_stderr()
     with RichProgress(transient=True) as progress:

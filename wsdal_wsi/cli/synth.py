@@ -8,6 +8,8 @@ from pathlib import Path
 import typer
 
 from wsdal_wsi.cli._app import app
+from wsdal_wsi.cli._console import RichProgress
+from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_dataset, parse_size
 
 __all__ = ["synth"]
 
@@ -178,8 +180,6 @@ def synth(
     hit and which mitoses were missed; synth.json, every setting and the seed.
     The folder is a slide-folder source for `wsdal train` and `wsdal evaluate`.
     """
-    from wsdal_wsi.cli._console import RichProgress
-    from wsdal_wsi.synth import AnnotationNoise, SynthParams, generate_dataset, parse_size
 
     width_px, height_px = parse_size(size)
     params = SynthParams(

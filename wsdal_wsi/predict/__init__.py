@@ -19,8 +19,9 @@ from wsdal_wsi.predict.batch import (
     predict_one,
     run_batch,
 )
-from wsdal_wsi.predict.engine import (
-    SlidePrediction,
+from wsdal_wsi.predict.engine import SlidePrediction, predict_slide
+from wsdal_wsi.predict.image import predict_image, previous_result, regions_of
+from wsdal_wsi.predict.plan import (
     TilePlan,
     default_batch_size,
     default_reader_threads,
@@ -28,9 +29,7 @@ from wsdal_wsi.predict.engine import (
     inference_area,
     margin_px_for,
     plan_tiles,
-    predict_slide,
 )
-from wsdal_wsi.predict.image import predict_image, previous_result, regions_of
 from wsdal_wsi.predict.settings import ENGINE_VERSION, PredictSettings, detection_key, file_sha256
 from wsdal_wsi.predict.state import BATCH_FILE, BatchState, ImageState
 

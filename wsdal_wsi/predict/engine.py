@@ -31,129 +31,23 @@ Coordinates: candidates are pixel centres of the global target-px lattice,
 from __future__ import annotations
 
 import functools
-import math
-import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates, merge_points
-from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.predict.patches import PatchClassifier, crop_patches
+from wsdal_wsi.predict.plan import engine_options, plan_tiles
 from wsdal_wsi.predict.reader import TileStream
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
-from wsdal_wsi.slide import TissueMask, tile_grid, tissue_mask
+from wsdal_wsi.slide import TissueMask, tissue_mask
 from wsdal_wsi.units import um_to_px
 
-__all__ = [
-    "SlidePrediction",
-    "TilePlan",
-    "default_batch_size",
-    "default_reader_threads",
-    "default_tile_size",
-    "inference_area",
-    "margin_px_for",
-    "plan_tiles",
-    "predict_slide",
-]
-
-#: Extra context (µm) beyond what the candidate detector needs, against rounding.
-_MARGIN_SLACK_UM = 2.0
-
-
-def default_reader_threads(device: torch.device | str) -> int:
-    """Reader threads by default: all cores but one for the device loop (1 to 16)."""
-    cores = os.cpu_count() or 1
-    if torch.device(device).type == "cuda":
-        return max(1, min(16, cores - 1))
-    # On the CPU the model needs the cores too: one reader is plenty.
-    return 1 if cores <= 4 else 2
-
-
-def default_tile_size(device: torch.device | str) -> int:
-    """Core side of the tiles by default (px): 2048 on CUDA (less margin read twice), else 1024."""
-    return 2048 if torch.device(device).type == "cuda" else 1024
-
-
-def default_batch_size(device: torch.device | str) -> int:
-    """Patches per classifier batch by default (large on CUDA, moderate on the CPU)."""
-    return 2048 if torch.device(device).type == "cuda" else 256
-
-
-def margin_px_for(*, patch_size_px: int, params: CandidateParams, target_mpp: float) -> int:
-    """Tile margin (px at ``target_mpp``): half a patch, or the detector's context if larger.
-
-    With this margin the candidates found in a tile's core, and the patches
-    cropped around them, are those of the whole slide.
-    """
-    context_px = um_to_px(params.context_um() + _MARGIN_SLACK_UM, target_mpp)
-    return int(max(math.ceil(patch_size_px / 2), math.ceil(context_px)))
-
-
-def inference_area(tissue: TissueMask, *, dilate_px: int = 1) -> TissueMask:
-    """The tissue mask dilated by ``dilate_px`` mask pixels (the area searched for mitoses)."""
-    if dilate_px <= 0 or not tissue.mask.any():
-        return tissue
-    grown = ndimage.binary_dilation(
-        tissue.mask, structure=np.ones((3, 3), bool), iterations=int(dilate_px)
-    )
-    return TissueMask(mask=grown, downsample=tissue.downsample)
-
-
-@dataclass(frozen=True)
-class TilePlan:
-    """The tiles of a slide as the engine reads them.
-
-    Attributes
-    ----------
-    tiles : list of Tile
-        Tiles whose core touches the inference area, row by row.
-    area : TissueMask
-        The inference area (tissue dilated by one mask pixel).
-    margin_px : int
-        Context read around each core (px at the model's resolution).
-    read_px : int
-        Side of every read: ``tile_size_px + 2 * margin_px``.
-    """
-
-    tiles: list[Any]
-    area: TissueMask
-    margin_px: int
-    read_px: int
-
-
-def plan_tiles(slide: Any, spec: Any, *, tissue: TissueMask, tile_size_px: int) -> TilePlan:
-    """The tiles :func:`predict_slide` reads for ``slide`` with a model of ``spec``.
-
-    Parameters
-    ----------
-    slide : wsdal_wsi.slide.Slide
-    spec : wsdal_wsi.model.file.ModelSpec
-        Patch size, resolution and candidate settings.
-    tissue : TissueMask
-    tile_size_px : int
-        Core side (px at ``spec.target_mpp``).
-    """
-    params = CandidateParams.from_dict(spec.candidate_params or {})
-    area = inference_area(tissue)
-    margin_px = margin_px_for(
-        patch_size_px=int(spec.patch_size_px), params=params, target_mpp=spec.target_mpp
-    )
-    tiles = tile_grid(
-        slide,
-        target_mpp=spec.target_mpp,
-        tile_size_px=tile_size_px,
-        margin_px=margin_px,
-        tissue=area,
-    )
-    return TilePlan(
-        tiles=tiles, area=area, margin_px=margin_px, read_px=tile_size_px + 2 * margin_px
-    )
+__all__ = ["SlidePrediction", "predict_slide"]
 
 
 @dataclass
@@ -230,12 +124,6 @@ class SlidePrediction:
         }
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 @torch.inference_mode()
 def predict_slide(
     slide: Any,
@@ -294,19 +182,12 @@ def predict_slide(
     spec = model.spec
     device = torch.device(model.device)
     cuda = device.type == "cuda"
-    tile_size_px = _check_int(
-        "tile_size_px", default_tile_size(device) if tile_size_px is None else tile_size_px, 16
-    )
-    batch_size = _check_int(
-        "batch_size", default_batch_size(device) if batch_size is None else batch_size, 1
-    )
-    reader_threads = _check_int(
-        "reader_threads",
-        default_reader_threads(device) if reader_threads is None else reader_threads,
-        1,
-    )
-    tiles_per_step = _check_int(
-        "tiles_per_step", (8 if cuda else 1) if tiles_per_step is None else tiles_per_step, 1
+    tile_size_px, batch_size, reader_threads, tiles_per_step = engine_options(
+        device,
+        tile_size_px=tile_size_px,
+        batch_size=batch_size,
+        reader_threads=reader_threads,
+        tiles_per_step=tiles_per_step,
     )
     thr = spec.decision_threshold(threshold)
     target_mpp = float(spec.target_mpp)
@@ -327,16 +208,9 @@ def predict_slide(
     scale = f / area.downsample  # mask px per target px
 
     classifier = PatchClassifier(model, batch_size=batch_size, threshold=thr)
-    stream = TileStream(
-        slide,
-        tiles,
-        read_px=read_px,
-        target_mpp=target_mpp,
-        threads=reader_threads,
-        depth=reader_threads + tiles_per_step,
-        pinned=cuda,
-        held=tiles_per_step,
-    )
+    stream = TileStream(slide, tiles, read_px=read_px, target_mpp=target_mpp,
+                        threads=reader_threads, depth=reader_threads + tiles_per_step,
+                        pinned=cuda, held=tiles_per_step)  # fmt: skip
     step = functools.partial(
         _step,
         stream=stream,
@@ -349,37 +223,13 @@ def predict_slide(
         params=params,
         patch_px=patch_px,
     )
-    detect_s = 0.0
     progress = progress or NULL_PROGRESS
-    tile_iter = iter(stream)
     with progress.task(f"Predicting {slide.name}", total=len(tiles)) as task:
-        try:
-            group: list[Any] = []
-            for item in tile_iter:
-                group.append(item)
-                if len(group) == tiles_per_step:
-                    detect_s += step(group)
-                    task.advance(len(group))
-                    task.update(status=f"{classifier.n_classified:,} candidates")
-                    group = []
-            if group:
-                detect_s += step(group)
-                task.advance(len(group))
-            classifier.flush()
-            task.update(status=f"{classifier.n_classified:,} candidates")
-            gxy, prob = classifier.results()
-        finally:
-            tile_iter.close()  # type: ignore[attr-defined]
+        detect_s = _stream_tiles(stream, step, classifier, tiles_per_step=tiles_per_step, task=task)
+        gxy, prob = classifier.results()
 
     t0 = time.perf_counter()
-    # Canonical order (row-major on the global lattice) before merging, so ties in
-    # probability are broken by position, never by tile or batch order.
-    order = np.lexsort((gxy[:, 0], gxy[:, 1])) if len(gxy) else np.zeros(0, np.int64)
-    gxy, prob = gxy[order], prob[order]
-    radius_px = um_to_px(spec.merge_radius_um, target_mpp) if spec.merge_radius_um > 0 else 0.0
-    keep = merge_points(gxy.astype(np.float64), prob.astype(np.float64), radius_px=radius_px)
-    points = (gxy[keep].astype(np.float64) + 0.5) * f
-    scores = prob[keep].astype(np.float64)
+    points, scores = _merge_detections(gxy, prob, spec=spec, level0_per_px=f)
     timings["merge_s"] = time.perf_counter() - t0
     timings["read_s"] = stream.read_s
     timings["read_wait_s"] = stream.wait_s
@@ -406,6 +256,73 @@ def predict_slide(
         read_mp=len(tiles) * read_px * read_px / 1e6,
         timings={k: round(v, 4) for k, v in timings.items()},
     )
+
+
+def _stream_tiles(
+    stream: TileStream,
+    step: Callable[[list[Any]], float],
+    classifier: PatchClassifier,
+    *,
+    tiles_per_step: int,
+    task: Any,
+) -> float:
+    """Feed the read tiles to ``step`` in groups of ``tiles_per_step``; flush the classifier.
+
+    Returns the seconds ``step`` spent detecting and cropping (classification excluded).
+    """
+    detect_s = 0.0
+    tile_iter = iter(stream)
+    try:
+        group: list[Any] = []
+        for item in tile_iter:
+            group.append(item)
+            if len(group) == tiles_per_step:
+                detect_s += step(group)
+                task.advance(len(group))
+                task.update(status=f"{classifier.n_classified:,} candidates")
+                group = []
+        if group:
+            detect_s += step(group)
+            task.advance(len(group))
+        classifier.flush()
+        task.update(status=f"{classifier.n_classified:,} candidates")
+    finally:
+        tile_iter.close()  # type: ignore[attr-defined]
+    return detect_s
+
+
+def _merge_detections(
+    gxy: np.ndarray, prob: np.ndarray, *, spec: Any, level0_per_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the candidates above the threshold into detections.
+
+    Parameters
+    ----------
+    gxy : ndarray
+        ``(N, 2)`` int64 global pixel indices at the model's resolution.
+    prob : ndarray
+        ``(N,)`` float32 p(mitosis).
+    spec : ModelSpec
+        Gives the merge radius (µm) and the model's resolution.
+    level0_per_px : float
+        Level-0 px per px at the model's resolution.
+
+    Returns
+    -------
+    points_level0 : ndarray
+        ``(K, 2)`` float64 level-0 ``(x, y)`` (pixel centres).
+    scores : ndarray
+        ``(K,)`` float64 p(mitosis).
+    """
+    # Canonical order (row-major on the global lattice) before merging, so ties in
+    # probability are broken by position, never by tile or batch order.
+    order = np.lexsort((gxy[:, 0], gxy[:, 1])) if len(gxy) else np.zeros(0, np.int64)
+    gxy, prob = gxy[order], prob[order]
+    target_mpp = float(spec.target_mpp)
+    radius_px = um_to_px(spec.merge_radius_um, target_mpp) if spec.merge_radius_um > 0 else 0.0
+    keep = merge_points(gxy.astype(np.float64), prob.astype(np.float64), radius_px=radius_px)
+    points = (gxy[keep].astype(np.float64) + 0.5) * level0_per_px
+    return points, prob[keep].astype(np.float64)
 
 
 def _step(

@@ -206,7 +206,12 @@ def predict_image(
                 n=settings.gallery_n,
                 target_mpp=model.spec.target_mpp,
             )
-        assets_s = time.perf_counter() - t_assets
+        timings = {
+            "tissue_s": round(tissue_s, 4),
+            **{k: v for k, v in pred.timings.items() if k not in ("tissue_s", "total_s")},
+            "predict_s": pred.timings["total_s"],
+            "thumbnail_gallery_s": round(time.perf_counter() - t_assets, 4),
+        }
         info = SlideInfo(
             name=record.name,
             key=record.key,
@@ -234,14 +239,7 @@ def predict_image(
         },
         source={**source_info, "entry_id": record.entry_id, "image": record.name},
     )
-    timings = {
-        "tissue_s": round(tissue_s, 4),
-        **{k: v for k, v in pred.timings.items() if k != "tissue_s"},
-        "predict_s": pred.timings["total_s"],
-        "thumbnail_gallery_s": round(assets_s, 4),
-    }
-    timings.pop("total_s", None)
-    summary = finish_slide(
+    return finish_slide(
         out_dir,
         slide=info,
         model=model_info,
@@ -259,4 +257,3 @@ def predict_image(
         geojson_copies=copies,
         progress=None,
     )
-    return summary

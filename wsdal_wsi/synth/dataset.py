@@ -34,15 +34,17 @@ from wsdal_wsi.errors import ConfigError, InputError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.synth.annotate import (
+    Annotations,
     simulate_annotations,
     write_annotations,
     write_noise,
     write_truth,
 )
+from wsdal_wsi.synth.fields import TextureBank
 from wsdal_wsi.synth.layout import make_bank, tissue_value, tumour_value
-from wsdal_wsi.synth.objects import KIND_NAMES, slide_rng
+from wsdal_wsi.synth.objects import KIND_NAMES, Objects, slide_rng
 from wsdal_wsi.synth.params import AnnotationNoise, SynthParams
-from wsdal_wsi.synth.plan import make_plan
+from wsdal_wsi.synth.plan import SlidePlan, make_plan
 from wsdal_wsi.synth.pyramid import write_pyramid
 from wsdal_wsi.synth.records import (
     MANIFEST_NAME,
@@ -127,25 +129,21 @@ def _slide_description(name: str, seed: int, params: SynthParams) -> str:
     )
 
 
-def _generate(
-    out_dir: Path,
+def _render_slide(
+    slide_path: Path,
+    plan: SlidePlan,
+    bank: TextureBank,
     *,
-    name: str,
-    params: SynthParams,
-    noise: AnnotationNoise,
-    seed: int,
     executor: Executor | None,
     progress: Progress,
-    settings: dict[str, Any],
-) -> SynthSlide:
-    bank = make_bank(params, seed)
-    plan = make_plan(params, seed=seed, name=name, bank=bank)
-    slide_path = out_dir / f"{name}.tiff"
-    prov = provenance(slide=slide_path.name, settings=settings, seed=seed)
+) -> int:
+    """Render ``plan`` into the pyramidal TIFF ``slide_path``; return its level count."""
+    params = plan.params
+    name = plan.name
     n_chunks = sum(len(b) for b in chunk_grid(params.width_px, params.height_px))
     with (
         progress.task(f"Rendering {name}", total=n_chunks) as task,
-        tempfile.TemporaryDirectory(prefix=".synth-", dir=out_dir) as tmp,
+        tempfile.TemporaryDirectory(prefix=".synth-", dir=slide_path.parent) as tmp,
     ):
         plan_path = None
         renderer = None
@@ -177,23 +175,63 @@ def _generate(
                 mpp=params.mpp,
                 tile_px=params.tile_px,
                 quality=plan.look.jpeg_quality,
-                description=_slide_description(name, seed, params),
+                description=_slide_description(name, plan.seed, params),
                 tmp_dir=tmp,
             )
+    return len(shapes)
+
+
+def _annotate(plan: SlidePlan, bank: TextureBank, noise: AnnotationNoise) -> Annotations:
+    """Simulate the pathologist's annotations of ``plan`` (from the slide's "annotate" stream)."""
+    params = plan.params
 
     def in_tumour(xy: np.ndarray) -> np.ndarray:
         return (tissue_value(plan.fields, bank, xy, params.mpp) > 6.0) & (
             tumour_value(plan.fields, bank, xy, params.mpp) > 0.0
         )
 
-    ann = simulate_annotations(
+    return simulate_annotations(
         plan.objects,
         noise,
-        rng=slide_rng(seed, "annotate"),
+        rng=slide_rng(plan.seed, "annotate"),
         size_px=params.size_px,
         mpp=params.mpp,
         in_tumour=in_tumour,
     )
+
+
+def _counts(objects: Objects, summary: dict[str, Any]) -> dict[str, Any]:
+    """Per-slide counts: objects by kind, ambiguous mitoses, and the noise summary."""
+    kinds = np.bincount(objects.kind.astype(np.int64), minlength=len(KIND_NAMES))
+    return {
+        "mitoses": int(kinds[0]),
+        "apoptotic_bodies": int(kinds[1]),
+        "pyknotic_nuclei": int(kinds[2]),
+        "lymphocytes": int(kinds[3]),
+        "lookalikes": int(kinds[1:].sum()),
+        "ambiguous_mitoses": int((objects.hard & (objects.kind == 0)).sum()),
+        **{k: v for k, v in summary.items() if k not in ("mitoses",)},
+    }
+
+
+def _generate(
+    out_dir: Path,
+    *,
+    name: str,
+    params: SynthParams,
+    noise: AnnotationNoise,
+    seed: int,
+    executor: Executor | None,
+    progress: Progress,
+    settings: dict[str, Any],
+) -> SynthSlide:
+    """Make one slide, its truth and its noisy annotations in ``out_dir``."""
+    bank = make_bank(params, seed)
+    plan = make_plan(params, seed=seed, name=name, bank=bank)
+    slide_path = out_dir / f"{name}.tiff"
+    prov = provenance(slide=slide_path.name, settings=settings, seed=seed)
+    level_count = _render_slide(slide_path, plan, bank, executor=executor, progress=progress)
+    ann = _annotate(plan, bank, noise)
     truth_dir = out_dir / "truth"
     truth_path = truth_dir / f"{name}.geojson"
     noise_path = truth_dir / f"{name}.noise.json"
@@ -212,16 +250,6 @@ def _generate(
         noise=noise,
         provenance={**prov, "content": "injected annotation noise"},
     )
-    kinds = np.bincount(plan.objects.kind.astype(np.int64), minlength=len(KIND_NAMES))
-    counts = {
-        "mitoses": int(kinds[0]),
-        "apoptotic_bodies": int(kinds[1]),
-        "pyknotic_nuclei": int(kinds[2]),
-        "lymphocytes": int(kinds[3]),
-        "lookalikes": int(kinds[1:].sum()),
-        "ambiguous_mitoses": int((plan.objects.hard & (plan.objects.kind == 0)).sum()),
-        **{k: v for k, v in summary.items() if k not in ("mitoses",)},
-    }
     return SynthSlide(
         name=name,
         seed=seed,
@@ -232,9 +260,9 @@ def _generate(
         width_px=params.width_px,
         height_px=params.height_px,
         mpp=params.mpp,
-        level_count=len(shapes),
+        level_count=level_count,
         tissue_area_mm2=plan.tissue_area_mm2,
-        counts=counts,
+        counts=_counts(plan.objects, summary),
         look=plan.look.to_dict(),
     )
 

@@ -142,90 +142,116 @@ def _plate(c: _Canvas, u0: float, half_len: float, thick: float, bend: float) ->
     return capsule_distance(c.v, uu, half_len, thick / 2.0)
 
 
+def _prophase(c: _Canvas, rng: np.random.Generator, variant: int, s: float, dark: float) -> None:
+    """Prophase (variant 0) or small early ambiguous prophase (variant 7)."""
+    r = (rng.uniform(4.0, 5.5) if variant == 0 else rng.uniform(2.9, 3.8)) * s
+    rho = np.sqrt(c.u**2 + (c.v / rng.uniform(0.8, 1.0)) ** 2)
+    area = _hairy(c, rng, rho - r, hair_um=0.35)
+    n = c.noise(rng, 0.28)
+    threads = np.exp(-((n / 0.45) ** 2))  # worm-like zero-crossings
+    clumps = np.maximum(c.noise(rng, 0.45), 0.0)
+    if variant == 0:
+        dens = 0.25 + 0.65 * threads + 0.35 * clumps
+    else:
+        dens = 0.45 + 0.4 * threads + 0.25 * clumps
+    c.h += area * np.float32(CHROMATIN_H * dark) * np.clip(dens, 0, 1.3)
+    c.m += 0.85 * area
+    if variant == 7 and rng.uniform() < 0.5:  # remnant of a membrane
+        c.h += 0.25 * dark * np.exp(-(((rho - r) / 0.3) ** 2))
+    _mitotic_cell(c, rng, r + rng.uniform(2.0, 3.5), r + rng.uniform(1.5, 3.0))
+
+
+def _metaphase_edge_on(c: _Canvas, rng: np.random.Generator, s: float, dark: float) -> None:
+    """Metaphase seen edge-on: a slightly bent dark plate."""
+    half = rng.uniform(4.0, 6.0) * s
+    thick = rng.uniform(2.0, 3.0) * s
+    d = _plate(c, 0.0, half - thick / 2, thick, rng.normal(0, 0.02))
+    _chromatin(c, rng, _hairy(c, rng, d, hair_um=0.7), dark)
+    _mitotic_cell(c, rng, rng.uniform(5.0, 7.0) * s, half + rng.uniform(1.5, 3.0))
+
+
+def _metaphase_face_on(c: _Canvas, rng: np.random.Generator, s: float, dark: float) -> None:
+    """Metaphase seen face-on: a ring / rosette with a paler centre."""
+    radius = rng.uniform(2.7, 3.7) * s
+    hw = rng.uniform(0.9, 1.3) * s
+    r = np.sqrt(c.u**2 + c.v**2)
+    phi = np.arctan2(c.v, c.u)
+    k = int(rng.integers(6, 11))
+    rr = radius * (1.0 + 0.12 * np.cos(k * phi + rng.uniform(0, 6.3)))
+    ring = _hairy(c, rng, np.abs(r - rr) - hw, hair_um=0.5)
+    core = soft_inside((r - (radius - hw)) * c.px, 0.3 * c.px)
+    _chromatin(c, rng, np.maximum(ring, 0.3 * core), dark)
+    _mitotic_cell(c, rng, radius + rng.uniform(3.0, 4.5), radius + rng.uniform(3.0, 4.5))
+
+
+def _anaphase(c: _Canvas, rng: np.random.Generator, variant: int, s: float, dark: float) -> None:
+    """Anaphase (variant 3) or atypical anaphase with lagging chromosomes (variant 6)."""
+    sep = rng.uniform(4.0, 8.0) * s
+    half = rng.uniform(3.0, 4.5) * s
+    thick = rng.uniform(1.6, 2.4) * s
+    bend = rng.uniform(0.02, 0.07)
+    d1 = _plate(c, -sep / 2, half - thick / 2, thick, -bend)
+    scale2 = rng.uniform(0.55, 0.85) if variant == 6 and rng.uniform() < 0.5 else 1.0
+    d2 = _plate(c, sep / 2, (half - thick / 2) * scale2, thick * scale2, bend)
+    mask = np.maximum(_hairy(c, rng, d1, hair_um=0.6), _hairy(c, rng, d2, hair_um=0.6))
+    if variant == 6:
+        for _ in range(int(rng.integers(1, 3))):
+            pu, pv = rng.uniform(-sep / 4, sep / 4), rng.uniform(-half / 2, half / 2)
+            lag = np.sqrt((c.u - pu) ** 2 + (c.v - pv) ** 2) - rng.uniform(0.5, 0.9)
+            mask = np.maximum(mask, _hairy(c, rng, lag, hair_um=0.3))
+    _chromatin(c, rng, mask, dark)
+    _mitotic_cell(c, rng, sep / 2 + rng.uniform(3.0, 4.5), half + rng.uniform(2.0, 3.0))
+
+
+def _telophase(c: _Canvas, rng: np.random.Generator, s: float, dark: float) -> None:
+    """Telophase: two compact masses in a two-lobed cell with a cleavage furrow."""
+    sep = rng.uniform(8.0, 11.5) * s
+    a, b = rng.uniform(1.3, 2.0) * s, rng.uniform(2.4, 3.4) * s
+    mask = np.zeros_like(c.h)
+    for sign in (-1.0, 1.0):
+        rho = np.sqrt(((c.u - sign * sep / 2) / a) ** 2 + (c.v / b) ** 2)
+        mask = np.maximum(mask, _hairy(c, rng, (rho - 1.0) * a, hair_um=0.4))
+    _chromatin(c, rng, mask, dark, clump=0.15)
+    lobe_r = rng.uniform(4.2, 5.5) * s
+    d_cell = (
+        np.minimum(np.sqrt((c.u + sep / 2) ** 2 + c.v**2), np.sqrt((c.u - sep / 2) ** 2 + c.v**2))
+        - lobe_r
+    )
+    _cell(c, rng, d_cell, clear=rng.uniform(0.45, 0.8), eosin=rng.uniform(0.04, 0.12))
+    furrow = np.exp(-((c.u / 0.45) ** 2)) * soft_inside((np.abs(c.v) - lobe_r * 0.8) * c.px, c.px)
+    c.e += rng.uniform(0.25, 0.45) * furrow
+    c.m += 0.3 * furrow
+
+
+def _multipolar(c: _Canvas, rng: np.random.Generator, s: float, dark: float) -> None:
+    """Atypical multipolar figure: a Y of three arms."""
+    base = rng.uniform(0, 2 * np.pi)
+    dist = np.full_like(c.h, 1e3)
+    for k in range(3):
+        ang = base + k * 2 * np.pi / 3 + rng.normal(0, 0.25)
+        length = rng.uniform(3.0, 5.0) * s
+        au, av = rotate(c.u, c.v, np.float32(ang))
+        dist = np.minimum(
+            dist, capsule_distance(au - length / 2, av, length / 2, rng.uniform(0.8, 1.2) * s)
+        )
+    _chromatin(c, rng, _hairy(c, rng, dist, hair_um=0.6), dark)
+    _mitotic_cell(c, rng, rng.uniform(7.0, 8.5) * s, rng.uniform(7.0, 8.5) * s)
+
+
 def _mitosis(c: _Canvas, rng: np.random.Generator, variant: int, size: float, dark: float) -> None:
-    s = size
+    """Draw a mitotic figure of phase ``variant`` (0-7) onto ``c``."""
     if variant in (0, 7):  # prophase; 7: small, early, ambiguous
-        r = (rng.uniform(4.0, 5.5) if variant == 0 else rng.uniform(2.9, 3.8)) * s
-        rho = np.sqrt(c.u**2 + (c.v / rng.uniform(0.8, 1.0)) ** 2)
-        area = _hairy(c, rng, rho - r, hair_um=0.35)
-        n = c.noise(rng, 0.28)
-        threads = np.exp(-((n / 0.45) ** 2))  # worm-like zero-crossings
-        clumps = np.maximum(c.noise(rng, 0.45), 0.0)
-        if variant == 0:
-            dens = 0.25 + 0.65 * threads + 0.35 * clumps
-        else:
-            dens = 0.45 + 0.4 * threads + 0.25 * clumps
-        c.h += area * np.float32(CHROMATIN_H * dark) * np.clip(dens, 0, 1.3)
-        c.m += 0.85 * area
-        if variant == 7 and rng.uniform() < 0.5:  # remnant of a membrane
-            c.h += 0.25 * dark * np.exp(-(((rho - r) / 0.3) ** 2))
-        _mitotic_cell(c, rng, r + rng.uniform(2.0, 3.5), r + rng.uniform(1.5, 3.0))
+        _prophase(c, rng, variant, size, dark)
     elif variant == 1:  # metaphase, edge-on plate
-        half = rng.uniform(4.0, 6.0) * s
-        thick = rng.uniform(2.0, 3.0) * s
-        d = _plate(c, 0.0, half - thick / 2, thick, rng.normal(0, 0.02))
-        _chromatin(c, rng, _hairy(c, rng, d, hair_um=0.7), dark)
-        _mitotic_cell(c, rng, rng.uniform(5.0, 7.0) * s, half + rng.uniform(1.5, 3.0))
+        _metaphase_edge_on(c, rng, size, dark)
     elif variant == 2:  # metaphase, face-on ring / rosette
-        radius = rng.uniform(2.7, 3.7) * s
-        hw = rng.uniform(0.9, 1.3) * s
-        r = np.sqrt(c.u**2 + c.v**2)
-        phi = np.arctan2(c.v, c.u)
-        k = int(rng.integers(6, 11))
-        rr = radius * (1.0 + 0.12 * np.cos(k * phi + rng.uniform(0, 6.3)))
-        ring = _hairy(c, rng, np.abs(r - rr) - hw, hair_um=0.5)
-        core = soft_inside((r - (radius - hw)) * c.px, 0.3 * c.px)
-        _chromatin(c, rng, np.maximum(ring, 0.3 * core), dark)
-        _mitotic_cell(c, rng, radius + rng.uniform(3.0, 4.5), radius + rng.uniform(3.0, 4.5))
+        _metaphase_face_on(c, rng, size, dark)
     elif variant in (3, 6):  # anaphase; 6: with lagging chromosomes / asymmetric
-        sep = rng.uniform(4.0, 8.0) * s
-        half = rng.uniform(3.0, 4.5) * s
-        thick = rng.uniform(1.6, 2.4) * s
-        bend = rng.uniform(0.02, 0.07)
-        d1 = _plate(c, -sep / 2, half - thick / 2, thick, -bend)
-        scale2 = rng.uniform(0.55, 0.85) if variant == 6 and rng.uniform() < 0.5 else 1.0
-        d2 = _plate(c, sep / 2, (half - thick / 2) * scale2, thick * scale2, bend)
-        mask = np.maximum(_hairy(c, rng, d1, hair_um=0.6), _hairy(c, rng, d2, hair_um=0.6))
-        if variant == 6:
-            for _ in range(int(rng.integers(1, 3))):
-                pu, pv = rng.uniform(-sep / 4, sep / 4), rng.uniform(-half / 2, half / 2)
-                lag = np.sqrt((c.u - pu) ** 2 + (c.v - pv) ** 2) - rng.uniform(0.5, 0.9)
-                mask = np.maximum(mask, _hairy(c, rng, lag, hair_um=0.3))
-        _chromatin(c, rng, mask, dark)
-        _mitotic_cell(c, rng, sep / 2 + rng.uniform(3.0, 4.5), half + rng.uniform(2.0, 3.0))
+        _anaphase(c, rng, variant, size, dark)
     elif variant == 4:  # telophase: two compact masses, two-lobed cell, cleavage furrow
-        sep = rng.uniform(8.0, 11.5) * s
-        a, b = rng.uniform(1.3, 2.0) * s, rng.uniform(2.4, 3.4) * s
-        mask = np.zeros_like(c.h)
-        for sign in (-1.0, 1.0):
-            rho = np.sqrt(((c.u - sign * sep / 2) / a) ** 2 + (c.v / b) ** 2)
-            mask = np.maximum(mask, _hairy(c, rng, (rho - 1.0) * a, hair_um=0.4))
-        _chromatin(c, rng, mask, dark, clump=0.15)
-        lobe_r = rng.uniform(4.2, 5.5) * s
-        d_cell = (
-            np.minimum(
-                np.sqrt((c.u + sep / 2) ** 2 + c.v**2), np.sqrt((c.u - sep / 2) ** 2 + c.v**2)
-            )
-            - lobe_r
-        )
-        _cell(c, rng, d_cell, clear=rng.uniform(0.45, 0.8), eosin=rng.uniform(0.04, 0.12))
-        furrow = np.exp(-((c.u / 0.45) ** 2)) * soft_inside(
-            (np.abs(c.v) - lobe_r * 0.8) * c.px, c.px
-        )
-        c.e += rng.uniform(0.25, 0.45) * furrow
-        c.m += 0.3 * furrow
+        _telophase(c, rng, size, dark)
     elif variant == 5:  # atypical multipolar: a Y of three arms
-        base = rng.uniform(0, 2 * np.pi)
-        dist = np.full_like(c.h, 1e3)
-        for k in range(3):
-            ang = base + k * 2 * np.pi / 3 + rng.normal(0, 0.25)
-            length = rng.uniform(3.0, 5.0) * s
-            au, av = rotate(c.u, c.v, np.float32(ang))
-            dist = np.minimum(
-                dist, capsule_distance(au - length / 2, av, length / 2, rng.uniform(0.8, 1.2) * s)
-            )
-        _chromatin(c, rng, _hairy(c, rng, dist, hair_um=0.6), dark)
-        _mitotic_cell(c, rng, rng.uniform(7.0, 8.5) * s, rng.uniform(7.0, 8.5) * s)
+        _multipolar(c, rng, size, dark)
     else:
         raise ValueError(f"unknown mitosis variant {variant}")
 

@@ -201,7 +201,6 @@ def run_csdgl(
     """
     stage = StageDir(out_dir)
     n_per_class = max(n_per_class, settings.k)
-    n_sub = 2 * n_per_class
     input_px = settings.input_px if settings.input_px != ctx.patch_px else None
     arch_kwargs = {"width": ctx.width, "proj_dim": settings.proj_dim, "input_px": input_px}
     torch.manual_seed(ctx.seed * 1000 + 4)
@@ -209,31 +208,109 @@ def run_csdgl(
     if (done := stage.done) is not None:
         return stage.load_weights(model).to(ctx.device).eval(), done
     init = ctx.init_trunks(model.trunk)
-    labels = samples.labels
     batches = ctx.batches(
         samples.rows,
-        labels,
+        samples.labels,
         batch_size=settings.batch_size,
         mode="balanced",
         seed_offset=4,
         drop_last=True,
     )
-    seq = ctx.batches(samples.rows, labels, batch_size=settings.batch_size * 2, mode="sequential")
-    gen = torch.Generator(device=ctx.device)
-    state: dict[str, Any] = {
-        "subclass": torch.as_tensor(subclass, dtype=torch.int64),
-        "tau_sub": torch.full((n_sub,), settings.tau),
-        "ready": False,
-        "reclusters": 0,
+    epoch = _CSDGLEpoch(ctx, model, samples, subclass, settings=settings, n_per_class=n_per_class)
+    metrics = ctx.fit_stage(
+        model,
+        batches,
+        stage=stage,
+        settings=settings,
+        name="csdgl",
+        description="CSDGL: final model",
+        compute_loss=epoch.loss,
+        n=len(samples),
+        begin_epoch=epoch.begin,
+        get_state=epoch.get_state,
+        set_state=epoch.set_state,
+    )
+    stats = {
+        "stage": "csdgl",
+        "init": init,
+        "arch": "proj_resnet18",
+        "arch_kwargs": arch_kwargs,
+        "epochs": settings.epochs,
+        "n": len(samples),
+        "final_loss": metrics[-1]["loss"] if metrics else None,
+        **epoch.summary(),
     }
-    dev_state: dict[str, Tensor] = {}
-    y_t = torch.as_tensor(labels, dtype=torch.int64, device=ctx.device)
+    done = stage.write_done(stats)
+    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
+    return model.eval(), done
 
-    def refresh(recluster: bool) -> None:
+
+class _CSDGLEpoch:
+    """One CSDGL epoch, as :meth:`StageContext.fit_stage`'s callbacks, and the subclasses.
+
+    The state (checkpointed): ``subclass`` ``(M,)`` int64 and ``tau_sub``
+    ``(2 * n_per_class,)`` float32 on the CPU, whether the temperatures were
+    computed (``ready``), and the number of re-clusterings so far.
+
+    Parameters
+    ----------
+    ctx : StageContext
+    model : ProjNet
+        The network trained (its projections give the subclasses).
+    samples : SampleSet
+    subclass : ndarray ``(M,)`` int64
+        The initial subclasses, ``label * n_per_class + level``.
+    settings : CSDGLSettings
+    n_per_class : int
+        Subclass ids per class.
+    """
+
+    def __init__(
+        self,
+        ctx: StageContext,
+        model: ProjNet,
+        samples: SampleSet,
+        subclass: np.ndarray,
+        *,
+        settings: CSDGLSettings,
+        n_per_class: int,
+    ) -> None:
+        self.ctx, self.model, self.settings = ctx, model, settings
+        self.n_per_class, self.n_sub = n_per_class, 2 * n_per_class
+        labels = samples.labels
+        self.seq = ctx.batches(
+            samples.rows, labels, batch_size=settings.batch_size * 2, mode="sequential"
+        )
+        self.gen = torch.Generator(device=ctx.device)
+        self.state: dict[str, Any] = {
+            "subclass": torch.as_tensor(subclass, dtype=torch.int64),
+            "tau_sub": torch.full((self.n_sub,), settings.tau),
+            "ready": False,
+            "reclusters": 0,
+        }
+        self.dev_state: dict[str, Tensor] = {}
+        self.y_t = torch.as_tensor(labels, dtype=torch.int64, device=ctx.device)
+
+    def begin(self, epoch: int) -> None:
+        """Seed the epoch's augmentations; refresh the temperatures at the start and
+        the subclasses every ``recluster_every`` epochs."""
+        every = self.settings.recluster_every
+        self.gen.manual_seed(self.ctx.seed * 100_003 + 11 * epoch + 4)
+        if not self.state["ready"]:
+            self.refresh(recluster=False)
+        elif every and epoch > 0 and epoch % every == 0:
+            self.refresh(recluster=True)
+        self.dev_state["sub"] = self.state["subclass"].to(self.ctx.device)
+        self.dev_state["tau"] = self.state["tau_sub"].to(self.ctx.device)
+
+    def refresh(self, *, recluster: bool) -> None:
+        """Recompute the subclass temperatures from the projections, after
+        re-clustering each class (cosine k-means) when ``recluster``."""
+        ctx, settings, state = self.ctx, self.settings, self.state
         z = torch.from_numpy(
             predict(
-                model,
-                seq,
+                self.model,
+                self.seq,
                 ctx.device,
                 fn=lambda m, x: m.forward_train(x)[1],
                 patch_px=ctx.patch_px,
@@ -243,29 +320,24 @@ def run_csdgl(
         ).to(ctx.device)
         sub = state["subclass"].to(ctx.device)
         if recluster:
-            for c in (0, 1):
-                m = y_t == c
-                if int(m.sum()) >= 2:
-                    sub[m] = c * n_per_class + cosine_kmeans(
-                        z[m], settings.k, seed=ctx.seed + state["reclusters"]
-                    )
+            _recluster(
+                z,
+                sub,
+                self.y_t,
+                k=settings.k,
+                n_per_class=self.n_per_class,
+                seed=ctx.seed + state["reclusters"],
+            )
             state["reclusters"] += 1
         state["subclass"] = sub.cpu()
         state["tau_sub"] = subclass_temperatures(
-            z, sub, n_subclasses=n_sub, tau=settings.tau, percentiles=settings.percentiles
+            z, sub, n_subclasses=self.n_sub, tau=settings.tau, percentiles=settings.percentiles
         ).cpu()
         state["ready"] = True
 
-    def begin(epoch: int) -> None:
-        gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 4)
-        if not state["ready"]:
-            refresh(recluster=False)
-        elif settings.recluster_every and epoch > 0 and epoch % settings.recluster_every == 0:
-            refresh(recluster=True)
-        dev_state["sub"] = state["subclass"].to(ctx.device)
-        dev_state["tau"] = state["tau_sub"].to(ctx.device)
-
-    def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+    def loss(self, m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """CE on two strong views of batch ``b`` plus ``weight`` times their SBCL loss."""
+        ctx, gen, settings = self.ctx, self.gen, self.settings
         sh = ctx.shifts(b.labels, gen)
         v1 = augment_batch(
             b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
@@ -276,43 +348,37 @@ def run_csdgl(
         x = to_input(torch.cat([v1, v2]), mean=ctx.mean, std=ctx.std)
         logits, z = m.forward_train(x)
         y2 = b.labels.repeat(2)
-        sub2 = dev_state["sub"][b.positions].repeat(2)
+        sub2 = self.dev_state["sub"][b.positions].repeat(2)
         ce = torch.nn.functional.cross_entropy(logits.float(), y2)
-        sb = sbcl_loss(z, sub2, y2, tau=settings.tau, tau_sub=dev_state["tau"], beta=settings.beta)
+        tau_sub = self.dev_state["tau"]
+        sb = sbcl_loss(z, sub2, y2, tau=settings.tau, tau_sub=tau_sub, beta=settings.beta)
         return ce + settings.weight * sb, {"ce": ce, "sbcl": sb}
 
-    def get_state() -> dict[str, Any]:
-        return {k: v for k, v in state.items()}
+    def get_state(self) -> dict[str, Any]:
+        """The state for the checkpoint (a shallow copy)."""
+        return {k: v for k, v in self.state.items()}
 
-    def set_state(s: dict[str, Any]) -> None:
-        state.update(s)
+    def set_state(self, s: dict[str, Any]) -> None:
+        """Restore the state from a checkpoint."""
+        self.state.update(s)
 
-    metrics = ctx.fit_stage(
-        model,
-        batches,
-        stage=stage,
-        settings=settings,
-        name="csdgl",
-        description="CSDGL: final model",
-        compute_loss=loss_fn,
-        n=len(samples),
-        begin_epoch=begin,
-        get_state=get_state,
-        set_state=set_state,
-    )
-    sub = state["subclass"].numpy()
-    stats = {
-        "stage": "csdgl",
-        "init": init,
-        "arch": "proj_resnet18",
-        "arch_kwargs": arch_kwargs,
-        "epochs": settings.epochs,
-        "n": len(samples),
-        "final_loss": metrics[-1]["loss"] if metrics else None,
-        "reclusters": int(state["reclusters"]),
-        "subclass_sizes": {str(s): int(np.sum(sub == s)) for s in range(n_sub)},
-        "subclass_temperatures": [round(float(t), 5) for t in state["tau_sub"]],
-    }
-    done = stage.write_done(stats)
-    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
-    return model.eval(), done
+    def summary(self) -> dict[str, Any]:
+        """Re-clusterings, final subclass sizes and temperatures (for ``done.json``)."""
+        sub = self.state["subclass"].numpy()
+        return {
+            "reclusters": int(self.state["reclusters"]),
+            "subclass_sizes": {str(s): int(np.sum(sub == s)) for s in range(self.n_sub)},
+            "subclass_temperatures": [round(float(t), 5) for t in self.state["tau_sub"]],
+        }
+
+
+def _recluster(
+    z: Tensor, sub: Tensor, labels: Tensor, *, k: int, n_per_class: int, seed: int
+) -> None:
+    """Re-cluster each class in place: ``sub (N,)`` int64 of a class ``c`` with two
+    samples or more becomes ``c * n_per_class`` + its cosine k-means cluster of the
+    projections ``z (N, D)`` (``labels (N,)`` int64)."""
+    for c in (0, 1):
+        m = labels == c
+        if int(m.sum()) >= 2:
+            sub[m] = c * n_per_class + cosine_kmeans(z[m], k, seed=seed)

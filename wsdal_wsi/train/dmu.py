@@ -50,7 +50,7 @@ import torch
 from torch import Tensor
 
 from wsdal_wsi.model.nets import DualViewNet
-from wsdal_wsi.train.augment import STRONG, WEAK, augment_batch
+from wsdal_wsi.train.augment import STRONG, WEAK, AugmentParams, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table, write_table
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.dmu_outcomes import forget_rate, grouped_outcomes, scd_rates
@@ -188,82 +188,28 @@ def read_dmu_table(out_dir: Path) -> dict[str, np.ndarray]:
 def run_dmu(
     ctx: StageContext, out_dir: Path, samples: SampleSet, settings: DMUSettings
 ) -> dict[str, Any]:
-    """Run (or resume) the DMU stage on ``samples``; return its statistics."""
+    """Run (or resume) the DMU stage on ``samples``; return its statistics.
+
+    Train the dual-view network with its memory (resuming from the stage's
+    checkpoint), save the pooled features, decide the outcome of each sample
+    (``table.csv``), then write ``done.json`` and drop the checkpoint.
+    """
     stage = StageDir(out_dir)
     if (done := stage.done) is not None:
         return done
-    n = len(samples)
     torch.manual_seed(ctx.seed * 1000 + 2)
     model = DualViewNet(width=ctx.width)
     init = ctx.init_trunks(model.weak.trunk, model.strong.trunk)
-    unit = memory_units(samples, ctx.store) if settings.group_jitter else np.arange(n)
-    n_units = int(unit.max()) + 1 if n else 0
-    memory = DMUMemory(n_units, ema=settings.ema, device=ctx.device)
-    unit_t = torch.as_tensor(unit, dtype=torch.int64, device=ctx.device)
+    epoch = _DMUEpoch(ctx, samples, settings=settings)
+    memory = epoch.memory
     batches = ctx.batches(
         samples.rows,
         samples.labels,
         batch_size=settings.batch_size,
         mode="shuffle",
         seed_offset=2,
-        groups=unit if settings.group_jitter else None,
+        groups=epoch.unit if settings.group_jitter else None,
     )
-    # class counts of what an epoch serves: memory units (one per click with grouping)
-    first = np.unique(unit, return_index=True)[1]
-    counts = np.bincount(samples.labels[first], minlength=2).astype(np.float64)
-    w = counts.sum() / (2 * np.maximum(counts, 1)) if settings.class_weighted else np.ones(2)
-    weight = torch.tensor(w, dtype=torch.float32, device=ctx.device)
-    gen = torch.Generator(device=ctx.device)
-    state = {"epoch": 0}
-
-    def begin(epoch: int) -> None:
-        gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 2)
-        state["epoch"] = epoch
-
-    def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        sh = ctx.shifts(b.labels, gen)  # one offset per sample, both views
-        w = to_input(
-            augment_batch(
-                b.patches, patch_px=ctx.patch_px, params=WEAK, generator=gen, shift_px=sh
-            ),
-            mean=ctx.mean,
-            std=ctx.std,
-        )
-        s = to_input(
-            augment_batch(
-                b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
-            ),
-            mean=ctx.mean,
-            std=ctx.std,
-        )
-        lw, ls, lf, _ = m.forward_views(w, s)
-        ce = torch.nn.functional.cross_entropy
-        y = b.labels
-        loss = (
-            0.25 * ce(lw.float(), y, weight=weight)
-            + 0.25 * ce(ls.float(), y, weight=weight)
-            + 0.5 * ce(lf.float(), y, weight=weight)
-        )
-        memory.update(
-            unit_t[b.positions],
-            y,
-            torch.softmax(lw.float(), 1),
-            torch.softmax(ls.float(), 1),
-            torch.softmax(lf.float(), 1),
-            count=state["epoch"] >= settings.warmup_epochs,
-        )
-        return loss, {"acc_fused": (lf.argmax(1) == y).float().mean()}
-
-    def end(epoch: int) -> dict[str, Any]:
-        if epoch < settings.warmup_epochs:
-            return {"clean": "", "hard": "", "noisy": ""}
-        tot = max(1, epoch - settings.warmup_epochs + 1)
-        return {
-            "clean": float(memory.n_clean.sum()) / tot / max(1, n_units),
-            "hard": float(memory.n_hard.sum()) / tot / max(1, n_units),
-            "noisy": float(memory.n_noisy.sum()) / tot / max(1, n_units),
-        }
-
     ctx.fit_stage(
         model,
         batches,
@@ -271,19 +217,113 @@ def run_dmu(
         settings=settings,
         name="dmu",
         description="DMU: dual-view memory",
-        compute_loss=loss_fn,
-        n=n,
-        begin_epoch=begin,
-        end_epoch=end,
+        compute_loss=epoch.loss,
+        n=len(samples),
+        begin_epoch=epoch.begin,
+        end_epoch=epoch.end,
         get_state=memory.state_dict,
         set_state=memory.load_state_dict,
     )
+    feats = _pooled_features(ctx, model, samples, batch_size=settings.batch_size)
+    np.save(stage.path / "features.npy", feats.astype(np.float16))
+    table = _verdict(ctx, samples, memory, feats, unit=epoch.unit, settings=settings)
+    write_table(stage.path / "table.csv", table)
+    done = stage.write_done(_dmu_stats(table, settings=settings, init=init, n_units=epoch.n_units))
+    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
+    return done
 
-    seq = ctx.batches(
-        samples.rows, samples.labels, batch_size=settings.batch_size, mode="sequential"
-    )
-    with ctx.progress.task("DMU: features", total=n) as task:
-        feats = predict(
+
+def _class_weights(labels: np.ndarray, unit: np.ndarray, *, class_weighted: bool) -> np.ndarray:
+    """``(2,)`` float64 CE weights: inverse class frequencies of the memory units an
+    epoch serves (``labels``, ``unit``: ``(M,)`` per sample), else ones."""
+    first = np.unique(unit, return_index=True)[1]
+    counts = np.bincount(labels[first], minlength=2).astype(np.float64)
+    return counts.sum() / (2 * np.maximum(counts, 1)) if class_weighted else np.ones(2)
+
+
+class _DMUEpoch:
+    """One DMU epoch, as :meth:`StageContext.fit_stage`'s callbacks, and the memory it feeds.
+
+    Each batch: a weak and a strong view of every patch, the class-weighted
+    dual-view loss, and the memory update of the batch's units (statuses counted
+    after the warm-up epochs); after the epoch, the mean status fractions.
+
+    Attributes
+    ----------
+    unit : ndarray ``(M,)`` int64
+        Memory unit of each sample (one per click with its jittered copies when
+        ``settings.group_jitter``, else one per sample).
+    n_units : int
+    memory : DMUMemory
+        One slot per unit (restored from the checkpoint when resuming).
+    """
+
+    def __init__(self, ctx: StageContext, samples: SampleSet, *, settings: DMUSettings) -> None:
+        self.ctx, self.settings = ctx, settings
+        n = len(samples)
+        self.unit = memory_units(samples, ctx.store) if settings.group_jitter else np.arange(n)
+        self.n_units = int(self.unit.max()) + 1 if n else 0
+        self.memory = DMUMemory(self.n_units, ema=settings.ema, device=ctx.device)
+        self.unit_t = torch.as_tensor(self.unit, dtype=torch.int64, device=ctx.device)
+        w = _class_weights(samples.labels, self.unit, class_weighted=settings.class_weighted)
+        self.weight = torch.tensor(w, dtype=torch.float32, device=ctx.device)
+        self.gen = torch.Generator(device=ctx.device)
+        self.epoch = 0
+
+    def begin(self, epoch: int) -> None:
+        """Seed the epoch's augmentations."""
+        self.gen.manual_seed(self.ctx.seed * 100_003 + 11 * epoch + 2)
+        self.epoch = epoch
+
+    def loss(self, m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """The dual-view loss of batch ``b``, updating the memory on the way."""
+        sh = self.ctx.shifts(b.labels, self.gen)  # one offset per sample, both views
+        lw, ls, lf, _ = m.forward_views(self._view(b, WEAK, sh), self._view(b, STRONG, sh))
+        ce = torch.nn.functional.cross_entropy
+        y, weight = b.labels, self.weight
+        loss = (
+            0.25 * ce(lw.float(), y, weight=weight)
+            + 0.25 * ce(ls.float(), y, weight=weight)
+            + 0.5 * ce(lf.float(), y, weight=weight)
+        )
+        self.memory.update(
+            self.unit_t[b.positions],
+            y,
+            torch.softmax(lw.float(), 1),
+            torch.softmax(ls.float(), 1),
+            torch.softmax(lf.float(), 1),
+            count=self.epoch >= self.settings.warmup_epochs,
+        )
+        return loss, {"acc_fused": (lf.argmax(1) == y).float().mean()}
+
+    def _view(self, b: Batch, params: AugmentParams, shift_px: Tensor | None) -> Tensor:
+        """Network input ``(B, 3, P, P)`` of one augmented view of the batch's patches."""
+        ctx = self.ctx
+        v = augment_batch(
+            b.patches, patch_px=ctx.patch_px, params=params, generator=self.gen, shift_px=shift_px
+        )
+        return to_input(v, mean=ctx.mean, std=ctx.std)
+
+    def end(self, epoch: int) -> dict[str, Any]:
+        """Mean clean / hard / noisy fraction per unit and epoch since the warm-up."""
+        warmup, mem = self.settings.warmup_epochs, self.memory
+        if epoch < warmup:
+            return {"clean": "", "hard": "", "noisy": ""}
+        tot = max(1, epoch - warmup + 1)
+        return {
+            "clean": float(mem.n_clean.sum()) / tot / max(1, self.n_units),
+            "hard": float(mem.n_hard.sum()) / tot / max(1, self.n_units),
+            "noisy": float(mem.n_noisy.sum()) / tot / max(1, self.n_units),
+        }
+
+
+def _pooled_features(
+    ctx: StageContext, model: DualViewNet, samples: SampleSet, *, batch_size: int
+) -> np.ndarray:
+    """``(M, F)`` pooled features of both trunks for each sample (centre crop, in order)."""
+    seq = ctx.batches(samples.rows, samples.labels, batch_size=batch_size, mode="sequential")
+    with ctx.progress.task("DMU: features", total=len(samples)) as task:
+        return predict(
             model,
             seq,
             ctx.device,
@@ -293,9 +333,26 @@ def run_dmu(
             std=ctx.std,
             task=task,
         )
-    np.save(stage.path / "features.npy", feats.astype(np.float16))
 
-    # per sample: the stats of its memory unit (a click's copies share their click's)
+
+def _verdict(
+    ctx: StageContext,
+    samples: SampleSet,
+    memory: DMUMemory,
+    feats: np.ndarray,
+    *,
+    unit: np.ndarray,
+    settings: DMUSettings,
+) -> dict[str, np.ndarray]:
+    """The per-sample table: the memory's counts, forget and SCD rates, the outcome.
+
+    Parameters
+    ----------
+    feats : ndarray ``(M, F)``
+        Pooled features of the samples.
+    unit : ndarray ``(M,)`` int64
+        Memory unit of each sample (a click's copies share their click's stats).
+    """
     mem = {k: v.numpy()[unit] for k, v in memory.state_dict().items() if k != "ema"}
     annotation = memory_units(samples, ctx.store) if settings.group_outcome else unit
     outcome, never = grouped_outcomes(
@@ -309,16 +366,16 @@ def run_dmu(
     )
     fr = forget_rate(mem["n_learn"], mem["n_forget"])
     scd, scd_rate = scd_rates(feats.astype(np.float64), samples.labels, outcome == "clean")
-    store = ctx.store
-    table = {
-        "index": np.arange(n),
-        "row": samples.rows,
-        "image_key": store.image_key[samples.rows],
-        "x_level0": store.xy_level0[samples.rows, 0],
-        "y_level0": store.xy_level0[samples.rows, 1],
-        "source": store.source[samples.rows],
+    store, rows = ctx.store, samples.rows
+    return {
+        "index": np.arange(len(samples)),
+        "row": rows,
+        "image_key": store.image_key[rows],
+        "x_level0": store.xy_level0[rows, 0],
+        "y_level0": store.xy_level0[rows, 1],
+        "source": store.source[rows],
         "origin": samples.origin,
-        "click_id": store.click_id[samples.rows],
+        "click_id": store.click_id[rows],
         "label": samples.labels,
         "unit": unit,
         "annotation": annotation,
@@ -334,19 +391,22 @@ def run_dmu(
         "never_learned": never.astype(np.int64),
         "outcome": outcome,
     }
-    write_table(stage.path / "table.csv", table)
-    stats = {
+
+
+def _dmu_stats(
+    table: dict[str, np.ndarray], *, settings: DMUSettings, init: str, n_units: int
+) -> dict[str, Any]:
+    """The stage's statistics for ``done.json``: outcomes per label, never-learned count."""
+    labels, outcome = table["label"], table["outcome"]
+    return {
         "stage": "dmu",
         "init": init,
         "epochs": settings.epochs,
-        "n": n,
+        "n": len(labels),
         "n_units": n_units,
         "outcomes": {
-            f"label{c}": {o: int(np.sum((samples.labels == c) & (outcome == o))) for o in OUTCOMES}
+            f"label{c}": {o: int(np.sum((labels == c) & (outcome == o))) for o in OUTCOMES}
             for c in (0, 1)
         },
-        "never_learned": int(never.sum()),
+        "never_learned": int(table["never_learned"].sum()),
     }
-    done = stage.write_done(stats)
-    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
-    return done

@@ -48,28 +48,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import shapely
 import torch
-from scipy.spatial import cKDTree
-from shapely.geometry import box
-from shapely.ops import unary_union
 
-from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates
+from wsdal_wsi.detect.candidates import CandidateParams
 from wsdal_wsi.errors import ConfigError, TrainingError, WsdalError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress, ProgressTask
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath import ClassSettings, open_source
 from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
 from wsdal_wsi.train.presets import ExtractSettings
+from wsdal_wsi.train.sampling import (
+    area_candidates,
+    candidate_rows,
+    click_rows,
+    kept_candidates,
+    points_xy,
+    snap,
+)
 from wsdal_wsi.train.store import PatchStore, StoreWriter
 from wsdal_wsi.units import um_to_px
 
 __all__ = ["extract_store", "split_by_slide"]
 
 log = logging.getLogger(__name__)
-
-_TILE_PX = 1024
-_TILE_BATCH = 4
 
 
 def split_by_slide(keys: Sequence[str], *, val_fraction: float, seed: int) -> dict[str, str]:
@@ -87,75 +88,6 @@ def split_by_slide(keys: Sequence[str], *, val_fraction: float, seed: int) -> di
     order = np.random.default_rng((seed, 23)).permutation(n)
     val = {keys[i] for i in order[:n_val]}
     return {k: ("val" if k in val else "train") for k in keys}
-
-
-def _area_test(areas: list[Any], ignored: list[Any]):
-    """A vectorised point-in-area test ``(N, 2) -> (N,) bool`` of polygons minus holes."""
-
-    inside = unary_union([a.geometry for a in areas]) if areas else None
-    out = unary_union([a.geometry for a in ignored]) if ignored else None
-
-    def test(xy: np.ndarray) -> np.ndarray:
-        ok = np.ones(len(xy), bool)
-        if inside is not None:
-            ok &= shapely.contains_xy(inside, xy[:, 0], xy[:, 1])
-        if out is not None:
-            ok &= ~shapely.contains_xy(out, xy[:, 0], xy[:, 1])
-        return ok
-
-    return test, inside
-
-
-def _find_candidates(
-    slide: Any,
-    tiles: list[Any],
-    *,
-    target_mpp: float,
-    params: Any,
-    device: torch.device,
-    threads: int,
-    task: ProgressTask,
-) -> np.ndarray:
-    """Level-0 ``(N, 2)`` candidates in the cores of ``tiles``."""
-    found: list[np.ndarray] = []
-
-    def read(tile: Any) -> np.ndarray:
-        return slide.read_region(tile.location_level0, tile.size_px, target_mpp=target_mpp)
-
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        for start in range(0, len(tiles), _TILE_BATCH):
-            group = tiles[start : start + _TILE_BATCH]
-            images = list(pool.map(read, group))
-            shapes = {im.shape for im in images}
-            batches = [images] if len(shapes) == 1 else [[im] for im in images]
-            tiles_iter = iter(group)
-            for batch in batches:
-                rgb = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).to(device)
-                for tile, pts in zip(
-                    [next(tiles_iter) for _ in batch],
-                    detect_candidates(rgb, mpp=target_mpp, params=params),
-                    strict=True,
-                ):
-                    xy = pts[:, :2].cpu().numpy().astype(np.float64) + 0.5  # pixel centres
-                    found.append(tile.to_level0(xy[tile.in_core(xy)]))
-            task.advance(len(group))
-    return np.concatenate(found) if found else np.zeros((0, 2))
-
-
-def _snap(
-    points: np.ndarray, cand: np.ndarray, radius_level0: float, kdtree: Any
-) -> tuple[np.ndarray, int]:
-    """Each of ``points (N, 2)`` moved to the nearest of ``cand (M, 2)`` within the radius.
-
-    Returns the ``(N, 2)`` level-0 patch centres and how many points moved.
-    """
-    out = np.array(points, np.float64).reshape(-1, 2)
-    if not len(out) or not len(cand) or radius_level0 <= 0:
-        return out, 0
-    d, j = kdtree(cand).query(out, k=1)
-    near = d <= radius_level0
-    out[near] = cand[j[near]]
-    return out, int(np.sum(near))
 
 
 def _read_patches(
@@ -269,7 +201,6 @@ def extract_store(
                     open_slide=open_slide,
                     tile_grid=tile_grid,
                     tissue_mask=tissue_mask,
-                    kdtree=cKDTree,
                     tile_task=tile_task,
                     patch_task=patch_task,
                     totals=totals,
@@ -313,130 +244,71 @@ def _extract_image(
     open_slide: Any,
     tile_grid: Any,
     tissue_mask: Any,
-    kdtree: Any,
     tile_task: ProgressTask,
     patch_task: ProgressTask,
     totals: dict[str, int],
 ) -> dict[str, Any]:
+    """Write one image's patches to ``writer``; return its ``images.csv`` row.
+
+    ``rng`` draws the candidate subset, then the jitter; ``totals`` counts the
+    tiles and patches so far (the totals of the progress tasks).
+    """
     ann = rec.annotations
-    t = settings.target_mpp
     with open_slide(rec.slide_path, mpp=rec.mpp) as slide:
         mpp = slide.require_mpp()
-        f = slide.level0_per_px(t)
-        pos = np.array([(p.x, p.y) for p in ann.points_with_role("positive", classes)]).reshape(
-            -1, 2
+        f = slide.level0_per_px(settings.target_mpp)
+        pos = points_xy(ann.points_with_role("positive", classes))
+        neg = points_xy(ann.points_with_role("negative", classes))
+        # no usable negative candidate near these
+        avoid = points_xy(
+            p for p in ann.points if classes.role(p.class_name) in ("ignored", "unknown")
         )
-        neg = np.array([(p.x, p.y) for p in ann.points_with_role("negative", classes)]).reshape(
-            -1, 2
-        )
-        avoid = np.array(
-            [(p.x, p.y) for p in ann.points if classes.role(p.class_name) in ("ignored", "unknown")]
-        ).reshape(-1, 2)
         regions = list(ann.areas_with_role("region", classes))
         ignored = list(ann.areas_with_role("ignored", classes))
-        in_area, region_geom = _area_test(regions, ignored)
-        if regions:
-            tiles = [
-                tl
-                for tl in tile_grid(slide, target_mpp=t, tile_size_px=_TILE_PX, margin_px=margin_px)
-                if box(*tl.core_level0).intersects(region_geom)
-            ]
-            area_mm2 = region_geom.area * mpp * mpp / 1e6
-        else:
-            mask = tissue_mask(slide)
-            tiles = tile_grid(
-                slide, target_mpp=t, tile_size_px=_TILE_PX, margin_px=margin_px, tissue=mask
-            )
-            base = in_area
-
-            def in_area(xy: np.ndarray, _b=base, _m=mask) -> np.ndarray:
-                return _b(xy) & _m.contains(xy)
-
-            area_mm2 = mask.area_mm2(mpp)
-        totals["tiles"] += len(tiles)
-        tile_task.update(total=totals["tiles"])
-        cand = _find_candidates(
+        cand, in_area, area_mm2 = area_candidates(
             slide,
-            tiles,
-            target_mpp=t,
+            regions,
+            ignored,
+            mpp=mpp,
+            margin_px=margin_px,
+            settings=settings,
             params=params,
             device=device,
-            threads=settings.read_threads,
+            tile_grid=tile_grid,
+            tissue_mask=tissue_mask,
             task=tile_task,
+            totals=totals,
         )
-        cand = cand[in_area(cand)] if len(cand) else cand
         n_found = len(cand)
         snap_level0 = um_to_px(settings.snap_um, mpp) if settings.snap_um > 0 else 0.0
-        pos_c, n_snap_pos = _snap(pos, cand, snap_level0, kdtree)
-        neg_c, n_snap_neg = _snap(neg, cand, snap_level0, kdtree)
-        cap = (
-            settings.max_val_candidates_per_image
-            if split == "val"
-            else settings.max_candidates_per_image
-        )
-        if len(cand) > cap:
-            log.info("%s: keeping %d of %d candidates", rec.key, cap, len(cand))
-            cand = cand[np.sort(rng.choice(len(cand), cap, replace=False))]
-        near = np.concatenate([pos, avoid])
-        label = np.zeros(len(cand), np.int64)
-        if len(near) and len(cand):
-            d, _ = kdtree(near).query(cand, k=1)
-            label[d < settings.clear_radius_px * f] = -1
-        # clicks, jittered copies, negative clicks, candidates
-        # (point, patch centre) per patch
-        xy, centres, recs = [], [], []
-        base_rec = {"image_key": rec.key, "slide": str(rec.slide_path), "split": split}
-        for p, c in zip(pos, pos_c, strict=True):
-            cid = writer.new_click_id()
-            inside = bool(in_area(p[None])[0])
-            xy.append(p)
-            centres.append(c)
-            recs.append(
-                {**base_rec, "label": 1, "source": "click", "click_id": cid, "in_area": inside}
-            )
-            for _ in range(settings.n_jitter):
-                r = settings.jitter_px * f * math.sqrt(rng.uniform())
-                a = rng.uniform(0, 2 * math.pi)
-                j = c + r * np.array([math.cos(a), math.sin(a)])
-                xy.append(j)
-                centres.append(j)
-                recs.append(
-                    {**base_rec, "label": 1, "source": "jitter", "click_id": cid, "in_area": inside}
-                )
-        for p, c in zip(neg, neg_c, strict=True):
-            xy.append(p)
-            centres.append(c)
-            recs.append(
-                {
-                    **base_rec,
-                    "label": 0,
-                    "source": "negative_click",
-                    "click_id": writer.new_click_id(),
-                    "in_area": bool(in_area(p[None])[0]),
-                }
-            )
-        for p, lab in zip(cand, label, strict=True):
-            xy.append(p)
-            centres.append(p)
-            recs.append({**base_rec, "label": int(lab), "source": "candidate", "in_area": True})
-        pts = np.array(xy, np.float64).reshape(-1, 2)
-        ctr = np.array(centres, np.float64).reshape(-1, 2)
-        for r, p, c in zip(recs, pts, ctr, strict=True):
-            r["x_level0"], r["y_level0"] = float(p[0]), float(p[1])
-            r["centre_x_level0"], r["centre_y_level0"] = float(c[0]), float(c[1])
-        totals["patches"] += len(pts)
-        patch_task.update(total=totals["patches"], status=rec.key)
-        patches = _read_patches(
-            slide,
-            ctr,
-            context_px=settings.context_px,
+        pos_c, n_snap_pos = snap(pos, cand, snap_level0)
+        neg_c, n_snap_neg = snap(neg, cand, snap_level0)
+        cand, label = kept_candidates(
+            cand,
+            np.concatenate([pos, avoid]),
+            split=split,
+            key=rec.key,
+            settings=settings,
             level0_per_px=f,
-            target_mpp=t,
-            threads=settings.read_threads,
-            task=patch_task,
+            rng=rng,
         )
-        if len(pts):
-            writer.append(patches, recs)
+        base = {"image_key": rec.key, "slide": str(rec.slide_path), "split": split}
+        rows = click_rows(
+            pos,
+            pos_c,
+            neg,
+            neg_c,
+            base=base,
+            in_area=in_area,
+            writer=writer,
+            settings=settings,
+            level0_per_px=f,
+            rng=rng,
+        )
+        rows += candidate_rows(cand, label, base=base)
+        totals["patches"] += len(rows)
+        patch_task.update(total=totals["patches"], status=rec.key)
+        _write_patches(slide, writer, rows, settings=settings, level0_per_px=f, task=patch_task)
     return {
         "key": rec.key,
         "slide": str(rec.slide_path),
@@ -450,3 +322,33 @@ def _extract_image(
         "n_candidates_found": n_found,
         "n_snapped": n_snap_pos + n_snap_neg,
     }
+
+
+def _write_patches(
+    slide: Any,
+    writer: StoreWriter,
+    rows: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+    *,
+    settings: ExtractSettings,
+    level0_per_px: float,
+    task: ProgressTask,
+) -> None:
+    """Read the patch of each row ``(point, centre, record)`` and append them to ``writer``,
+    the records completed with the level-0 point and patch centre."""
+    pts = np.array([p for p, _, _ in rows], np.float64).reshape(-1, 2)
+    ctr = np.array([c for _, c, _ in rows], np.float64).reshape(-1, 2)
+    recs = [r for _, _, r in rows]
+    for r, p, c in zip(recs, pts, ctr, strict=True):
+        r["x_level0"], r["y_level0"] = float(p[0]), float(p[1])
+        r["centre_x_level0"], r["centre_y_level0"] = float(c[0]), float(c[1])
+    patches = _read_patches(
+        slide,
+        ctr,
+        context_px=settings.context_px,
+        level0_per_px=level0_per_px,
+        target_mpp=settings.target_mpp,
+        threads=settings.read_threads,
+        task=task,
+    )
+    if len(pts):
+        writer.append(patches, recs)
