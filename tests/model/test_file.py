@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from wsdal_wsi.errors import ConfigError, ModelFileError
-from wsdal_wsi.model.file import FORMAT_NAME, ModelSpec, load_model, read_spec, save_model
+from wsdal_wsi.model.file import (
+    FORMAT_NAME,
+    ModelSpec,
+    load_model,
+    load_model_bytes,
+    read_spec,
+    save_model,
+)
 from wsdal_wsi.model.nets import CamNet, ProjNet
 
 
@@ -51,6 +58,18 @@ def test_round_trip_keeps_spec_and_scores(saved):
     torch.testing.assert_close(p, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loaded.predict_proba(x, batch_size=2), p)
     assert loaded.predict_proba(x[:0]).shape == (0,)
+
+
+def test_loading_from_bytes_gives_the_same_model_and_names_the_file(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    shipped = load_model_bytes(data, path=path)  # e.g. from Ray's object store
+    loaded = load_model(path)
+    assert shipped.spec == loaded.spec and shipped.path == path
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(shipped.predict_proba(x), loaded.predict_proba(x))
+    with pytest.raises(ModelFileError, match=r"model\.pt: .*truncated"):
+        load_model_bytes(data[: len(data) // 2], path=path)
 
 
 def test_predict_proba_refuses_wrong_patches(saved):

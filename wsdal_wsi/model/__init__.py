@@ -18,6 +18,7 @@ from wsdal_wsi.model.file import (
     LoadedModel,
     ModelSpec,
     load_model,
+    load_model_bytes,
     read_spec,
     save_model,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "autocast",
     "build_network",
     "load_model",
+    "load_model_bytes",
     "prepare_model",
     "read_spec",
     "resolve_device",

@@ -18,6 +18,7 @@ patches and does its own normalisation.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import zipfile
@@ -41,6 +42,7 @@ __all__ = [
     "LoadedModel",
     "ModelSpec",
     "load_model",
+    "load_model_bytes",
     "read_spec",
     "save_model",
 ]
@@ -238,13 +240,17 @@ class LoadedModel:
         return torch.cat(out)
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a file")
+def _read_payload(path: Path, data: bytes | None = None) -> dict[str, Any]:
+    """The file's dict (``data``: the file's bytes, already read; ``path`` names it)."""
+    if data is None:
+        if not path.exists():
+            raise ModelFileError(f"{path}: model file not found")
+        if not path.is_file():
+            raise ModelFileError(f"{path}: not a file")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(
+            path if data is None else io.BytesIO(data), map_location="cpu", weights_only=True
+        )
     except (zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{path}: not a model file, or truncated ({exc})") from exc
     except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), ...: torch's variety
@@ -304,7 +310,33 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         architecture. The message names the file and the reason.
     """
     path = Path(path)
-    payload = _read_payload(path)
+    return _model_of(path, _read_payload(path), device)
+
+
+def load_model_bytes(
+    data: bytes, *, path: str | Path, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """:func:`load_model` from the bytes of a model file (e.g. shipped to a Ray worker).
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    path : str or Path
+        The file it came from (named in errors, kept as ``LoadedModel.path``).
+    device : str or torch.device
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_model`.
+    """
+    path = Path(path)
+    return _model_of(path, _read_payload(path, bytes(data)), device)
+
+
+def _model_of(path: Path, payload: dict[str, Any], device: str | torch.device) -> LoadedModel:
+    """Build, check and place the network of a read model file."""
     spec = _spec_of(path, payload)
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
