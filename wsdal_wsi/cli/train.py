@@ -9,6 +9,7 @@ import typer
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.errors import WsdalError
 from wsdal_wsi.train.presets import DEFAULT_PRESET
 from wsdal_wsi.train.settings import RunSettings, resolve_run_settings
 
@@ -30,7 +31,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     st = summary.get("stages", {})
     lines = [f"Method       {summary['method']} (preset {summary['preset']})"]
     if "device" in summary:
-        lines.append(f"Device       {summary['device']}; trunk: {summary.get('init', '?')}")
+        procs = summary.get("processes", 1)
+        on = f"{summary['device']} x {procs} processes (DDP)" if procs > 1 else summary["device"]
+        lines.append(f"Device       {on}; trunk: {summary.get('init', '?')}")
     if "ns" in st:
         ns = st["ns"]
         lines.append(
@@ -141,9 +144,12 @@ def train(
 ) -> None:
     """Train a mitosis classifier from one click per mitosis (WS-DAL) and write RUN/model.pt.
 
-    With --resume, options not given are taken from the run's config.json.
+    With --resume, options not given are taken from the run's config.json. On several
+    GPUs: torchrun --standalone --nproc-per-node N -m wsdal_wsi train ... trains every
+    stage with DistributedDataParallel (rank 0 prints and writes).
     """
     # torch-heavy: imported when the command runs, so `wsdal --help` stays fast
+    from wsdal_wsi.train.distributed import launched_rank
     from wsdal_wsi.train.run import train_run
 
     settings = resolve_run_settings(
@@ -156,6 +162,12 @@ def train(
         mpp=mpp,
         pretrained=pretrained,
     )
+    if launched_rank() != 0:  # another torchrun process: rank 0 prints, and says what failed
+        try:
+            train_run(source, out, settings, device=device, resume=resume, stop_after=stop_after)
+        except WsdalError as exc:
+            raise typer.Exit(exc.exit_code) from None
+        return
     err_console.print(f"Training {settings.method} with preset {settings.preset.name} into {out}")
     with RichProgress() as progress:
         summary = train_run(

@@ -39,7 +39,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
-from wsdal_wsi.train.common import SampleSet, StageDir, read_table, write_table
+from wsdal_wsi.train.common import SampleSet, StageDir, read_table
 from wsdal_wsi.train.dmu_outcomes import dmu_removed
 from wsdal_wsi.train.presets import DLESettings
 
@@ -191,8 +191,8 @@ def run_dle(
         }
         per_class[f"label{c}"] = info
     subclass = np.where(kept, label * (settings.levels + 1) + level, -1)
-    write_table(
-        stage.path / "levels.csv",
+    stage.save_table(
+        "levels.csv",
         {
             "index": table["index"],
             "row": table["row"],

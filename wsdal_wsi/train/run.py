@@ -14,6 +14,12 @@ Run folder::
 with a checkpoint continues from its last finished epoch. A run folder is
 refused without ``--resume`` when it already holds a run, and with it when the
 settings differ.
+
+Launched by torchrun with several processes, :func:`train_run` joins them
+(:func:`~wsdal_wsi.train.distributed.distributed_session`): rank 0 checks the run
+folder and extracts the patch store while the others wait, every stage trains one
+network with DistributedDataParallel, DLE and the label audit run on rank 0, each
+stage's files are read by all after a barrier, and only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -39,6 +45,14 @@ from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.csdgl import run_csdgl
+from wsdal_wsi.train.distributed import (
+    barrier,
+    distributed_session,
+    is_main_process,
+    on_main,
+    rank,
+    world_size,
+)
 from wsdal_wsi.train.dle import kept_samples, run_dle
 from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
 from wsdal_wsi.train.dmu_outcomes import dmu_removed
@@ -89,7 +103,7 @@ def train_from_store(
     out_dir: str | Path,
     settings: RunSettings,
     *,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     resume: bool = False,
     stop_after: str | None = None,
     progress: Progress | None = None,
@@ -122,14 +136,9 @@ def train_from_store(
     out_dir = Path(out_dir)
     if stop_after is not None and stop_after not in STAGES:
         raise ConfigError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
-    check_run_config(out_dir, settings, resume=resume)
-    cfg = read_run_config(out_dir) or {}
-    if cfg.get("store") != str(Path(store.root).resolve()):
-        write_json_atomic(
-            out_dir / "config.json", {**cfg, "store": str(Path(store.root).resolve())}
-        )
+    on_main(lambda: _record_store(out_dir, settings, store, resume=resume))
     preset = settings.preset
-    dev = resolve_device(device)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
     pre = _resolve_pretrained(settings.pretrained, preset.width)
@@ -146,27 +155,10 @@ def train_from_store(
         model, stages["baseline"] = train_ce(ctx, out_dir / "baseline", samples, preset.baseline)
         arch_kwargs = stages["baseline"]["arch_kwargs"]
     else:
-        stages["ns"] = run_ns(ctx, out_dir / "ns", preset.ns)
-        if stop_after == "ns":
+        model, arch_kwargs = _wsdal_stages(ctx, out_dir, settings, stages, stop_after=stop_after)
+        if model is None:
             return _partial(out_dir, settings, stages, stop_after)
-        ns_set = SampleSet.load(out_dir / "ns" / "train_set.csv")
-        stages["dmu"] = run_dmu(ctx, out_dir / "dmu", ns_set, preset.dmu)
-        table = read_dmu_table(out_dir / "dmu")
-        stages["audit"] = write_audit(
-            out_dir / "audit", table, store, run_info={"run": str(out_dir), "preset": preset.name}
-        )
-        if stop_after == "dmu":
-            return _partial(out_dir, settings, stages, stop_after)
-        feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
-        stages["dle"] = run_dle(out_dir / "dle", table, feats, preset.dle, seed=settings.seed)
-        if stop_after == "dle":
-            return _partial(out_dir, settings, stages, stop_after)
-        kept, subclass = kept_samples(out_dir / "dle")
-        _require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
-        model, stages["csdgl"] = run_csdgl(
-            ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
-        )
-        arch_kwargs = stages["csdgl"]["arch_kwargs"]
+    barrier()
     return _finish(
         ctx,
         out_dir,
@@ -177,6 +169,56 @@ def train_from_store(
         init=init,
         model_path=out_dir / "model.pt",
     )
+
+
+def _record_store(out_dir: Path, settings: RunSettings, store: PatchStore, *, resume: bool) -> None:
+    """Check the run folder (config.json) and record where its patch store is."""
+    check_run_config(out_dir, settings, resume=resume)
+    cfg = read_run_config(out_dir) or {}
+    if cfg.get("store") != str(Path(store.root).resolve()):
+        write_json_atomic(
+            out_dir / "config.json", {**cfg, "store": str(Path(store.root).resolve())}
+        )
+
+
+def _wsdal_stages(
+    ctx: StageContext,
+    out_dir: Path,
+    settings: RunSettings,
+    stages: dict[str, Any],
+    *,
+    stop_after: str | None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """NS, DMU (+ label audit), DLE, CSDGL into ``stages``; ``(model, arch_kwargs)``, or
+    ``(None, None)`` when stopped after ``stop_after``. Each stage's files are read by
+    every process after a barrier; DLE and the audit run on rank 0 only."""
+    preset, store = settings.preset, ctx.store
+    stages["ns"] = run_ns(ctx, out_dir / "ns", preset.ns)
+    barrier()
+    if stop_after == "ns":
+        return None, None
+    ns_set = SampleSet.load(out_dir / "ns" / "train_set.csv")
+    stages["dmu"] = run_dmu(ctx, out_dir / "dmu", ns_set, preset.dmu)
+    barrier()
+    table = read_dmu_table(out_dir / "dmu")
+    run_info = {"run": str(out_dir), "preset": preset.name}
+    stages["audit"] = on_main(
+        lambda: write_audit(out_dir / "audit", table, store, run_info=run_info)
+    )
+    if stop_after == "dmu":
+        return None, None
+    feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
+    stages["dle"] = on_main(
+        lambda: run_dle(out_dir / "dle", table, feats, preset.dle, seed=settings.seed)
+    )
+    if stop_after == "dle":
+        return None, None
+    kept, subclass = kept_samples(out_dir / "dle")
+    _require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
+    model, stages["csdgl"] = run_csdgl(
+        ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
+    )
+    return model, stages["csdgl"]["arch_kwargs"]
 
 
 def train_run(
@@ -205,31 +247,34 @@ def train_run(
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     settings = dataclasses.replace(settings, source=str(source.resolve()))
-    check_run_config(out_dir, settings, resume=resume)
     root = out_dir / "store"
-    if PatchStore.is_complete(root):
-        store = PatchStore(root)
-    else:
-        store = extract_store(
-            source,
-            root,
-            settings=settings.preset.extract,
-            val_fraction=settings.val_fraction,
-            seed=settings.seed,
-            mpp=settings.mpp,
-            device=resolve_device(device),
+    with distributed_session(device) as dev:
+
+        def prepare() -> None:  # rank 0 only: the others wait for the store
+            check_run_config(out_dir, settings, resume=resume)
+            if not PatchStore.is_complete(root):
+                extract_store(
+                    source,
+                    root,
+                    settings=settings.preset.extract,
+                    val_fraction=settings.val_fraction,
+                    seed=settings.seed,
+                    mpp=settings.mpp,
+                    device=dev,
+                    progress=progress,
+                )
+
+        on_main(prepare)
+        return train_from_store(
+            PatchStore(root),
+            out_dir,
+            settings,
+            device=dev,
+            resume=True,
+            stop_after=stop_after,
             progress=progress,
+            cache_bytes=cache_bytes,
         )
-    return train_from_store(
-        store,
-        out_dir,
-        settings,
-        device=device,
-        resume=True,
-        stop_after=stop_after,
-        progress=progress,
-        cache_bytes=cache_bytes,
-    )
 
 
 def _context(
@@ -255,6 +300,8 @@ def _context(
             margin,
         )
     return StageContext(
+        rank=rank(),
+        world=world_size(),
         store=store,
         device=device,
         seed=settings.seed,
@@ -283,7 +330,8 @@ def _partial(
         "model": None,
         "stopped_after": stopped_after,
     }
-    write_json_atomic(out_dir / "summary.json", summary)
+    if is_main_process():
+        write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
 
@@ -309,7 +357,8 @@ def _finish(
             merge_radius_um=preset.merge_radius_um,
         )
         thr["heldout"] = heldout_metrics(model, ctx)
-        write_json_atomic(thr_path, thr)
+        if is_main_process():
+            write_json_atomic(thr_path, thr)
     store = ctx.store
     spec = ModelSpec(
         arch="proj_resnet18",
@@ -346,7 +395,8 @@ def _finish(
             },
         ),
     )
-    save_model(model_path, model, spec)
+    if is_main_process():
+        save_model(model_path, model, spec)
     summary = {
         "method": settings.method,
         "preset": preset.name,
@@ -358,8 +408,11 @@ def _finish(
         "threshold_info": {k: v for k, v in thr.items() if k != "heldout"},
         "heldout": thr["heldout"],
         "model": str(model_path),
+        "processes": ctx.world,
     }
-    write_json_atomic(model_path.parent / "summary.json", summary)
+    if is_main_process():
+        write_json_atomic(model_path.parent / "summary.json", summary)
+    barrier()  # the model file is there for every process when this returns
     return summary
 
 
