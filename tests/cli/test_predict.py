@@ -116,6 +116,10 @@ def test_a_corrupt_slide_fails_alone_and_the_exit_code_says_so(slides, model, da
         (["--model", "{model}", "--threshold", "2"], r"--threshold must be a probability"),
         (["--model", "{model}", "--window", "hexagon"], "window must be one of"),
         (["--model", "{model}", "--write-qupath"], "--write-qupath needs a QuPath project"),
+        (["--model", "{model}", "--gpus-per-slide", "1"], "apply to --ray only"),
+        (["--model", "{model}", "--ray", "local", "--gpus-per-slide", "2"], "between 0 and 1"),
+        (["--model", "{model}", "--shard", "3/3"], r"--shard 3/3: K/N needs"),
+        (["--model", "{model}", "--shard", "half"], "expected K/N"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(slides, model, tmp_path, args, match):

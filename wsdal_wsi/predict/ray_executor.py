@@ -111,20 +111,20 @@ def _cached_model(model_refs: list[Any], *, path: str, sha256: str, device: str)
 def _predict_remote(job: ImageJob, model_refs: list[Any], cpus: int) -> ImageOutcome:
     """The Ray task: predict one slide on this worker (its CPUs and, if given, its GPU)."""
     torch.set_num_threads(max(1, cpus))
-    device = resolve_device(job.settings.device)
-    settings = job.settings
-    if settings.reader_threads is None:
-        threads = default_reader_threads(device, cores=cpus)
-        settings = dataclasses.replace(settings, reader_threads=threads)
-    job = dataclasses.replace(job, settings=settings)
     try:
+        device = resolve_device(job.settings.device)
+        if job.settings.reader_threads is None:
+            threads = default_reader_threads(device, cores=cpus)
+            job = dataclasses.replace(
+                job, settings=dataclasses.replace(job.settings, reader_threads=threads)
+            )
         model = _cached_model(
             model_refs,
             path=job.model_info.path or "model.pt",
             sha256=job.model_info.sha256 or "",
             device=str(device),
         )
-    except WsdalError as exc:
+    except WsdalError as exc:  # e.g. --device cuda on a worker without a GPU
         return failed_outcome(job, f"on a Ray worker: {exc}")
     return predict_job(job, model)
 
