@@ -309,8 +309,9 @@ def _identity(
     source_info: dict[str, Any], model_info: ModelInfo, settings: dict[str, Any]
 ) -> dict[str, Any]:
     """What makes two runs the same batch: source, model, and the settings that change results."""
+    path = source_info.get("path")
     return {
-        "source": source_info.get("path"),
+        "source": str(Path(path).resolve()) if path else None,  # however each shard spelt it
         "model_sha256": model_info.sha256,
         "settings": {
             k: settings.get(k) for k in ("threshold_used", "hotspot", "thumbnail_px", "gallery_n")
