@@ -104,6 +104,14 @@ class ProjectSource(Source):
         """``<project>/wsdal/results/<entryID>.geojson``."""
         return results_exchange_path(self.project.directory, record.key)
 
+    def input_files(self, record: ImageRecord) -> list[Path]:
+        """The slide, ``project.qpproj`` and the image's annotation export."""
+        return [
+            *super().input_files(record),
+            self.project.qpproj,
+            annotations_export_path(self.project.directory, record.key),
+        ]
+
     def describe(self) -> dict[str, Any]:
         out = super().describe()
         out["qpproj"] = str(self.project.qpproj)
