@@ -144,3 +144,61 @@ def test_write_qupath_without_qupath_says_what_to_do(data, model, tmp_path, monk
     assert "no QuPath installation found" in result.stderr
     assert "import_results.groovy" in result.stderr
     assert not (out / "1.geojson").exists()  # refused before any work
+
+
+def _one_error_line(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    (line,) = [ln for ln in result.stderr.splitlines() if "Error" in ln]
+    assert line.startswith("Error: "), line
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_out_into_the_slide_folder_exits_2_naming_the_sidecar(slides, model):
+    """Finding 1: the pathologist's sidecars were replaced (exit 0, no warning)."""
+    before = {p.name: p.read_bytes() for p in slides.iterdir()}
+    result = _predict(str(slides), "--model", str(model), "--out", str(slides))
+    _one_error_line(result, "synth_000.geojson", "over the input")
+    assert {p.name: p.read_bytes() for p in slides.iterdir()} == before
+
+
+def test_out_into_a_projects_annotation_exports_exits_2(data, model, tmp_path):
+    project = tmp_path / "project"
+    qpproj = _builders().make_project(
+        project, [s.slide_path for s in data.slides], [s.annotation_path for s in data.slides]
+    )
+    exports = project / "wsdal" / "annotations"
+    before = {p.name: p.read_bytes() for p in exports.iterdir()}
+    result = _predict(str(qpproj), "--model", str(model), "--out", str(exports))
+    _one_error_line(result, "1.geojson", "over the input")
+    assert {p.name: p.read_bytes() for p in exports.iterdir()} == before
+
+
+def test_out_under_a_plain_file_exits_2(slides, model, tmp_path):
+    """Finding 7: NotADirectoryError traceback."""
+    some_file = tmp_path / "some_file"
+    some_file.write_text("x")
+    result = _predict(str(slides), "--model", str(model), "--out", str(some_file / "out"))
+    _one_error_line(result, "some_file is a file, not a folder")
+
+
+def test_a_read_only_out_exits_2(slides, model, tmp_path, monkeypatch):
+    """Finding 6: ``OSError: [Errno 30]`` traceback from atomic.py (a read-only mount)."""
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    result = _predict(str(slides), "--model", str(model), "--out", str(tmp_path / "OUT"))
+    _one_error_line(result, "batch.json: cannot write: read-only file system")
+
+
+def test_a_single_bad_slide_as_source_exits_2(data, model, tmp_path):
+    """A bad slide given by itself was a batch of one failed slide (exit 1)."""
+    broken = _builders().corrupt_copy(data.slides[0].slide_path, tmp_path / "broken.tiff")
+    result = _predict(str(broken), "--model", str(model), "--out", str(tmp_path / "OUT"))
+    _one_error_line(result, "broken.tiff", "truncated")
+    assert not (tmp_path / "OUT").exists()

@@ -21,6 +21,7 @@ the results are put into the QuPath project (paquo).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -31,7 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsdal_wsi.errors import ConfigError, QuPathUnavailableError, WsdalError
+from wsdal_wsi.atomic import make_dirs, remove_stale_temp_files
+from wsdal_wsi.errors import ConfigError, OutputError, QuPathUnavailableError, WsdalError
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.model import load_model, resolve_device
 from wsdal_wsi.predict.image import (
     exchange_copies,
@@ -39,6 +42,7 @@ from wsdal_wsi.predict.image import (
     previous_result,
     slide_info_of,
 )
+from wsdal_wsi.predict.outputs import check_outputs_apart, folder_settings
 from wsdal_wsi.predict.settings import PredictSettings, detection_key, file_sha256
 from wsdal_wsi.predict.state import BatchState, ImageState, check_batch_file
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
@@ -148,7 +152,7 @@ def predict_one(
     settings : PredictSettings
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     try:
         return predict_image(
             record,
@@ -190,6 +194,11 @@ def run_batch(
 ) -> BatchResult:
     """Predict every image of a source into ``out_dir`` (``wsdal predict``).
 
+    The batch holds the folder's lock (:class:`wsdal_wsi.lock.FolderLock`) from
+    its first write to its last: a run with other settings into the same folder
+    is refused; a run with the same settings shares the slides (each slide is
+    written by one run; the other finds it finished).
+
     Parameters
     ----------
     source : wsdal_wsi.qupath.Source
@@ -197,9 +206,10 @@ def run_batch(
     model_path : path-like
         A model file (``wsdal train``'s ``RUN/model.pt``).
     out_dir : path-like
-        The output folder (created). May be the slide folder itself: results
-        GeoJSON files are merged into existing ones, never replacing objects
-        that wsdal-wsi did not make.
+        The output folder (created). It may hold earlier results (their
+        GeoJSON files are merged, never replacing objects that wsdal-wsi did
+        not make), but none of its outputs may be one of the source's files (a
+        slide folder with its sidecars, a project's annotation exports).
     settings : PredictSettings
     force : bool
         Predict every image again, even those an earlier run finished.
@@ -221,6 +231,10 @@ def run_batch(
     ------
     ModelFileError
         The model file is missing or not a model (exit 2).
+    OutputError
+        ``out_dir`` cannot be written (read-only, under a plain file, full
+        disk), an output would replace an input, or another run writes the
+        folder with other settings.
     InputError
         ``out_dir`` holds a ``batch.json`` that is not ours; a bad option.
     QuPathUnavailableError
@@ -228,69 +242,121 @@ def run_batch(
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+        raise OutputError(f"--out {out}: exists and is not a folder")
     batch_path = check_batch_file(out)
     if write_qupath:
         check_write_qupath(source)
-    device = resolve_device(settings.device)
-    model = load_model(model_path, device=device)
-    spec = model.spec
+    model = load_model(model_path, device=resolve_device(settings.device))
     model_info = describe_model(model_path, model)
-    threshold = settings.threshold_for(spec)
+    threshold = settings.threshold_for(model.spec)
     progress = progress or NULL_PROGRESS
     records = source.images(progress=progress)
-    out.mkdir(parents=True, exist_ok=True)
-    source_info = source.describe()
-    state = _new_state(
-        batch_path,
-        records,
-        source_info=source_info,
-        model_info=model_info,
-        settings={**settings.to_dict(), "threshold_used": threshold, "force": force},
+    check_outputs_apart(source, records, out)
+    make_dirs(out)
+    key = folder_settings(
+        source, model_sha256=model_info.sha256, threshold=threshold, settings=settings
     )
-    state.save()
-    summaries: list[SlideSummary] = []
-    current: ImageState | None = None
+    with FolderLock(out, settings=key, command="wsdal predict") as lock:
+        if lock.alone:
+            for p in remove_stale_temp_files(out):
+                log.info("removed %s, left by a run that was killed", p)
+        state = _new_state(
+            batch_path,
+            records,
+            source_info=source.describe(),
+            model_info=model_info,
+            settings={**settings.to_dict(), "threshold_used": threshold, "force": force},
+        )
+        job = _Job(
+            source, model, out, settings, model_info, threshold, force, progress, lock, state
+        )
+        return _run_locked(job, records, write_qupath=write_qupath, on_image_done=on_image_done)
+
+
+@dataclass
+class _Job:
+    """What every image of a batch shares."""
+
+    source: Any
+    model: Any
+    out: Path
+    settings: PredictSettings
+    model_info: ModelInfo
+    threshold: float
+    force: bool
+    progress: Progress
+    lock: FolderLock
+    state: BatchState
+
+    def save(self) -> None:
+        """Write ``batch.json`` (exclusive among the runs sharing the folder)."""
+        with self.lock.batch_writes():
+            self.state.save()
+
+
+def _run_locked(
+    job: _Job,
+    records: list[Any],
+    *,
+    write_qupath: bool,
+    on_image_done: Callable[[ImageState], None] | None,
+) -> BatchResult:
+    """The batch under its folder lock: the images, then the batch-level outputs.
+
+    Whatever stops it (Ctrl-C, a full disk, a hook's exception) leaves
+    ``batch.json`` saying ``interrupted`` where it can still be written.
+    """
+    state = job.state
     try:
-        with progress.task("Slides", total=len(records)) as batch_task:
-            for record, im in zip(records, state.images, strict=True):
-                current = im
-                batch_task.update(status=record.name)
-                summaries.append(
-                    _run_one(
-                        record,
-                        im,
-                        model,
-                        out,
-                        state,
-                        source=source,
-                        settings=settings,
-                        model_info=model_info,
-                        threshold=threshold,
-                        force=force,
-                        source_info=source_info,
-                        progress=progress,
-                    )
-                )
-                state.save()
-                batch_task.advance()
-                if on_image_done is not None:
-                    on_image_done(im)
-                current = None
+        job.save()
+        summaries = _run_images(job, records, on_image_done)
+        result = BatchResult(state=state, summaries=summaries)
+        with job.lock.batch_writes():
+            result.outputs = dict(write_batch_outputs(job.out, summaries))
+            if write_qupath:
+                result.qupath = _write_into_project(job.source, records, state)
+            state.status = "finished"
+            state.save()
     except BaseException:
         state.status = "interrupted"
-        if current is not None and current.status == "running":
-            current.reason = "interrupted while running; re-run to resume"
-        state.save()
+        for im in state.images:
+            if im.status == "running":
+                im.reason = "interrupted while running; re-run to resume"
+        with contextlib.suppress(WsdalError):  # a full disk: the error that stopped us says so
+            job.save()
         raise
-    result = BatchResult(state=state, summaries=summaries)
-    result.outputs = dict(write_batch_outputs(out, summaries))
-    if write_qupath:
-        result.qupath = _write_into_project(source, records, state)
-    state.status = "finished"
-    state.save()
     result.outputs["batch"] = state.path
     return result
+
+
+def _run_images(
+    job: _Job, records: list[Any], on_image_done: Callable[[ImageState], None] | None
+) -> list[SlideSummary]:
+    """Every image in order; one that another run (same settings) is writing comes last."""
+    summaries: dict[int, SlideSummary] = {}
+    with job.progress.task("Slides", total=len(records)) as task:
+
+        def run(i: int, *, wait: bool) -> bool:
+            record, im = records[i], job.state.images[i]
+            with job.lock.slide(record.key, wait=wait) as held:
+                if held:
+                    task.update(status=record.name)
+                    summaries[i] = _run_one(record, im, job)
+                    job.save()
+            if held:
+                task.advance()
+                if on_image_done is not None:
+                    on_image_done(im)
+            return held
+
+        deferred = []
+        for i in range(len(records)):
+            if not run(i, wait=False):
+                job.state.images[i].reason = "another run is writing it; coming back to it"
+                deferred.append(i)
+        for i in deferred:
+            run(i, wait=True)
+    return [summaries[i] for i in range(len(records))]
 
 
 def _new_state(
@@ -334,64 +400,62 @@ def _write_into_project(source: Any, records: list[Any], state: BatchState) -> A
     return report
 
 
-def _run_one(
-    record: Any,
-    im: ImageState,
-    model: Any,
-    out: Path,
-    state: BatchState,
-    *,
-    source: Any,
-    settings: PredictSettings,
-    model_info: ModelInfo,
-    threshold: float,
-    force: bool,
-    source_info: dict[str, Any],
-    progress: Progress,
-) -> SlideSummary:
+def _outcome(record: Any, job: _Job) -> tuple[str, SlideSummary]:
+    """Skip, recount or predict one image: ``(status, summary)``; raises on failure."""
+    copies = exchange_copies(job.source, record, job.out)
+    previous = None
+    if not job.force and record.mpp is not None:
+        key = detection_key(
+            model_sha256=job.model_info.sha256 or "",
+            threshold=job.threshold,
+            slide_mpp=record.mpp,
+            target_mpp=job.model.spec.target_mpp,
+        )
+        previous = previous_result(
+            job.out,
+            record,
+            key=key,
+            threshold=job.threshold,
+            settings=job.settings,
+            copies=copies,
+        )
+    if previous is not None and previous[0] == "skip":
+        return "skipped", previous[1]
+    if previous is not None:
+        summary = recount_slide(
+            job.out,
+            previous[1],
+            settings=job.settings.hotspot,
+            threshold=job.threshold,
+            progress=job.progress,
+        )
+        return "recounted", summary
+    summary = predict_image(
+        record,
+        job.model,
+        job.out,
+        model_info=job.model_info,
+        settings=job.settings,
+        classes=job.source.classes,
+        copies=copies,
+        source_info=job.source.describe(),
+        progress=job.progress,
+    )
+    return "done", summary
+
+
+def _run_one(record: Any, im: ImageState, job: _Job) -> SlideSummary:
     """Process one image; record its outcome in ``im``; return its summary (ok or failed)."""
     t0 = time.perf_counter()
     im.started = utc_now_iso()
     im.status = "running"
     im.reason = None
     im.traceback = None
-    state.save()
-    files = slide_files(out, record.key)
+    job.save()
+    files = slide_files(job.out, record.key)
     summary: SlideSummary | None = None
     try:
-        copies = exchange_copies(source, record, out)
-        previous = None
-        if not force and record.mpp is not None:
-            key = detection_key(
-                model_sha256=model_info.sha256 or "",
-                threshold=threshold,
-                slide_mpp=record.mpp,
-                target_mpp=model.spec.target_mpp,
-            )
-            previous = previous_result(
-                out, record, key=key, threshold=threshold, settings=settings, copies=copies
-            )
-        if previous is not None and previous[0] == "skip":
-            summary = previous[1]
-            im.status = "skipped"
-        elif previous is not None:
-            summary = recount_slide(
-                out, previous[1], settings=settings.hotspot, threshold=threshold, progress=progress
-            )
-            im.status = "recounted"
-        else:
-            summary = predict_image(
-                record,
-                model,
-                out,
-                model_info=model_info,
-                settings=settings,
-                classes=source.classes,
-                copies=copies,
-                source_info=source_info,
-                progress=progress,
-            )
-            im.status = "done"
+        im.status, summary = _outcome(record, job)
     except WsdalError as exc:
         im.status, im.reason = "failed", str(exc)
     except Exception as exc:  # an unexpected error: record it with its traceback, go on
@@ -404,14 +468,16 @@ def _run_one(
         summary = SlideSummary.failed(
             slide_info_of(record),
             im.reason or "failed",
-            model=model_info,
-            provenance=make_provenance(source={**source_info, "entry_id": record.entry_id}),
+            model=job.model_info,
+            provenance=make_provenance(
+                source={**job.source.describe(), "entry_id": record.entry_id}
+            ),
             timings=im.timings,
         )
         try:
             write_summary(files.summary, summary)
             im.summary = files.summary.name
-        except OSError as exc:  # the reason stays in batch.json
+        except (OSError, WsdalError) as exc:  # a full disk: the reason stays in batch.json
             im.warnings.append(f"could not write {files.summary}: {exc}")
         return summary
     im.summary = files.summary.name

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from wsdal_wsi.counting import HotspotSettings
 from wsdal_wsi.errors import InputError, WsdalError
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.report.html import write_index_html
 from wsdal_wsi.report.layout import COUNTS_CSV, COUNTS_XLSX, INDEX_HTML, find_summaries
@@ -120,14 +121,42 @@ def recount_folder(
     ConfigError
         ``threshold`` below a slide's prediction threshold (checked before
         anything is written).
+    OutputError
+        A ``wsdal predict`` (or a count with other settings) is writing the
+        folder; the folder cannot be written.
     """
     out = Path(out_dir)
     loaded = load_summaries(out)
     for item in loaded:
         if isinstance(item, SlideSummary) and item.ok:
             check_threshold(item, threshold)
+    key = {
+        "command": "wsdal count",
+        "hotspot": settings.to_dict(),
+        "threshold": threshold,
+    }
+    with FolderLock(out, settings=key, command="wsdal count") as lock:
+        return _recount_locked(
+            out,
+            loaded,
+            lock,
+            settings=settings,
+            threshold=threshold,
+            progress=progress or NULL_PROGRESS,
+        )
+
+
+def _recount_locked(
+    out: Path,
+    loaded: list[SlideSummary | tuple[Path, str]],
+    lock: FolderLock,
+    *,
+    settings: HotspotSettings,
+    threshold: float | None,
+    progress: Progress,
+) -> RecountResult:
+    """:func:`recount_folder` under the folder's lock."""
     result = RecountResult()
-    progress = progress or NULL_PROGRESS
     with progress.task("Recounting slides", total=len(loaded)) as task:
         for item in loaded:
             if not isinstance(item, SlideSummary):
@@ -139,7 +168,8 @@ def recount_folder(
                 result.summaries.append(item)
             else:
                 try:
-                    new = recount_slide(out, item, settings=settings, threshold=threshold)
+                    with lock.slide(item.key):
+                        new = recount_slide(out, item, settings=settings, threshold=threshold)
                 except WsdalError as exc:
                     log.warning("%s: %s", item.key, exc)
                     result.summaries.append(
@@ -151,5 +181,6 @@ def recount_folder(
                     result.recounted.append(item.key)
             task.advance()
     result.summaries.sort(key=lambda s: (s.slide.name.lower(), s.key))
-    result.outputs = write_batch_outputs(out, result.summaries)
+    with lock.batch_writes():
+        result.outputs = write_batch_outputs(out, result.summaries)
     return result
