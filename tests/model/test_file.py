@@ -96,11 +96,35 @@ def test_foreign_torch_file(tmp_path):
         load_model(p)
 
 
+class _RunsCode:
+    """A pickled object whose loading would create a file (what a malicious model does)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 def test_pickled_object_is_refused(tmp_path):
     p = tmp_path / "evil.pt"
     torch.save({"format": FORMAT_NAME, "obj": Path("x")}, p)  # needs unpickling a class
     with pytest.raises(ModelFileError, match=r"evil\.pt"):
         load_model(p)
+
+
+def test_a_model_that_would_run_code_never_runs_and_is_called_tampered(tmp_path):
+    """Finding 4: the error passed on PyTorch's advice to load with weights_only=False."""
+    marker = tmp_path / "PWNED"
+    p = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT_NAME, "format_version": 1, "obj": _RunsCode(marker)}, p)
+    for read in (load_model, read_spec):
+        with pytest.raises(ModelFileError) as info:
+            read(p)
+        msg = str(info.value)
+        assert msg.startswith(f"{p}: ") and "tampered" in msg and "never loaded" in msg
+        assert "weights_only" not in msg and "\n" not in msg
+    assert not marker.exists()
 
 
 def test_future_format_version(saved, tmp_path):

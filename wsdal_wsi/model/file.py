@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -33,6 +32,7 @@ from wsdal_wsi.atomic import atomic_path
 from wsdal_wsi.errors import ConfigError, ModelFileError
 from wsdal_wsi.model.device import autocast, prepare_model
 from wsdal_wsi.model.nets import build_network
+from wsdal_wsi.model.torch_files import read_torch_file
 from wsdal_wsi.units import check_probability
 
 __all__ = [
@@ -239,19 +239,7 @@ class LoadedModel:
 
 
 def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a model file, or truncated ({exc})") from exc
-    except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), ...: torch's variety
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(
-            f"{path}: not a model file, or truncated, or not safe to load ({reason})"
-        ) from exc
+    payload = read_torch_file(path, what="model file")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ModelFileError(
             f"{path}: a torch file but not a wsdal-wsi model (no {FORMAT_NAME!r} header)"

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
 from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.model.torch_files import read_torch_file
 
 __all__ = [
     "ARCHITECTURES",
@@ -259,10 +260,7 @@ def load_trunk_weights(trunk: ResNet18Trunk, path: str | Path) -> int:
         (a trunk narrower than 64 channels cannot take ImageNet weights).
     """
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise InputError(f"{path}: cannot read pretrained weights ({exc})") from exc
+    state = read_torch_file(path, what="ResNet-18 weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
