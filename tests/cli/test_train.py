@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 from typer.testing import CliRunner
 
 from wsdal_wsi.cli import app
+from wsdal_wsi.cli.train import format_summary
 from wsdal_wsi.model.file import load_model
 
 runner = CliRunner()
@@ -124,3 +127,79 @@ def test_train_bad_input(tmp_path):
         ["train", str(empty), "--out", str(tmp_path / "o2"), "--preset", "tiny", "--device", "cpu"],
     )
     assert r.exit_code != 0 and "Error:" in r.stderr and "Traceback" not in r.output
+
+
+def test_the_closing_table_lists_the_skipped_images():
+    summary = {
+        "method": "wsdal",
+        "preset": "tiny",
+        "skipped_images": [
+            {"key": "bad", "reason": "annotations unreadable: bad.geojson: not valid JSON"},
+            {"key": "gone", "reason": "slide missing"},
+        ],
+        "stages": {},
+        "model": None,
+        "stopped_after": "ns",
+    }
+    text = format_summary(summary)
+    assert "Skipped (2)  bad: annotations unreadable: bad.geojson: not valid JSON" in text
+    assert "             gone: slide missing" in text
+
+
+def test_ctrl_c_prints_the_command_that_resumes(tmp_path, monkeypatch):
+    """Finding 5: 'Re-run the same command to resume', which then refused ('pass --resume')."""
+    from wsdal_wsi.train import run as run_mod
+    from wsdal_wsi.train.settings import check_run_config
+
+    calls = []
+
+    def interrupted(source, out, settings, *, resume, **kwargs):
+        check_run_config(out, settings, resume=resume)  # the run folder holds a run now
+        calls.append(resume)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return {"method": settings.method, "preset": settings.preset.name, "stages": {},
+                "model": None, "stopped_after": "ns"}  # fmt: skip
+
+    monkeypatch.setattr(run_mod, "train_run", interrupted)
+    source = tmp_path / "my slides"
+    source.mkdir()
+    run = tmp_path / "run 1"
+    first = runner.invoke(
+        app, ["train", str(source), "--out", str(run), "--preset", "tiny", "--seed", "3"]
+    )
+    assert first.exit_code == 130
+    (line,) = [ln for ln in first.stderr.splitlines() if ln.startswith("Interrupted")]
+    command = line.removeprefix("Interrupted. Resume with: ")
+    args = shlex.split(command)
+    assert args[:2] == ["wsdal", "train"] and args[-1] == "--resume"
+    assert args[2] == str(source) and "--preset" in args and "3" in args
+    again = runner.invoke(app, args[1:])  # exactly the printed command
+    assert again.exit_code == 0, again.output
+    assert calls == [False, True]
+    plain = runner.invoke(app, ["train", str(source), "--out", str(run), "--preset", "tiny"])
+    assert plain.exit_code == 2 and "pass --resume" in plain.stderr  # (why the hint matters)
+
+
+def test_a_pretrained_file_that_would_run_code_is_refused_before_any_work(tmp_path):
+    """Finding 4: a 10-line error after the extraction, inviting weights_only=False."""
+    marker = tmp_path / "PWNED"
+
+    class RunsCode:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": RunsCode()}, evil)
+    source = tmp_path / "src"
+    source.mkdir()
+    r = runner.invoke(
+        app,
+        ["train", str(source), "--out", str(tmp_path / "run"), "--preset", "tiny",
+         "--pretrained", str(evil)],
+    )  # fmt: skip
+    assert r.exit_code == 2, r.output
+    (line,) = [ln for ln in r.stderr.splitlines() if "Error" in ln]
+    assert line.startswith(f"Error: {evil}: ") and "tampered" in line
+    assert "weights_only" not in r.output and not marker.exists()
+    assert not (tmp_path / "run").exists()

@@ -52,6 +52,7 @@ def test_wsdal_run_stops_resumes_and_writes_the_model(tmp_path, blob_store):
     for stage in ("ns", "dmu", "dle", "csdgl"):
         assert (run / stage / "done.json").is_file()
     assert set(summary["stages"]) == {"ns", "dmu", "audit", "dle", "csdgl"}
+    assert summary["skipped_images"] == []
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["method"] == "wsdal" and cfg["preset"]["width"] == 4
     assert 0 <= summary["threshold"] <= 1 and summary["val_f1"] is not None
@@ -109,3 +110,15 @@ def test_negatives_are_jittered_as_the_store_jittered_its_positives(tmp_path, ca
     with caplog.at_level("WARNING"):
         _context(narrow, torch.device("cpu"), demo, None, None, None)
     assert "beyond the stored context" in caplog.text
+
+
+def test_images_the_extraction_skipped_are_in_summary_json(tmp_path, blob_store):
+    """Also seen in issue 11: a slide skipped for an unreadable sidecar was only a warning."""
+    store, _ = blob_store(n_pos=10, n_neg=10, n_images=2, n_val_images=1)
+    skipped = [{"key": "bad", "reason": "annotations unreadable: bad.geojson: not valid JSON"}]
+    store.meta["settings"]["skipped"] = skipped
+    settings = RunSettings(method="wsdal", preset=blob_preset(), seed=0)
+    run = tmp_path / "run"
+    summary = train_from_store(store, run, settings, device="cpu", stop_after="ns")
+    assert summary["skipped_images"] == skipped
+    assert json.loads((run / "summary.json").read_text())["skipped_images"] == skipped

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from wsdal_wsi.train.settings import RunSettings, resolve_run_settings
 
 _DEFAULT = RunSettings()
 
-__all__ = ["format_summary", "train"]
+__all__ = ["format_summary", "resume_command", "train"]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -31,6 +32,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     lines = [f"Method       {summary['method']} (preset {summary['preset']})"]
     if "device" in summary:
         lines.append(f"Device       {summary['device']}; trunk: {summary.get('init', '?')}")
+    for i, im in enumerate(summary.get("skipped_images", [])):
+        label = f"Skipped ({len(summary['skipped_images'])})" if i == 0 else ""
+        lines.append(f"{label:<12} {im['key']}: {im['reason']}")
     if "ns" in st:
         ns = st["ns"]
         lines.append(
@@ -157,14 +161,38 @@ def train(
         pretrained=pretrained,
     )
     err_console.print(f"Training {settings.method} with preset {settings.preset.name} into {out}")
-    with RichProgress() as progress:
-        summary = train_run(
-            source,
-            out,
-            settings,
-            device=device,
-            resume=resume,
-            stop_after=stop_after,
-            progress=progress,
-        )
+    try:
+        with RichProgress() as progress:
+            summary = train_run(
+                source,
+                out,
+                settings,
+                device=device,
+                resume=resume,
+                stop_after=stop_after,
+                progress=progress,
+            )
+    except KeyboardInterrupt:
+        given = {
+            "--preset": preset,
+            "--method": method,
+            "--device": None if device == "auto" else device,
+            "--val-fraction": val_fraction,
+            "--seed": seed,
+            "--mpp": mpp,
+            "--pretrained": pretrained,
+            "--stop-after": stop_after,
+        }
+        typer.echo(f"Interrupted. Resume with: {resume_command(source, out, given)}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(format_summary(summary))
+
+
+def resume_command(source: Path, out: Path, options: dict[str, Any]) -> str:
+    """The command that resumes an interrupted ``wsdal train``: the options given (None:
+    not given) and ``--resume``, quoted for a POSIX shell."""
+    args = ["wsdal", "train", str(source), "--out", str(out)]
+    for name, value in options.items():
+        if value is not None:
+            args += [name, str(value)]
+    return shlex.join([*args, "--resume"])

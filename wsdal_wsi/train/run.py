@@ -33,6 +33,7 @@ from wsdal_wsi.errors import ConfigError, InputError, TrainingError
 from wsdal_wsi.model.device import resolve_device
 from wsdal_wsi.model.file import ModelSpec, save_model
 from wsdal_wsi.model.nets import find_imagenet_weights
+from wsdal_wsi.model.torch_files import read_torch_file
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.train.audit import write_audit
@@ -148,7 +149,7 @@ def train_from_store(
     else:
         stages["ns"] = run_ns(ctx, out_dir / "ns", preset.ns)
         if stop_after == "ns":
-            return _partial(out_dir, settings, stages, stop_after)
+            return _partial(out_dir, settings, stages, stop_after, store=store)
         ns_set = SampleSet.load(out_dir / "ns" / "train_set.csv")
         stages["dmu"] = run_dmu(ctx, out_dir / "dmu", ns_set, preset.dmu)
         table = read_dmu_table(out_dir / "dmu")
@@ -156,11 +157,11 @@ def train_from_store(
             out_dir / "audit", table, store, run_info={"run": str(out_dir), "preset": preset.name}
         )
         if stop_after == "dmu":
-            return _partial(out_dir, settings, stages, stop_after)
+            return _partial(out_dir, settings, stages, stop_after, store=store)
         feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
         stages["dle"] = run_dle(out_dir / "dle", table, feats, preset.dle, seed=settings.seed)
         if stop_after == "dle":
-            return _partial(out_dir, settings, stages, stop_after)
+            return _partial(out_dir, settings, stages, stop_after, store=store)
         kept, subclass = kept_samples(out_dir / "dle")
         _require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
         model, stages["csdgl"] = run_csdgl(
@@ -205,6 +206,8 @@ def train_run(
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     settings = dataclasses.replace(settings, source=str(source.resolve()))
+    if settings.pretrained:  # a bad --pretrained file: say so before minutes of extraction
+        read_torch_file(_resolve_pretrained(settings.pretrained, 0), what="ResNet-18 weights file")
     check_run_config(out_dir, settings, resume=resume)
     root = out_dir / "store"
     if PatchStore.is_complete(root):
@@ -273,12 +276,23 @@ def _require_both_classes(samples: SampleSet, what: str) -> None:
         raise TrainingError(f"{what}: too few samples left ({n1} mitosis, {n0} non-mitosis)")
 
 
+def _skipped_images(store: PatchStore) -> list[dict[str, str]]:
+    """The images the extraction left out, each ``{"key", "reason"}`` (``store.json``)."""
+    return list(store.meta.get("settings", {}).get("skipped", []))
+
+
 def _partial(
-    out_dir: Path, settings: RunSettings, stages: dict[str, Any], stopped_after: str
+    out_dir: Path,
+    settings: RunSettings,
+    stages: dict[str, Any],
+    stopped_after: str,
+    *,
+    store: PatchStore,
 ) -> dict[str, Any]:
     summary = {
         "method": settings.method,
         "preset": settings.preset.name,
+        "skipped_images": _skipped_images(store),
         "stages": stages,
         "model": None,
         "stopped_after": stopped_after,
@@ -352,6 +366,7 @@ def _finish(
         "preset": preset.name,
         "device": str(ctx.device),
         "init": init,
+        "skipped_images": _skipped_images(store),
         "stages": stages,
         "threshold": thr["threshold"],
         "val_f1": thr["f1"],
