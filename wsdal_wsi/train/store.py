@@ -45,14 +45,15 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wsdal_wsi.atomic import atomic_open, write_json_atomic
+from wsdal_wsi.atomic import atomic_open, make_dirs, write_json_atomic, writing
 from wsdal_wsi.errors import TrainingError
 
 __all__ = [
@@ -94,6 +95,8 @@ IMAGE_COLUMNS = (
     "area_mm2",
 )
 SOURCES = ("click", "jitter", "negative_click", "candidate")
+#: The index while it is written (renamed to index.csv by StoreWriter.finish).
+_INDEX_PART = "index.csv.part"
 SPLITS = ("train", "val")
 
 
@@ -117,22 +120,27 @@ class StoreWriter:
     ) -> None:
         if patch_px > context_px:
             raise TrainingError(f"patch_px {patch_px} is larger than context_px {context_px}")
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = make_dirs(root)
         for name in ("store.json", "index.csv", "images.csv"):
             (self.root / name).unlink(missing_ok=True)
         self.context_px = int(context_px)
         self.patch_px = int(patch_px)
         self.target_mpp = float(target_mpp)
-        self._fh = open(self.root / "patches.u8", "wb")
-        self._rows: list[tuple] = []
+        # patches and index rows go to disk as they come: memory stays flat in their number
+        with writing(self.root):
+            self._fh = open(self.root / "patches.u8", "wb")
+            self._index_fh = open(self.root / _INDEX_PART, "w", encoding="utf-8", newline="")
+        self._index = csv.writer(self._index_fh)
+        self._index.writerow(INDEX_COLUMNS)
+        self._n_rows = 0
+        self._counts: dict[str, int] = {}
         self._images: list[dict[str, Any]] = []
         self._next_click_id = 0
 
     @property
     def n_rows(self) -> int:
         """Patches written so far."""
-        return len(self._rows)
+        return self._n_rows
 
     @property
     def images(self) -> list[dict[str, Any]]:
@@ -145,7 +153,7 @@ class StoreWriter:
         return self._next_click_id - 1
 
     def append(self, patches: np.ndarray, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append patches and their index records.
+        """Append patches and their index records (both written to disk at once).
 
         Parameters
         ----------
@@ -156,6 +164,11 @@ class StoreWriter:
             split`` and optionally ``click_id`` (default -1), ``in_area``
             (default True) and ``centre_x_level0, centre_y_level0`` (default the
             point).
+
+        Raises
+        ------
+        OutputError
+            The store's disk is full (or otherwise cannot be written).
         """
         c = self.context_px
         arr = np.asarray(patches)
@@ -167,12 +180,13 @@ class StoreWriter:
             )
         if len(records) != arr.shape[0]:
             raise TrainingError(f"{arr.shape[0]} patches but {len(records)} index records")
+        rows = []
         for r in records:
             if r["source"] not in SOURCES or r["split"] not in SPLITS:
                 raise TrainingError(f"bad store record {dict(r)}")
-            self._rows.append(
+            rows.append(
                 (
-                    len(self._rows),
+                    self._n_rows + len(rows),
                     str(r["image_key"]),
                     str(r["slide"]),
                     float(r["x_level0"]),
@@ -186,7 +200,14 @@ class StoreWriter:
                     float(r.get("centre_y_level0", r["y_level0"])),
                 )
             )
-        self._fh.write(np.ascontiguousarray(arr).tobytes())
+        with writing(self.root):
+            self._fh.write(np.ascontiguousarray(arr).tobytes())
+            for row in rows:
+                self._index.writerow([f"{v:.2f}" if isinstance(v, float) else v for v in row])
+        for row in rows:
+            key = f"{row[7]}/{row[6]}"
+            self._counts[key] = self._counts.get(key, 0) + 1
+        self._n_rows += len(rows)
 
     def add_image(self, info: Mapping[str, Any]) -> None:
         """Record one image (see ``IMAGE_COLUMNS``; missing fields are empty)."""
@@ -194,13 +215,12 @@ class StoreWriter:
 
     def finish(self, *, settings: Mapping[str, Any], provenance: Mapping[str, Any]) -> PatchStore:
         """Write the index tables and ``store.json`` (last) and open the store."""
-        self._fh.flush()
-        self._fh.close()
-        with atomic_open(self.root / "index.csv") as fh:
-            w = csv.writer(fh)
-            w.writerow(INDEX_COLUMNS)
-            for row in self._rows:
-                w.writerow([f"{v:.2f}" if isinstance(v, float) else v for v in row])
+        with writing(self.root):
+            for fh in (self._fh, self._index_fh):
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            os.replace(self.root / _INDEX_PART, self.root / "index.csv")
         with atomic_open(self.root / "images.csv") as fh:
             w = csv.DictWriter(fh, fieldnames=IMAGE_COLUMNS)
             w.writeheader()
@@ -209,24 +229,16 @@ class StoreWriter:
             "format": STORE_FORMAT,
             "format_version": STORE_VERSION,
             "complete": True,
-            "n_rows": len(self._rows),
+            "n_rows": self._n_rows,
             "context_px": self.context_px,
             "patch_px": self.patch_px,
             "target_mpp": self.target_mpp,
-            "counts": _counts(self._rows),
+            "counts": dict(sorted(self._counts.items())),
             "settings": dict(settings),
             "provenance": dict(provenance),
         }
         write_json_atomic(self.root / "store.json", meta)
         return PatchStore(self.root)
-
-
-def _counts(rows: Iterable[tuple]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in rows:
-        key = f"{r[7]}/{r[6]}"
-        out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)
