@@ -1,9 +1,12 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from shapely.geometry import box
+import shapely
+from shapely.geometry import box, shape
 
+from wsdal_wsi.counting import HotspotSettings, find_hotspot
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.qupath import make_feature
 from wsdal_wsi.qupath.geojson_read import read_objects
@@ -98,3 +101,31 @@ def test_bad_results_files(tmp_path):
     )
     with pytest.raises(InputError, match="feature 0: bad detection"):
         read_detections(p)
+
+
+def test_a_hotspot_at_the_image_edge_is_a_polygon_inside_the_image_holding_its_count():
+    """Also seen in issue 11: QuPath showed 362 detections inside our '361 mitoses' hotspot,
+    whose ellipse reached negative coordinates."""
+    mpp, ds = 0.5, 16.0
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[:, :20] = True
+    rng = np.random.default_rng(5)
+    pts = np.concatenate(
+        [rng.uniform([0, 0], [320, 640], size=(50, 2)), [[330.0, 320.0], [335.0, 330.0]]]
+    )  # two just beside the tissue mask, where prediction still looks
+    hotspot = find_hotspot(
+        pts,
+        mpp=mpp,
+        tissue=mask,
+        tissue_downsample=ds,
+        settings=HotspotSettings(area_mm2=0.05),
+        slide_dimensions=(960, 640),
+    )
+    (feature,) = count_features(SimpleNamespace(hotspot=hotspot, regions=[]))
+    assert feature["geometry"]["type"] == "Polygon"
+    assert "isEllipse" not in json.dumps(feature)  # a cut circle is no longer an ellipse
+    poly = shape(feature["geometry"])
+    xs, ys = np.array(poly.exterior.coords).T
+    assert xs.min() >= 0 and ys.min() >= 0 and xs.max() <= 960 and ys.max() <= 640
+    shown = int(shapely.intersects_xy(poly, pts[:, 0], pts[:, 1]).sum())  # what QuPath shows
+    assert feature["properties"]["measurements"]["WS-DAL mitoses"] == shown == hotspot.count

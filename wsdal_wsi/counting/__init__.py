@@ -2,7 +2,8 @@
 
 - :mod:`~wsdal_wsi.counting.regions`: detections per region, per class and per slide
   (:func:`count_slide` is what prediction and ``wsdal count`` call);
-- :mod:`~wsdal_wsi.counting.hotspot`: the counting window with the most detections in tissue;
+- :mod:`~wsdal_wsi.counting.hotspot`: the counting window with the most detections (at least half
+  tissue);
 - :mod:`~wsdal_wsi.counting.grid`: exact window counts on a grid of centres (the search);
 - :mod:`~wsdal_wsi.counting.grading`: mitoses per mm² and the Nottingham mitotic score.
 

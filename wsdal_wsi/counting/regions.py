@@ -11,19 +11,24 @@ Tissue
     A detection is *in tissue* when the mask pixel holding it is True (outside
     the mask: not tissue). Tissue area = tissue pixels × ds².
 Region counts
-    A detection counts for a region when it is in tissue and inside the
-    region's polygon (boundary included). The density denominator is the
-    region's *tissue* area (mask pixels whose centre lies in the polygon ×
-    ds²), so glass inside a hand-drawn region does not dilute the density;
-    the region's full polygon area is reported beside it. Without a mask, all
-    detections count and the polygon area is the denominator.
+    A detection counts for a region when it lies inside the region's polygon
+    (boundary included): the count is what QuPath shows inside the region.
+    (Detections exist only where prediction looked: the tissue and one mask
+    pixel around it, so a figure at the very edge of the tissue is counted
+    where the pathologist sees it.) The density denominator is the region's
+    *tissue* area (mask pixels whose centre lies in the polygon × ds²), so
+    glass inside a hand-drawn region does not dilute the density; the region's
+    full polygon area is reported beside it. Without a mask, the polygon area
+    is the denominator.
 Hotspot
     The placement of a counting window (a circle or a 4:3 rectangle, axis
     aligned, of area ``area_mm2``, or of 10 HPF of a field diameter) that holds
-    the most detections *in tissue*, among the placements whose window is at
-    least ``min_tissue_fraction`` tissue (default 0.5: a window may reach over
-    the tissue edge, but cannot sit half on glass). A detection is in the
-    window when it lies in the closed disc / rectangle.
+    the most detections, among the placements whose window is at least
+    ``min_tissue_fraction`` tissue (default 0.5: a window may reach over the
+    tissue edge, but cannot sit half on glass). A detection is in the window
+    when it lies in the closed disc / rectangle; the count is what QuPath shows
+    inside the hotspot annotation, whose polygon is cut to the image where the
+    window reaches beyond it (no detection lies outside the image).
 Search (exact on a stated grid)
     Candidate window centres are the centres of an *analysis grid* aligned
     with the tissue mask, whose cell is about ``grid_um`` (default 10 µm: the
@@ -112,7 +117,7 @@ class RegionCount:
     tissue_area_mm2 : float or None
         Tissue inside the polygon (mm²); None without a tissue mask.
     mitoses : int
-        Detections in tissue inside the polygon.
+        Detections inside the polygon.
     per_mm2 : float or None
         ``mitoses`` / tissue area (polygon area without a mask); None if that is 0.
     geometry : shapely Polygon or MultiPolygon, or None
@@ -210,7 +215,8 @@ def count_regions(
     mpp : float
         Slide resolution (µm/px).
     tissue, tissue_downsample
-        See :func:`as_tissue`; None: no tissue restriction.
+        See :func:`as_tissue`: the tissue areas (density denominators); None: the
+        polygon areas.
 
     Returns
     -------
@@ -220,8 +226,6 @@ def count_regions(
     mpp = check_mpp(mpp)
     tis = as_tissue(tissue, tissue_downsample)
     xy = as_points(points)
-    if tis is not None:
-        xy = xy[tis.contains(xy)]
     return [
         _count_in(r.geometry, xy, mpp=mpp, tissue=tis, name=r.name, class_name=r.class_name)
         for r in regions

@@ -134,7 +134,7 @@ def count_features(summary: SlideSummary) -> list[dict[str, Any]]:
                 color=HOTSPOT_COLOR,
                 name=_hotspot_name(h),
                 measurements=hotspot_measurements(h),
-                is_ellipse=h.window == "circle",
+                is_ellipse=h.window == "circle" and h.is_whole_window,
                 locked=True,
             )
         )
