@@ -4,8 +4,11 @@ PRED and TRUTH are folders of QuPath GeoJSON files (a prediction output folder,
 a slide folder with annotations beside the slides, the ``truth/`` folder of a
 synthetic dataset) or two single files. Files are paired by slide stem:
 ``<stem>.geojson``, where a slide extension left in the stem
-(``CMU-1.svs.geojson``) is ignored. Images present on one side only are
-reported, not counted.
+(``CMU-1.svs.geojson``) is ignored. An image present on one side only counts
+as MIDOG counts it: ground truth without a prediction file is all false
+negatives (a slide whose prediction failed, for instance), predictions without
+ground truth all false positives; ``count_unpaired=False`` leaves such images
+out (when the truth covers only some of the predicted slides).
 
 What counts
 -----------
@@ -67,30 +70,38 @@ class ImageEvaluation:
     ----------
     key : str
         The pairing key (slide stem).
-    pred_path, truth_path : pathlib.Path
-        The two GeoJSON files.
-    mpp : float
-        Level-0 resolution used (µm/px).
-    mpp_source : str
+    pred_path, truth_path : pathlib.Path or None
+        The two GeoJSON files; None for the side an unpaired image lacks.
+    mpp : float or None
+        Level-0 resolution used (µm/px); None for an unpaired image (nothing
+        to match).
+    mpp_source : str or None
         Where ``mpp`` came from (``"--mpp"``, ``"prediction provenance"``,
         ``"truth provenance"``, ``"slide <path>"``).
-    radius_px : float
+    radius_px : float or None
         Matching radius in level-0 pixels.
     n_pred, n_truth, tp, fp, fn : int
         Counts.
     """
 
     key: str
-    pred_path: Path
-    truth_path: Path
-    mpp: float
-    mpp_source: str
-    radius_px: float
+    pred_path: Path | None
+    truth_path: Path | None
+    mpp: float | None
+    mpp_source: str | None
+    radius_px: float | None
     n_pred: int
     n_truth: int
     tp: int
     fp: int
     fn: int
+
+    @property
+    def side(self) -> str:
+        """``"both"``, ``"truth only"`` (no prediction file) or ``"predictions only"``."""
+        if self.pred_path is None:
+            return "truth only"
+        return "predictions only" if self.truth_path is None else "both"
 
     @property
     def precision(self) -> float:
@@ -111,8 +122,9 @@ class ImageEvaluation:
         """JSON-able form (undefined ratios are ``None``)."""
         return {
             "image": self.key,
-            "pred": str(self.pred_path),
-            "truth": str(self.truth_path),
+            "pred": None if self.pred_path is None else str(self.pred_path),
+            "truth": None if self.truth_path is None else str(self.truth_path),
+            "side": self.side,
             "mpp": self.mpp,
             "mpp_source": self.mpp_source,
             "radius_px": self.radius_px,
@@ -134,15 +146,20 @@ class FolderEvaluation:
     Attributes
     ----------
     images : tuple of ImageEvaluation
-        One per pair, sorted by key.
+        One per counted image, sorted by key: every pair, and the unpaired
+        images when they are counted.
     pred_only : tuple of pathlib.Path
-        Prediction files without a ground-truth file (not counted).
+        Prediction files without a ground-truth file (their points are false
+        positives when ``unpaired_counted``).
     truth_only : tuple of pathlib.Path
-        Ground-truth files without a prediction file (not counted).
+        Ground-truth files without a prediction file (their points are false
+        negatives when ``unpaired_counted``).
     radius_um : float
         Matching radius (µm).
     classes : tuple of str
         The positive class names or patterns.
+    unpaired_counted : bool
+        Whether the images on one side only are in ``images`` and the totals.
     """
 
     images: tuple[ImageEvaluation, ...]
@@ -150,6 +167,7 @@ class FolderEvaluation:
     truth_only: tuple[Path, ...] = ()
     radius_um: float = 7.5
     classes: tuple[str, ...] = ("Mitosis",)
+    unpaired_counted: bool = True
 
     @property
     def tp(self) -> int:
@@ -185,6 +203,7 @@ class FolderEvaluation:
             "images": [i.to_dict() for i in self.images],
             "pred_only": [str(p) for p in self.pred_only],
             "truth_only": [str(p) for p in self.truth_only],
+            "unpaired_counted": self.unpaired_counted,
         }
 
 
@@ -370,9 +389,10 @@ def evaluate_folders(
     radius_um: float = 7.5,
     mpp: float | None = None,
     classes: Iterable[str] = ("Mitosis",),
+    count_unpaired: bool = True,
     progress: Progress | None = None,
 ) -> FolderEvaluation:
-    """Match predictions to ground truth in every paired image and sum the counts.
+    """Match predictions to ground truth in every image and sum the counts.
 
     Parameters
     ----------
@@ -384,6 +404,10 @@ def evaluate_folders(
         Level-0 resolution (µm/px) of every image, overriding what the files say.
     classes : iterable of str
         Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    count_unpaired : bool
+        Count the images found on one side only, as MIDOG does: ground truth
+        without predictions as false negatives, predictions without ground
+        truth as false positives (default). False: list them, count nothing.
     progress : Progress, optional
         Progress reporter (one step per image).
 
@@ -411,6 +435,8 @@ def evaluate_folders(
     pairs, pred_only, truth_only = _pairs(Path(pred), Path(truth))
     progress = progress or NULL_PROGRESS
     results: list[ImageEvaluation] = []
+    if count_unpaired:
+        results += _unpaired(pred_only, truth_only, class_patterns)
     with progress.task("Evaluating", total=len(pairs)) as task:
         for key, pred_path, truth_path in pairs:
             pred_xy = read_mitosis_points(pred_path, role="pred", classes=class_patterns)
@@ -435,9 +461,40 @@ def evaluate_folders(
             )
             task.advance()
     return FolderEvaluation(
-        images=tuple(results),
+        images=tuple(sorted(results, key=lambda r: r.key)),
         pred_only=tuple(pred_only),
         truth_only=tuple(truth_only),
         radius_um=radius,
         classes=class_patterns,
+        unpaired_counted=count_unpaired,
     )
+
+
+def _unpaired(
+    pred_only: Sequence[Path], truth_only: Sequence[Path], classes: tuple[str, ...]
+) -> list[ImageEvaluation]:
+    """The images on one side only: all false positives, or all false negatives."""
+    out = []
+    for path, role in [*((p, "pred") for p in pred_only), *((p, "truth") for p in truth_only)]:
+        n = len(read_mitosis_points(path, role=role, classes=classes))
+        stem = (
+            path.name[: -len(GEOJSON_SUFFIX)]
+            if path.name.lower().endswith(GEOJSON_SUFFIX)
+            else path.stem
+        )
+        out.append(
+            ImageEvaluation(
+                key=_strip_slide_extension(stem),
+                pred_path=path if role == "pred" else None,
+                truth_path=path if role == "truth" else None,
+                mpp=None,
+                mpp_source=None,
+                radius_px=None,
+                n_pred=n if role == "pred" else 0,
+                n_truth=n if role == "truth" else 0,
+                tp=0,
+                fp=n if role == "pred" else 0,
+                fn=n if role == "truth" else 0,
+            )
+        )
+    return out
