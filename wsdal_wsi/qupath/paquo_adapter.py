@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsdal_wsi.atomic import atomic_path, make_dirs
 from wsdal_wsi.errors import ProjectError, QuPathUnavailableError, WsdalError
 from wsdal_wsi.qupath.geojson_read import QuPathObject, objects_from_features, read_objects
 from wsdal_wsi.qupath.geojson_write import class_color
@@ -117,11 +118,10 @@ def backup_project(project_dir: Path, *, backup_dir: Path | None = None) -> Path
     """
     project_dir = Path(project_dir)
     backup_dir = backup_dir or project_dir / "wsdal" / "backups"
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(backup_dir)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = backup_dir / f"project-{stamp}.zip"
-    tmp = target.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for item in ["project.qpproj", "classifiers", "data"]:
             root = project_dir / item
             if root.is_file():
@@ -130,7 +130,6 @@ def backup_project(project_dir: Path, *, backup_dir: Path | None = None) -> Path
                 for f in sorted(root.rglob("*")):
                     if f.is_file():
                         zf.write(f, f.relative_to(project_dir).as_posix())
-    os.replace(tmp, target)
     return target
 
 

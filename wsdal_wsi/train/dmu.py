@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from wsdal_wsi.atomic import atomic_open
 from wsdal_wsi.model.nets import DualViewNet
 from wsdal_wsi.train.augment import STRONG, WEAK, AugmentParams, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table, write_table
@@ -225,7 +226,8 @@ def run_dmu(
         set_state=memory.load_state_dict,
     )
     feats = _pooled_features(ctx, model, samples, batch_size=settings.batch_size)
-    np.save(stage.path / "features.npy", feats.astype(np.float16))
+    with atomic_open(stage.path / "features.npy", "wb") as fh:  # a killed run leaves no half
+        np.save(fh, feats.astype(np.float16))
     table = _verdict(ctx, samples, memory, feats, unit=epoch.unit, settings=settings)
     write_table(stage.path / "table.csv", table)
     done = stage.write_done(_dmu_stats(table, settings=settings, init=init, n_units=epoch.n_units))
