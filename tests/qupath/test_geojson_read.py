@@ -203,3 +203,41 @@ def test_unknown_object_type_reads_as_annotation(tmp_path, caplog):
     objs = read_objects(path)
     assert objs[0].object_type == "annotation"
     assert "unknown object type 'spaceship'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"type": "Point", "coordinates": [1' + "0" * 400 + ", 5]}", "bad coordinate"),
+        ("[" + "9" * 5000 + "]", "not usable JSON"),
+        ('{"type": ["FeatureCollection"], "features": []}', "'type' must be a string"),
+        ('[{"type": "Feature", "geometry": {"type": {"a": 1}}}]', "geometry 'type' must be"),
+        (
+            '[{"type": "Feature", "geometry": '
+            + '{"type": "GeometryCollection", "geometries": [' * 50
+            + '{"type": "Point", "coordinates": [1, 2]}'
+            + "]}" * 50
+            + "}]",
+            "nested more than 8 deep",
+        ),
+    ],
+)
+def test_files_that_crashed_the_reader_are_refused_with_the_file_named(tmp_path, text, match):
+    """Found by tests/reliability's fuzzer: RecursionError, OverflowError, ValueError and
+    TypeError escaped as tracebacks."""
+    path = tmp_path / "fuzz.geojson"
+    path.write_text(text)
+    with pytest.raises(AnnotationFormatError, match=match) as info:
+        read_objects(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_huge_measurement_is_infinite_not_a_crash(tmp_path):
+    path = tmp_path / "m.geojson"
+    path.write_text(
+        '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, '
+        '"properties": {"measurements": {"m": 1' + "0" * 400 + "}}}]"
+    )
+    (obj,) = read_objects(path)
+    assert obj.measurements["m"] == float("inf")

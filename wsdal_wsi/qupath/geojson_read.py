@@ -179,6 +179,12 @@ def _parse_json(text: str, where: str) -> Any:
         raise AnnotationFormatError(
             f"{where}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}"
         ) from None
+    except RecursionError:
+        raise AnnotationFormatError(
+            f"{where}: JSON nested too deeply to be QuPath GeoJSON"
+        ) from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise AnnotationFormatError(f"{where}: not usable JSON ({exc})") from None
 
 
 def load_geojson(path: str | os.PathLike[str]) -> list[Any]:
@@ -212,6 +218,11 @@ def _top_level_features(doc: Any, path: Path) -> list[Any]:
         return doc
     if isinstance(doc, dict):
         kind = doc.get("type")
+        if not isinstance(kind, str):
+            raise AnnotationFormatError(
+                f"{path}: top-level 'type' must be a string such as 'FeatureCollection', "
+                f"got {type(kind).__name__}"
+            )
         if kind == "FeatureCollection":
             features = doc.get("features")
             if not isinstance(features, list):
@@ -240,19 +251,34 @@ def _top_level_features(doc: Any, path: Path) -> list[Any]:
 # ------------------------------------------------------------------------ geometry
 
 
+def _finite(v: Any) -> float | None:
+    """``v`` as a finite float, or None (not a number, a bool, NaN, infinite, too large)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    try:
+        f = float(v)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return f if math.isfinite(f) else None
+
+
 def _position(pos: Any) -> tuple[float, float]:
     if type(pos) is list and len(pos) >= 2:  # the common case, fast
         x, y = pos[0], pos[1]
         tx, ty = type(x), type(y)
         if (tx is float or tx is int) and (ty is float or ty is int):
-            if math.isfinite(x) and math.isfinite(y):
-                return (float(x), float(y))
+            try:
+                if math.isfinite(x) and math.isfinite(y):
+                    return (float(x), float(y))
+            except OverflowError:  # an integer beyond any float: said below
+                pass
     if not isinstance(pos, (list, tuple)) or len(pos) < 2:
-        raise _FeatureError(f"bad position {pos!r} (expected [x, y])")
-    for v in (pos[0], pos[1]):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise _FeatureError(f"bad coordinate {v!r} in position {pos!r}")
-    return float(pos[0]), float(pos[1])
+        raise _FeatureError(f"bad position {pos!r:.80} (expected [x, y])")
+    x, y = _finite(pos[0]), _finite(pos[1])
+    if x is None or y is None:
+        bad = pos[0] if x is None else pos[1]
+        raise _FeatureError(f"bad coordinate {bad!r:.40} in position {pos!r:.80}")
+    return x, y
 
 
 def _positions(coords: Any, what: str) -> list[tuple[float, float]]:
@@ -273,18 +299,28 @@ def _rings(coords: Any) -> list[list[tuple[float, float]]]:
     return rings
 
 
-def _geometry(geo: Any) -> tuple[str, Any]:
+#: GeometryCollections nested deeper than this are refused (QuPath writes one level).
+_MAX_COLLECTION_DEPTH = 8
+
+
+def _geometry(geo: Any, depth: int = 0) -> tuple[str, Any]:
     """Validate a GeoJSON geometry; return ``(type, coordinates)`` with finite float pairs."""
     if geo is None:
         raise _FeatureError("no geometry (null)")
     if not isinstance(geo, dict):
         raise _FeatureError(f"geometry must be an object, got {type(geo).__name__}")
     kind = geo.get("type")
+    if not isinstance(kind, str):
+        raise _FeatureError(f"geometry 'type' must be a string, got {kind!r:.40}")
     if kind == "GeometryCollection":
         parts = geo.get("geometries")
         if not isinstance(parts, list):
             raise _FeatureError("GeometryCollection without a 'geometries' array")
-        return kind, [_geometry(g) for g in parts]
+        if depth >= _MAX_COLLECTION_DEPTH:
+            raise _FeatureError(
+                f"GeometryCollections nested more than {_MAX_COLLECTION_DEPTH} deep"
+            )
+        return kind, [_geometry(g, depth + 1) for g in parts]
     if "coordinates" not in geo:
         raise _FeatureError(f"{kind} geometry has no 'coordinates'")
     coords = geo["coordinates"]
@@ -381,8 +417,11 @@ def _measurement_value(name: str, value: Any) -> float:
     if isinstance(value, str) and value in _NON_FINITE:
         return _NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _FeatureError(f"measurement {name!r} must be a number, got {value!r}")
-    return float(value)
+        raise _FeatureError(f"measurement {name!r:.40} must be a number, got {value!r:.40}")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float
+        return math.inf if value > 0 else -math.inf
 
 
 def _measurements(value: Any) -> dict[str, float]:
