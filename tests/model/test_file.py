@@ -170,6 +170,19 @@ def test_malformed_spec(saved, tmp_path):
 def test_spec_validation():
     with pytest.raises(ConfigError, match="threshold must be in"):
         _spec(threshold=1.5)
+    # values a forged model file could use to exhaust memory at prediction
+    with pytest.raises(ConfigError, match=r"patch_size_px must be in \[8, 1024\]"):
+        _spec(patch_size_px=10**9)
+    with pytest.raises(ConfigError, match="target_mpp must be in"):
+        _spec(target_mpp=1e6)
+    with pytest.raises(ConfigError, match="merge_radius_um must be in"):
+        _spec(merge_radius_um=1e9)
+    with pytest.raises(ConfigError, match="mean/std must be finite"):
+        _spec(mean=(0.5, float("nan"), 0.5))
+    with pytest.raises(ConfigError, match="arch_kwargs must be a JSON object"):
+        _spec(arch_kwargs=[1, 2])
+    with pytest.raises(ConfigError, match="input_px must be in"):
+        ProjNet(width=4, proj_dim=8, input_px=10**9)
     with pytest.raises(ConfigError, match="not JSON-serialisable"):
         _spec(provenance={"x": object()}).to_json()
     assert _spec().with_threshold(0.9).threshold == 0.9

@@ -185,6 +185,13 @@ class ProjNet(nn.Module):
         input_px: int | None = None,
     ) -> None:
         super().__init__()
+        if input_px is not None and not 8 <= input_px <= 1024:
+            raise ConfigError(f"input_px must be in [8, 1024] or None, got {input_px}")
+        if not 2 <= num_classes <= 64 or not 1 <= proj_dim <= 4096:
+            raise ConfigError(
+                f"num_classes must be in [2, 64] and proj_dim in [1, 4096], got "
+                f"{num_classes} and {proj_dim}"
+            )
         self.trunk = ResNet18Trunk(width=width)
         self.input_px = input_px
         c = self.trunk.out_channels
