@@ -144,3 +144,39 @@ def test_write_qupath_without_qupath_says_what_to_do(data, model, tmp_path, monk
     assert "no QuPath installation found" in result.stderr
     assert "import_results.groovy" in result.stderr
     assert not (out / "1.geojson").exists()  # refused before any work
+
+
+def _rename_classes(sidecar: Path, target: Path, names: dict[str, str]) -> None:
+    """Copy a QuPath GeoJSON file with its classifications renamed (``names``: old -> new)."""
+    doc = json.loads(sidecar.read_text())
+    for feat in doc["features"] if isinstance(doc, dict) else doc:
+        cls = feat["properties"].get("classification")
+        if isinstance(cls, dict) and cls.get("name") in names:
+            cls["name"] = names[cls["name"]]
+    target.write_text(json.dumps(doc))
+
+
+def test_predict_counts_the_region_classes_the_model_was_trained_with(data, tmp_path):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for s in data.slides:
+        shutil.copy(s.slide_path, folder)
+        _rename_classes(
+            s.annotation_path, folder / s.annotation_path.name, {"Region": "Tumour area"}
+        )
+    lab = {"positive": ["Mitotic figure"], "region": ["Tumour area"]}
+    lab_model = _builders().make_tiny_model(tmp_path / "lab.pt", annotation_classes=lab)
+    default_model = _builders().make_tiny_model(tmp_path / "default.pt")
+
+    def regions(model_path, out, *extra):
+        result = _predict(str(folder), "--model", str(model_path), "--out", str(out), *extra)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "synth_000.summary.json").read_text())
+        return [r["class_name"] for r in summary["regions"]], summary["provenance"]
+
+    names, prov = regions(lab_model, tmp_path / "A")  # the model's own region classes
+    assert names == ["Tumour area"]
+    assert prov["source"]["classes"]["region"] == ["Tumour area"]
+    assert regions(default_model, tmp_path / "B")[0] == []  # 'Tumour area' is unknown there
+    # an option given on the command line wins over the model's
+    assert regions(default_model, tmp_path / "C", "--region", "Tumour area")[0] == ["Tumour area"]

@@ -18,7 +18,9 @@ _PROVIDER = "qupath.lib.images.servers.openslide.OpenslideServerBuilder"
 PATCH_PX = 32
 
 
-def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Path:
+def make_tiny_model(
+    path: Path, *, threshold: float = 0.2, seed: int = 0, annotation_classes: dict | None = None
+) -> Path:
     """An untrained, very narrow ResNet-18 model file (random weights, fixed seed).
 
     Its probabilities are arbitrary but deterministic, which is all the engine tests need.
@@ -41,6 +43,7 @@ def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Pat
         candidate_params=CandidateParams().to_dict(),
         merge_radius_um=5.0,
         provenance={"test": "untrained tiny model"},
+        annotation_classes=annotation_classes or {},
     )
     return save_model(path, net, spec)
 

@@ -10,8 +10,18 @@ from rich.text import Text
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+from wsdal_wsi.cli._options import (
+    class_roles,
+    ignore_option,
+    mpp_option,
+    negative_option,
+    positive_option,
+    region_option,
+    relink_option,
+    unclassified_option,
+)
 from wsdal_wsi.counting import HotspotSettings
-from wsdal_wsi.qupath import open_source
+from wsdal_wsi.qupath import ClassSettings, open_source
 
 _DEFAULT = HotspotSettings()
 
@@ -19,7 +29,6 @@ __all__ = ["predict", "print_batch_table"]
 
 _RUN = "Run"
 _COUNT = "Hotspot and counting"
-_SRC = "Source"
 
 
 @app.command()
@@ -39,21 +48,8 @@ def predict(
         "counts.xlsx, index.html, batch.json.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cuda or cpu.", rich_help_panel=_RUN),
-    mpp: float | None = typer.Option(
-        None,
-        "--mpp",
-        help=(
-            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
-            "pixel size); never replaces a slide's own."
-        ),
-        rich_help_panel=_SRC,
-    ),
-    relink: list[str] = typer.Option(
-        [],
-        "--relink",
-        help="OLD=NEW: replace a slide path prefix of a project whose slides moved (repeatable).",
-        rich_help_panel=_SRC,
-    ),
+    mpp: float | None = mpp_option(),
+    relink: list[str] = relink_option(),
     threshold: float | None = typer.Option(
         None,
         "--threshold",
@@ -111,6 +107,11 @@ def predict(
     force: bool = typer.Option(
         False, "--force", help="Predict every slide again, even those finished by an earlier run."
     ),
+    positive: list[str] = positive_option(default_from="the model's"),
+    negative: list[str] = negative_option(default_from="the model's"),
+    region: list[str] = region_option(default_from="the model's"),
+    ignore: list[str] = ignore_option(default_from="the model's"),
+    unclassified_as: str | None = unclassified_option(),
     write_qupath: bool = typer.Option(
         False,
         "--write-qupath",
@@ -133,7 +134,15 @@ def predict(
     from wsdal_wsi.model import read_spec
     from wsdal_wsi.predict import PredictSettings, check_write_qupath, run_batch
 
-    read_spec(model)  # a missing or broken model file: exit 2 before any work
+    spec = read_spec(model)  # a missing or broken model file: exit 2 before any work
+    classes = class_roles(
+        positive,
+        negative,
+        region,
+        ignore,
+        unclassified_as,
+        base=ClassSettings.from_dict(spec.annotation_classes) if spec.annotation_classes else None,
+    )
     hotspot = HotspotSettings.from_options(
         window=window,
         area_mm2=area_mm2,
@@ -148,7 +157,7 @@ def predict(
         threshold=threshold,
         hotspot=hotspot,
     )
-    src = open_source(source, relink=relink or None, mpp=mpp)
+    src = open_source(source, classes=classes, relink=relink or None, mpp=mpp)
     if write_qupath:
         check_write_qupath(src)
     with RichProgress() as progress:

@@ -12,14 +12,21 @@ from rich.logging import RichHandler
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.cli._options import (
+    class_roles,
+    ignore_option,
+    mpp_option,
+    negative_option,
+    positive_option,
+    region_option,
+    relink_option,
+    unclassified_option,
+)
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.qupath import open_source
 from wsdal_wsi.qupath.coco import import_coco
-from wsdal_wsi.qupath.model import ClassSettings
 
-__all__ = ["class_settings", "format_inspection", "import_coco_command", "inspect"]
-
-_CLASSES = "Classes"
+__all__ = ["format_inspection", "import_coco_command", "inspect"]
 
 
 def _logs_to_stderr() -> None:
@@ -32,27 +39,6 @@ def _logs_to_stderr() -> None:
     for handler in logging.getLogger("wsdal_wsi").handlers:
         if isinstance(handler, RichHandler):
             handler.console = err_console
-
-
-def class_settings(
-    positive: list[str] | None,
-    negative: list[str] | None,
-    region: list[str] | None,
-    ignored: list[str] | None,
-    unclassified_as: str | None,
-) -> Any:
-    """ClassSettings from the class options (an option not given keeps its default)."""
-
-    kwargs: dict[str, Any] = {"unclassified_as": unclassified_as}
-    for name, value in (
-        ("positive", positive),
-        ("negative", negative),
-        ("region", region),
-        ("ignored", ignored),
-    ):
-        if value:
-            kwargs[name] = tuple(value)
-    return ClassSettings(**kwargs)
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -109,55 +95,19 @@ def inspect(
         "<slide>.geojson sidecars, or one slide.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead."),
-    relink: list[str] = typer.Option(
-        [],
-        "--relink",
-        help="OLD=NEW: slide path prefix to replace, for projects whose slides moved (repeatable).",
-    ),
-    mpp: float | None = typer.Option(
-        None,
-        "--mpp",
-        help=(
-            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
-            "pixel size); never replaces a slide's own."
-        ),
-    ),
+    relink: list[str] = relink_option(),
+    mpp: float | None = mpp_option(),
     backend: str = typer.Option(
         "auto",
         "--backend",
         help="QuPath projects: 'paquo' (read the project with QuPath), 'export' (read the "
         "export_annotations.groovy exports), or 'auto' (paquo where QuPath is found).",
     ),
-    positive: list[str] = typer.Option(
-        [],
-        "--positive",
-        help="Class of mitoses (repeatable; default Mitosis).",
-        rich_help_panel=_CLASSES,
-    ),
-    negative: list[str] = typer.Option(
-        [],
-        "--negative",
-        help="Class of look-alikes (repeatable; default Non-mitosis, Mitosis-like, Imposter).",
-        rich_help_panel=_CLASSES,
-    ),
-    region: list[str] = typer.Option(
-        [],
-        "--region",
-        help="Class of exhaustively annotated areas (repeatable; patterns; default Region*).",
-        rich_help_panel=_CLASSES,
-    ),
-    ignored: list[str] = typer.Option(
-        [],
-        "--ignored",
-        help="Class of objects to leave out (repeatable; default Ignore*).",
-        rich_help_panel=_CLASSES,
-    ),
-    unclassified_as: str | None = typer.Option(
-        None,
-        "--unclassified-as",
-        help="Class for unclassified clicks (e.g. Mitosis); by default they are unknown.",
-        rich_help_panel=_CLASSES,
-    ),
+    positive: list[str] = positive_option(),
+    negative: list[str] = negative_option(),
+    region: list[str] = region_option(),
+    ignore: list[str] = ignore_option(),
+    unclassified_as: str | None = unclassified_option(),
 ) -> None:
     """Show what the tool sees before training: slides, resolution, clicks, problems.
 
@@ -170,7 +120,7 @@ def inspect(
     """
 
     _logs_to_stderr()
-    classes = class_settings(positive, negative, region, ignored, unclassified_as)
+    classes = class_roles(positive, negative, region, ignore, unclassified_as)
     src = open_source(source, classes=classes, relink=relink, mpp=mpp, backend=backend)
     with RichProgress(transient=True) as progress:
         records = src.images(progress=progress)

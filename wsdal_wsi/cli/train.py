@@ -9,6 +9,15 @@ import typer
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.cli._options import (
+    ignore_option,
+    mpp_option,
+    negative_option,
+    positive_option,
+    region_option,
+    relink_option,
+    unclassified_option,
+)
 from wsdal_wsi.train.presets import DEFAULT_PRESET
 from wsdal_wsi.train.settings import RunSettings, resolve_run_settings
 
@@ -121,14 +130,8 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out after its last finished stage/epoch."
     ),
-    mpp: float | None = typer.Option(
-        None,
-        "--mpp",
-        help=(
-            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
-            "pixel size); never replaces a slide's own."
-        ),
-    ),
+    mpp: float | None = mpp_option(),
+    relink: list[str] = relink_option(),
     pretrained: Path | None = typer.Option(
         None,
         "--pretrained",
@@ -138,6 +141,11 @@ def train(
     stop_after: str | None = typer.Option(
         None, "--stop-after", help="Stop after stage ns, dmu or dle (inspect it, then --resume)."
     ),
+    positive: list[str] = positive_option(),
+    negative: list[str] = negative_option(),
+    region: list[str] = region_option(),
+    ignore: list[str] = ignore_option(),
+    unclassified_as: str | None = unclassified_option(),
 ) -> None:
     """Train a mitosis classifier from one click per mitosis (WS-DAL) and write RUN/model.pt.
 
@@ -155,6 +163,11 @@ def train(
         val_fraction=val_fraction,
         mpp=mpp,
         pretrained=pretrained,
+        positive=positive,
+        negative=negative,
+        region=region,
+        ignored=ignore,
+        unclassified_as=unclassified_as,
     )
     err_console.print(f"Training {settings.method} with preset {settings.preset.name} into {out}")
     with RichProgress() as progress:
@@ -166,5 +179,6 @@ def train(
             resume=resume,
             stop_after=stop_after,
             progress=progress,
+            relink=relink or None,
         )
     typer.echo(format_summary(summary))

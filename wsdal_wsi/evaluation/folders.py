@@ -28,12 +28,11 @@ file (in either folder).
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ import numpy as np
 from wsdal_wsi.errors import ConfigError, InputError, ResolutionError
 from wsdal_wsi.evaluation.matching import match_points, prf
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
-from wsdal_wsi.qupath import SLIDE_EXTENSIONS, read_objects
+from wsdal_wsi.qupath import SLIDE_EXTENSIONS, ClassSettings, read_objects
 from wsdal_wsi.slide import open_slide
 from wsdal_wsi.units import check_mpp, um_to_px
 
@@ -195,12 +194,22 @@ def _json_float(value: float) -> float | None:
 # ----------------------------------------------------------------------------- reading
 
 
-def _matches(class_name: str | None, classes: Sequence[str]) -> bool:
-    return class_name is not None and any(fnmatch.fnmatchcase(class_name, c) for c in classes)
+def _class_roles(classes: Iterable[str] | ClassSettings) -> ClassSettings:
+    """Positive class names/patterns as :class:`ClassSettings` (which may also say what
+    unclassified points are)."""
+    if isinstance(classes, ClassSettings):
+        return classes
+    patterns = (classes,) if isinstance(classes, str) else tuple(classes)
+    if not patterns or not all(isinstance(c, str) and c.strip() for c in patterns):
+        raise ConfigError(f"classes must be non-empty class names, got {patterns!r}")
+    return ClassSettings(positive=patterns)
 
 
 def read_mitosis_points(
-    path: str | os.PathLike[str], *, role: str, classes: Sequence[str] = ("Mitosis",)
+    path: str | os.PathLike[str],
+    *,
+    role: str,
+    classes: Iterable[str] | ClassSettings = ("Mitosis",),
 ) -> np.ndarray:
     """Read the points of a QuPath GeoJSON file that count for evaluation.
 
@@ -212,8 +221,9 @@ def read_mitosis_points(
         ``"truth"``: positive-class points not made by wsdal-wsi. ``"pred"``: the
         tool's own positive-class points if the file holds any object the tool
         made, else every positive-class point.
-    classes : sequence of str
-        Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    classes : sequence of str, or ClassSettings
+        Positive class names or shell-style patterns (default ``("Mitosis",)``), or
+        class roles (their positive classes, and ``unclassified_as``).
 
     Returns
     -------
@@ -227,6 +237,7 @@ def read_mitosis_points(
     """
     if role not in ("truth", "pred"):
         raise ConfigError(f"role must be 'truth' or 'pred', got {role!r}")
+    roles = _class_roles(classes)
     objects = read_objects(path)
     if role == "truth":
         wanted_tool = False
@@ -236,7 +247,8 @@ def read_mitosis_points(
     for obj in objects:
         if wanted_tool is not None and obj.tool_made != wanted_tool:
             continue
-        if obj.geometry_type in ("Point", "MultiPoint") and _matches(obj.class_name, classes):
+        is_point = obj.geometry_type in ("Point", "MultiPoint")
+        if is_point and roles.role(obj.class_name) == "positive":
             xy.extend(obj.points)
     return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
 
@@ -369,7 +381,7 @@ def evaluate_folders(
     *,
     radius_um: float = 7.5,
     mpp: float | None = None,
-    classes: Iterable[str] = ("Mitosis",),
+    classes: Iterable[str] | ClassSettings = ("Mitosis",),
     progress: Progress | None = None,
 ) -> FolderEvaluation:
     """Match predictions to ground truth in every paired image and sum the counts.
@@ -382,8 +394,9 @@ def evaluate_folders(
         Matching radius (µm); MIDOG uses 7.5 µm.
     mpp : float, optional
         Level-0 resolution (µm/px) of every image, overriding what the files say.
-    classes : iterable of str
-        Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    classes : iterable of str, or ClassSettings
+        Positive class names or shell-style patterns (default ``("Mitosis",)``), or
+        class roles (their positive classes, and ``unclassified_as``).
     progress : Progress, optional
         Progress reporter (one step per image).
 
@@ -405,16 +418,14 @@ def evaluate_folders(
     if not math.isfinite(radius) or radius <= 0:
         raise ConfigError(f"--radius-um must be a positive number of µm, got {radius_um!r}")
     user_mpp = None if mpp is None else check_mpp(mpp, what="--mpp")
-    class_patterns = tuple(classes)
-    if not class_patterns or not all(isinstance(c, str) and c.strip() for c in class_patterns):
-        raise ConfigError(f"classes must be non-empty class names, got {class_patterns!r}")
+    roles = _class_roles(classes)
     pairs, pred_only, truth_only = _pairs(Path(pred), Path(truth))
     progress = progress or NULL_PROGRESS
     results: list[ImageEvaluation] = []
     with progress.task("Evaluating", total=len(pairs)) as task:
         for key, pred_path, truth_path in pairs:
-            pred_xy = read_mitosis_points(pred_path, role="pred", classes=class_patterns)
-            truth_xy = read_mitosis_points(truth_path, role="truth", classes=class_patterns)
+            pred_xy = read_mitosis_points(pred_path, role="pred", classes=roles)
+            truth_xy = read_mitosis_points(truth_path, role="truth", classes=roles)
             image_mpp, source = _resolve_mpp(key, pred_path, truth_path, user_mpp)
             radius_px = um_to_px(radius, image_mpp)
             match = match_points(pred_xy, truth_xy, radius_px=radius_px)
@@ -439,5 +450,5 @@ def evaluate_folders(
         pred_only=tuple(pred_only),
         truth_only=tuple(truth_only),
         radius_um=radius,
-        classes=class_patterns,
+        classes=roles.positive,
     )

@@ -79,6 +79,10 @@ class ModelSpec:
         Data, preset, stage statistics, versions (JSON-able).
     arch_kwargs : dict
         Constructor arguments of ``arch`` (e.g. ``{"width": 64}``).
+    annotation_classes : dict
+        The training run's class roles (``ClassSettings.to_dict()``): prediction
+        counts the same region classes unless told otherwise. Empty in models made
+        before it was recorded.
     """
 
     arch: str
@@ -92,6 +96,7 @@ class ModelSpec:
     merge_radius_um: float
     provenance: dict[str, Any]
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    annotation_classes: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if int(self.patch_size_px) < 8:

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from shapely.geometry import MultiPolygon, Polygon
@@ -212,6 +212,15 @@ def _as_patterns(value: object, what: str) -> tuple[str, ...]:
     return items
 
 
+#: ``--unclassified-as`` words that give unclassified objects a role directly.
+UNCLASSIFIED_ROLES: dict[str, Role] = {
+    "positive": "positive",
+    "negative": "negative",
+    "ignore": "ignored",
+    "ignored": "ignored",
+}
+
+
 @dataclass(frozen=True)
 class ClassSettings:
     """What each QuPath class means to the tool.
@@ -233,9 +242,10 @@ class ClassSettings:
     ignored : tuple of str
         Classes of objects to leave out (default ``("Ignore*",)``).
     unclassified_as : str or None
-        The class given to unclassified points and areas (e.g. ``"Mitosis"``
-        when the pathologist clicked without choosing a class); ``None`` keeps
-        them unclassified, which counts as unknown.
+        What unclassified points and areas are: a role (``"positive"``,
+        ``"negative"``, ``"ignore"``), or a class name whose role they take (e.g.
+        ``"Mitosis"`` when the pathologist clicked without choosing a class);
+        ``None`` keeps them unclassified, which counts as unknown.
     """
 
     positive: tuple[str, ...] = ("Mitosis",)
@@ -263,13 +273,16 @@ class ClassSettings:
             )
 
     def resolve(self, class_name: str | None) -> str | None:
-        """The class name to use for an object (applies :attr:`unclassified_as`)."""
-        if class_name is None:
+        """The class name to use for an object (applies :attr:`unclassified_as` when it
+        names a class; an unclassified object given a role stays unclassified)."""
+        if class_name is None and self.unclassified_as not in UNCLASSIFIED_ROLES:
             return self.unclassified_as
         return class_name
 
     def role(self, class_name: str | None) -> Role:
         """Return the role of ``class_name``: positive, negative, region, ignored or unknown."""
+        if class_name is None and self.unclassified_as in UNCLASSIFIED_ROLES:
+            return UNCLASSIFIED_ROLES[self.unclassified_as]
         name = self.resolve(class_name)
         if name is None:
             return "unknown"
@@ -279,8 +292,8 @@ class ClassSettings:
                     return what  # type: ignore[return-value]
         return "unknown"
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-able form (for provenance blocks)."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (run configs, model files, provenance blocks)."""
         return {
             "positive": list(self.positive),
             "negative": list(self.negative),
@@ -288,6 +301,43 @@ class ClassSettings:
             "ignored": list(self.ignored),
             "unclassified_as": self.unclassified_as,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassSettings:
+        """Inverse of :meth:`to_dict` (missing keys take the defaults)."""
+        known = ("positive", "negative", "region", "ignored", "unclassified_as")
+        return cls(**{k: data[k] for k in known if k in data})
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        positive: Sequence[str] = (),
+        negative: Sequence[str] = (),
+        region: Sequence[str] = (),
+        ignored: Sequence[str] = (),
+        unclassified_as: str | None = None,
+        base: ClassSettings | None = None,
+    ) -> ClassSettings:
+        """The settings the class options of a command mean.
+
+        A role given (a non-empty list) replaces that role's classes; a role not
+        given keeps ``base``'s (a model's or a run's own settings), else the default.
+        ``unclassified_as`` likewise.
+        """
+        start = base if base is not None else cls()
+        kw: dict[str, Any] = start.to_dict()
+        for name, value in (
+            ("positive", positive),
+            ("negative", negative),
+            ("region", region),
+            ("ignored", ignored),
+        ):
+            if value:
+                kw[name] = tuple(value)
+        if unclassified_as is not None:
+            kw["unclassified_as"] = unclassified_as
+        return cls(**kw)
 
 
 def is_area_geometry(geometry: BaseGeometry) -> bool:

@@ -249,7 +249,12 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description of the source."""
-        return {"kind": self.kind, "path": str(self.path), "backend": self.backend}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "backend": self.backend,
+            "classes": self.classes.to_dict(),
+        }
 
     # -- shared ---------------------------------------------------------------------
     def _record(

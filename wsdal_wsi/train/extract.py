@@ -124,6 +124,7 @@ def extract_store(
     val_fraction: float = 0.2,
     seed: int = 0,
     mpp: float | None = None,
+    relink: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
 ) -> PatchStore:
@@ -145,6 +146,8 @@ def extract_store(
     seed : int
     mpp : float, optional
         Resolution for slides without one.
+    relink : sequence of "OLD=NEW", optional
+        Slide path prefixes to replace (a project whose slides moved).
     device : str or torch.device
         Where candidates are detected.
     progress : Progress, optional
@@ -163,7 +166,7 @@ def extract_store(
     params = candidate_params if candidate_params is not None else CandidateParams()
     classes = classes if classes is not None else ClassSettings()
     dev = torch.device(device)
-    src = open_source(source, classes=classes, mpp=mpp)
+    src = open_source(source, classes=classes, mpp=mpp, relink=relink or None)
     records = src.images(progress=progress)
     skipped = [{"key": r.key, "reason": "; ".join(r.problems)} for r in records if not r.usable]
     usable = [r for r in records if r.usable]

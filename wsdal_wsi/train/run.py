@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,11 +190,14 @@ def train_run(
     stop_after: str | None = None,
     progress: Progress | None = None,
     cache_bytes: int | None = None,
+    relink: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``wsdal train``: extract the patch store of ``source`` once, then train.
 
     ``settings.source`` is set from ``source``. The store lives in ``RUN/store``;
-    an incomplete one (an interrupted extraction) is extracted again.
+    an incomplete one (an interrupted extraction) is extracted again. ``relink``
+    ("OLD=NEW" slide path prefixes) finds the slides of a moved project; it does
+    not change the run's settings.
 
     Returns
     -------
@@ -217,6 +221,8 @@ def train_run(
             val_fraction=settings.val_fraction,
             seed=settings.seed,
             mpp=settings.mpp,
+            classes=settings.classes,
+            relink=relink,
             device=resolve_device(device),
             progress=progress,
         )
@@ -322,6 +328,7 @@ def _finish(
         class_names=CLASS_NAMES,
         candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
         merge_radius_um=preset.merge_radius_um,
+        annotation_classes=settings.classes.to_dict(),
         provenance=provenance(
             data={
                 "source": settings.source,
