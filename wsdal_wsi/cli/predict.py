@@ -104,6 +104,14 @@ def predict(
         f"[default: {_DEFAULT.min_tissue_fraction:g}].",
         rich_help_panel=_COUNT,
     ),
+    review: int = typer.Option(
+        0,
+        "--review",
+        min=0,
+        help="Write, per slide, this many WS-DAL check objects: the least certain detections "
+        "and near misses, hotspot first, for the pathologist to answer in QuPath.",
+        rich_help_panel=_COUNT,
+    ),
     force: bool = typer.Option(
         False, "--force", help="Predict every slide again, even those finished by an earlier run."
     ),
@@ -156,6 +164,7 @@ def predict(
         reader_threads=reader_threads,
         threshold=threshold,
         hotspot=hotspot,
+        review_n=review,
     )
     src = open_source(source, classes=classes, relink=relink or None, mpp=mpp)
     if write_qupath:
@@ -179,6 +188,22 @@ def predict(
             f"QuPath: {src.path / 'wsdal' / 'results'} (run qupath_scripts/import_results.groovy)",
             soft_wrap=True,
             markup=False,
+        )
+    to_review = sum(s.review for s in result.summaries if s.ok)
+    if to_review:
+        out_console.print(
+            f"{to_review} decisions await review (WS-DAL check objects; answer them in QuPath "
+            "by changing their class to a mitosis or look-alike class)",
+            markup=False,
+        )
+    borderline = [
+        s.slide.name for s in result.summaries if s.hotspot_range and s.hotspot_range.borderline
+    ]
+    if borderline:
+        out_console.print(
+            f"Borderline score (count it yourself): {', '.join(borderline)}",
+            markup=False,
+            soft_wrap=True,
         )
     if result.qupath is not None:
         out_console.print(f"QuPath project updated; backup: {result.qupath.backup}", markup=False)

@@ -115,6 +115,7 @@ def describe_model(model_path: str | os.PathLike[str], model: Any) -> ModelInfo:
         sha256=file_sha256(model_path),
         threshold=model.spec.threshold,
         target_mpp=model.spec.target_mpp,
+        calibration=dict(model.spec.calibration),
     )
 
 
@@ -376,7 +377,12 @@ def _run_one(
             im.status = "skipped"
         elif previous is not None:
             summary = recount_slide(
-                out, previous[1], settings=settings.hotspot, threshold=threshold, progress=progress
+                out,
+                previous[1],
+                settings=settings.hotspot,
+                threshold=threshold,
+                review_n=settings.review_n,
+                progress=progress,
             )
             im.status = "recounted"
         else:

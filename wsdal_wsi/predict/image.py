@@ -135,6 +135,7 @@ def previous_result(
         summary.threshold is not None
         and abs(summary.threshold - threshold) < 1e-12
         and summary.hotspot_settings.to_dict() == settings.hotspot.to_dict()
+        and summary.review_requested == settings.review_n
     )
     return ("skip" if same_counts else "recount"), summary
 
@@ -255,5 +256,8 @@ def predict_image(
         provenance=prov,
         timings=timings,
         geojson_copies=copies,
+        near_points_level0=pred.near_points_level0,
+        near_scores=pred.near_scores,
+        review_n=settings.review_n,
         progress=None,
     )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,13 @@ from wsdal_wsi.qupath.model import (
     tool_name,
 )
 
-__all__ = ["ResultsReport", "iter_detection_json", "write_results_geojson"]
+__all__ = [
+    "ID_NAMESPACE",
+    "ResultsReport",
+    "iter_detection_json",
+    "stable_id",
+    "write_results_geojson",
+]
 
 _JSON_KW: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (", ", ": ")}
 
@@ -49,6 +56,7 @@ def iter_detection_json(
     class_name: str = DETECTION_CLASS,
     name: str | None = None,
     chunk_rows: int = 4096,
+    id_seed: str | None = None,
 ) -> Iterator[str]:
     """Serialised detection features, fast: the same JSON as :func:`detection_feature`.
 
@@ -56,6 +64,9 @@ def iter_detection_json(
     ----------
     detections : iterable of (x, y, probability), or ndarray (N, 3)
         Level-0 pixel coordinates and the probability (0..1).
+    id_seed : str, optional
+        Makes each id stable: :func:`stable_id` of the seed, ``"detection"`` and the
+        position, so a re-run writes the same ids (random uuid4s without it).
     """
     head = json.dumps(
         {
@@ -85,13 +96,28 @@ def iter_detection_json(
         if not (math.isfinite(x) and math.isfinite(y)):
             raise ValueError(f"detection {i}: non-finite coordinates ({x}, {y})")
         pj = repr(p) if math.isfinite(p) else f'"{encode_measurement(p)}"'
-        if not ids:
-            ids = _uuid4_batch(512)
+        if id_seed is not None:
+            fid = stable_id(id_seed, "detection", x, y)
+        else:
+            if not ids:
+                ids = _uuid4_batch(512)
+            fid = ids.pop()
         yield (
-            f'{{"type": "Feature", "id": "{ids.pop()}", '
+            f'{{"type": "Feature", "id": "{fid}", '
             f'"geometry": {{"type": "Point", "coordinates": [{x!r}, {y!r}]}}, '
             f'"properties": {head}, "measurements": {{{prob_key}: {pj}}}}}}}'
         )
+
+
+#: Namespace of the tool's stable object ids (uuid5).
+ID_NAMESPACE = uuid.UUID("6d3c1f2e-7a4b-5c8d-9e0f-a1b2c3d4e5f6")
+
+
+def stable_id(seed: str, kind: str, x: float, y: float) -> str:
+    """A uuid5 for a tool object: the same seed (e.g. the slide key), kind and level-0
+    position (to 0.01 px) give the same id in every run, so a QuPath import can tell a
+    re-written object from one the pathologist has already answered."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{seed}/{kind}/{x:.2f},{y:.2f}"))
 
 
 def _uuid4_batch(n: int) -> list[str]:
@@ -197,6 +223,7 @@ def write_results_geojson(
     areas: Iterable[AreaAnnotation] = (),
     provenance: Mapping[str, Any] | None = None,
     extra_features: Iterable[dict[str, Any]] = (),
+    id_seed: str | None = None,
 ) -> ResultsReport:
     """Write the tool's results for one image, keeping every object it did not make.
 
@@ -217,6 +244,8 @@ def write_results_geojson(
         records the tool, its version and the time.
     extra_features : iterable of dict
         More features, written as given (they should be tool-marked).
+    id_seed : str, optional
+        Stable detection ids (see :func:`iter_detection_json`); e.g. the slide key.
 
     Returns
     -------
@@ -234,7 +263,7 @@ def write_results_geojson(
     def all_features() -> Iterator[dict[str, Any] | str]:
         nonlocal written
         yield from kept
-        for text in iter_detection_json(detections):
+        for text in iter_detection_json(detections, id_seed=id_seed):
             written += 1
             yield text
         for area in areas:

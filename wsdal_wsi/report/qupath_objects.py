@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from wsdal_wsi.counting import Hotspot, RegionCount
+from wsdal_wsi.counting import CountRange, Hotspot, RegionCount
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.qupath import (
     PROBABILITY_MEASUREMENT,
@@ -61,8 +61,21 @@ def _num(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def hotspot_measurements(hotspot: Hotspot) -> dict[str, float]:
-    """The hotspot's QuPath measurements (name -> number; NaN where unknown)."""
+def hotspot_measurements(
+    hotspot: Hotspot, count_range: CountRange | None = None
+) -> dict[str, float]:
+    """The hotspot's QuPath measurements (name -> number; NaN where unknown).
+
+    With a count range: ``WS-DAL count range low`` / ``high`` and ``WS-DAL borderline``
+    (1 when the score could differ within the range, else 0).
+    """
+    rng = {}
+    if count_range is not None:
+        rng = {
+            "WS-DAL count range low": float(count_range.low),
+            "WS-DAL count range high": float(count_range.high),
+            "WS-DAL borderline": float(count_range.borderline),
+        }
     return {
         "WS-DAL mitoses": float(hotspot.count),
         "WS-DAL area mm^2": float(hotspot.area_mm2),
@@ -71,6 +84,7 @@ def hotspot_measurements(hotspot: Hotspot) -> dict[str, float]:
         "WS-DAL field diameter mm": float(hotspot.field_diameter_mm),
         "WS-DAL count per 10 HPF": float(hotspot.score.count_10hpf),
         "WS-DAL tissue fraction": _num(hotspot.tissue_fraction),
+        **rng,
     }
 
 
@@ -84,8 +98,9 @@ def region_measurements(region: RegionCount) -> dict[str, float]:
     }
 
 
-def _hotspot_name(h: Hotspot) -> str:
-    return f"WS-DAL hotspot: {h.count} mitoses / {h.area_mm2:.2f} mm² (score {h.score.score})"
+def _hotspot_name(h: Hotspot, count_range: CountRange | None = None) -> str:
+    flag = ", borderline" if count_range is not None and count_range.borderline else ""
+    return f"WS-DAL hotspot: {h.count} mitoses / {h.area_mm2:.2f} mm² (score {h.score.score}{flag})"
 
 
 def _region_name(r: RegionCount) -> str:
@@ -102,7 +117,12 @@ def count_annotations(summary: SlideSummary) -> list[AreaAnnotation]:
     if summary.hotspot is not None:
         h = summary.hotspot
         out.append(
-            AreaAnnotation(h.geometry, HOTSPOT_CLASS, _hotspot_name(h), hotspot_measurements(h))
+            AreaAnnotation(
+                h.geometry,
+                HOTSPOT_CLASS,
+                _hotspot_name(h, summary.hotspot_range),
+                hotspot_measurements(h, summary.hotspot_range),
+            )
         )
     for r in summary.regions:
         if r.geometry is not None:
@@ -132,8 +152,8 @@ def count_features(summary: SlideSummary) -> list[dict[str, Any]]:
                 h.geometry,
                 class_name=HOTSPOT_CLASS,
                 color=HOTSPOT_COLOR,
-                name=_hotspot_name(h),
-                measurements=hotspot_measurements(h),
+                name=_hotspot_name(h, summary.hotspot_range),
+                measurements=hotspot_measurements(h, summary.hotspot_range),
                 is_ellipse=h.window == "circle",
                 locked=True,
             )

@@ -329,6 +329,7 @@ def _finish(
         candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
         merge_radius_um=preset.merge_radius_um,
         annotation_classes=settings.classes.to_dict(),
+        calibration=dict(thr.get("calibration") or {}),
         provenance=provenance(
             data={
                 "source": settings.source,
