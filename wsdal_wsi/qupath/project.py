@@ -2,9 +2,12 @@
 
 ``project.qpproj`` is JSON: the images (``entryID``, ``imageName``) and, in each
 image's ``serverBuilder``, the slide's URI (``file:/...``) and its metadata
-(size, pixel calibration). The objects themselves live in ``data/<id>/data.qpdata``
-(Java serialisation, not readable from Python); ``export_annotations.groovy``
-exports them to the exchange folder, which this module reads::
+(size, pixel calibration), read by :mod:`~wsdal_wsi.qupath.server_builder`
+(which also says when QuPath's coordinates are not the file's: a rotated,
+cropped or transformed image, a scene of a multi-scene file). The objects
+themselves live in ``data/<id>/data.qpdata`` (Java serialisation, not readable
+from Python); ``export_annotations.groovy`` exports them to the exchange folder,
+which this module reads::
 
     <project>/wsdal/annotations/<entryID>.geojson    written by export_annotations.groovy
     <project>/wsdal/results/<entryID>.geojson        written by wsdal, read by import_results.groovy
@@ -23,12 +26,13 @@ import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from wsdal_wsi.errors import ConfigError, ProjectError
+from wsdal_wsi.qupath.server_builder import ServerInfo, parse_server_builder
 
 __all__ = [
     "ANNOTATIONS_DIR",
@@ -154,6 +158,9 @@ class QpImage:
         Level-0 size recorded by QuPath.
     mpp : float or None
         Pixel size recorded by QuPath in µm (set in QuPath or read from the slide).
+    server : ServerInfo
+        What the image's ``serverBuilder`` says (reader, scene, wrappers), and
+        why QuPath's coordinates cannot be used with the slide file, if so.
     """
 
     entry_id: str
@@ -165,11 +172,12 @@ class QpImage:
     width: int | None = None
     height: int | None = None
     mpp: float | None = None
+    server: ServerInfo = field(default_factory=ServerInfo)
 
     def missing_message(self) -> str:
         """A sentence saying where the slide was looked for and how to fix it."""
         if self.uri is None:
-            return "the project records no slide file for this image"
+            return self.server.problem or "the project records no slide file for this image"
         if not self.tried:
             return f"the slide is not a local file ({self.uri}); wsdal reads local slides only"
         where = "; ".join(self.tried)
@@ -210,27 +218,6 @@ def find_qpproj(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _server_uri(builder: Any) -> str | None:
-    """The slide URI of a serverBuilder, looking inside wrapping builders (rotated, ...)."""
-    depth = 0
-    while isinstance(builder, dict) and depth < 10:
-        uri = builder.get("uri")
-        if isinstance(uri, str):
-            return uri
-        builder = builder.get("builder")
-        depth += 1
-    return None
-
-
-def _server_metadata(builder: Any) -> dict[str, Any]:
-    while isinstance(builder, dict):
-        meta = builder.get("metadata")
-        if isinstance(meta, dict):
-            return meta
-        builder = builder.get("builder")
-    return {}
-
-
 def _calibration_mpp(meta: Mapping[str, Any]) -> float | None:
     cal = meta.get("pixelCalibration")
     if not isinstance(cal, dict):
@@ -247,10 +234,6 @@ def _calibration_mpp(meta: Mapping[str, Any]) -> float | None:
             return None
         values.append(float(value))
     return sum(values) / 2.0
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _relative_to(path: str, folder: str) -> str | None:
@@ -345,13 +328,12 @@ def read_qpproj(
         if entry_id in seen:
             raise ProjectError(f"{qpproj}: entryID {entry_id} appears twice")
         seen.add(entry_id)
-        builder = entry.get("serverBuilder")
-        uri = _server_uri(builder)
+        server = parse_server_builder(entry.get("serverBuilder"))
+        uri = server.uri
         stored = uri_to_path(uri) if uri is not None else None
         slide, how, tried = _locate(
             stored, project_dir=project_dir, old_project_dir=old_dir, relink=pairs
         )
-        meta = _server_metadata(builder)
         name = entry.get("imageName")
         if not isinstance(name, str) or not name:
             name = posixpath.basename(stored) if stored else f"image {entry_id}"
@@ -363,9 +345,10 @@ def read_qpproj(
                 slide_path=slide,
                 slide_how=how,
                 tried=tried,
-                width=_int_or_none(meta.get("width")),
-                height=_int_or_none(meta.get("height")),
-                mpp=_calibration_mpp(meta),
+                width=server.width,
+                height=server.height,
+                mpp=_calibration_mpp(server.metadata),
+                server=server,
             )
         )
     version = doc.get("version")
