@@ -6,8 +6,10 @@ import pytest
 from wsdal_wsi.errors import ConfigError, ProjectError
 from wsdal_wsi.qupath.project import (
     annotations_export_path,
+    class_id,
     find_qpproj,
     parse_relink,
+    read_class_colors,
     read_qpproj,
     results_exchange_path,
     uri_to_path,
@@ -165,3 +167,30 @@ def test_empty_project(tmp_path):
     write_qpproj(tmp_path / "p", [])
     assert read_qpproj(tmp_path / "p").images == ()
     assert isinstance(read_qpproj(tmp_path / "p").qpproj, Path)
+
+
+def test_class_list_as_qupath_writes_it(tmp_path, caplog):
+    assert read_class_colors(tmp_path) == {}
+    (tmp_path / "classifiers").mkdir()
+    classes = tmp_path / "classifiers" / "classes.json"
+    classes.write_text(
+        json.dumps(
+            {
+                "pathClasses": [
+                    {"name": "Tumor", "color": -3670016},
+                    {"name": "Tumor: Mitosis", "color": -65536},
+                    {"name": "Stroma:Mitosis", "color": -16711936},
+                    {"name": "no colour"},
+                ]
+            }
+        )
+    )
+    assert read_class_colors(tmp_path) == {
+        "Tumor": (200, 0, 0),
+        "Tumor: Mitosis": (255, 0, 0),
+        "Stroma: Mitosis": (0, 255, 0),
+    }
+    assert class_id(" Tumor :Mitosis") == "Tumor: Mitosis"
+    classes.write_text("{")
+    assert read_class_colors(tmp_path) == {}
+    assert "cannot read the class list" in caplog.text

@@ -21,6 +21,7 @@ project's old folder (recorded in the file's ``"uri"``) onto its new one.
 from __future__ import annotations
 
 import json
+import logging
 import ntpath
 import os
 import posixpath
@@ -41,12 +42,16 @@ __all__ = [
     "QpImage",
     "QpProject",
     "annotations_export_path",
+    "class_id",
     "find_qpproj",
     "parse_relink",
+    "read_class_colors",
     "read_qpproj",
     "results_exchange_path",
     "uri_to_path",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The exchange folder inside a QuPath project (shared with the Groovy scripts).
 EXCHANGE_DIR = "wsdal"
@@ -66,6 +71,47 @@ def annotations_export_path(project_dir: Path, entry_id: str) -> Path:
 def results_exchange_path(project_dir: Path, entry_id: str) -> Path:
     """``<project>/wsdal/results/<entryID>.geojson``."""
     return Path(project_dir) / EXCHANGE_DIR / RESULTS_DIR / f"{entry_id}.geojson"
+
+
+def class_id(name: str) -> str:
+    """A class's full id as QuPath spells it: ``"Tumor:Mitosis "`` -> ``"Tumor: Mitosis"``.
+
+    QuPath's ``PathClass.toString()`` joins the names of a derived class with
+    ``": "``; ``PathClass.fromString`` splits on ``":"`` and strips each name.
+    """
+    return ": ".join(part.strip() for part in name.split(":"))
+
+
+def read_class_colors(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int, int]]:
+    """The project's class list: full class id -> ``(r, g, b)``; empty when there is none.
+
+    Reads ``<project>/classifiers/classes.json`` as QuPath 0.5/0.6 write it
+    (``DefaultProject.writePathClasses``)::
+
+        {"pathClasses": [{"name": "Tumor", "color": -3670016},
+                         {"name": "Tumor: Mitosis", "color": -65536}]}
+
+    (colours are packed ARGB integers). A file that cannot be read is logged
+    and treated as absent: the colours are only a default for QuPath.
+    """
+    path = Path(project_dir) / "classifiers" / "classes.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: cannot read the class list (%s); using default colours", path, exc)
+        return {}
+    entries = doc.get("pathClasses") if isinstance(doc, dict) else None
+    out: dict[str, tuple[int, int, int]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        name, color = entry.get("name"), entry.get("color")
+        if isinstance(name, str) and name.strip() and isinstance(color, int):
+            rgb = color & 0xFFFFFF
+            out[class_id(name)] = ((rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255)
+    return out
 
 
 def uri_to_path(uri: str) -> str | None:
