@@ -15,7 +15,9 @@ in the paquo 0.9.0 and QuPath 0.5.1/0.6.0 source (/work/notes/qupath-facts.md §
   ``"Parent: Child"``, ``.name`` the last part (``classes.py``);
 - ``hierarchy.load_geojson`` reads features as QuPath's GsonTools does: the ``id``
   is kept, ``isLocked`` from properties, ``isEllipse`` from ``geometry`` only;
-- ``entry.save()`` writes only a readable image's changes (``images.py`` L709-721).
+- ``entry.save()`` writes only a readable image's changes (``images.py`` L709-721);
+  ``entry.uri`` (so ``is_readable()``) raises ``NotImplementedError`` for an image
+  made of several files (L690).
 
 The project "on disk" is :attr:`FakeQuPath.disk`: class ids and, per image, the
 objects saved (dicts with ``id``, ``name``, ``type``, ``class``, ``locked``, ``ellipse``).
@@ -114,6 +116,8 @@ class _Entry:
         self.hierarchy = _Hierarchy(records, qupath.fail.get(entry_id))
 
     def is_readable(self) -> bool:
+        if self.entry_id in self._qupath.multi_file:
+            raise NotImplementedError("unsupported in paquo as of now")
         return self._readable
 
     def save(self) -> None:
@@ -137,11 +141,14 @@ class FakeQuPath:
         Entry IDs whose slide is not reachable.
     fail : dict
         entry ID -> exception that ``load_geojson`` raises for that image.
+    multi_file : set of str
+        Entry IDs whose image is made of several files (channels, z-slices).
     """
 
-    def __init__(self, classes, images, *, unreachable=(), fail=None):
+    def __init__(self, classes, images, *, unreachable=(), fail=None, multi_file=()):
         self.disk = {"classes": list(classes), "images": copy.deepcopy(images)}
         self.unreachable = set(unreachable)
+        self.multi_file = set(multi_file)
         self.fail = dict(fail or {})
         self.opened: list[tuple[Path, str]] = []
         self.saved: list[str] = []

@@ -163,15 +163,17 @@ def test_paquo_write_saves_nothing_when_an_image_fails(dotted_project, tmp_path,
 def test_paquo_write_reports_unreachable_slides_and_unknown_entries(
     dotted_project, tmp_path, monkeypatch
 ):
-    fake = FakeQuPath(["Mitosis"], {"1": []}, unreachable={"1"})
+    fake = FakeQuPath(["Mitosis"], {"1": [], "2": []}, unreachable={"1"}, multi_file={"2"})
     monkeypatch.setattr(paquo_adapter, "_paquo", lambda name: fake.modules()[name])
     _results_file(tmp_path / "r.geojson")
     report = paquo_adapter.write_results_paquo(
-        dotted_project, {"1": tmp_path / "r.geojson", "9": tmp_path / "r.geojson"}
+        dotted_project, {k: tmp_path / "r.geojson" for k in ("1", "2", "9")}
     )
     assert "slide not reachable (file:/scans/1.svs)" in report.failed["1"]
+    assert "made of several files" in report.failed["2"]
+    assert "import_results.groovy" in report.failed["2"]
     assert report.failed["9"] == "no image with this entry ID in the project"
-    assert report.written == {} and fake.disk["images"] == {"1": []}
+    assert report.written == {} and fake.disk["images"] == {"1": [], "2": []}
 
 
 # ----------------------------------------------------------------- with a QuPath

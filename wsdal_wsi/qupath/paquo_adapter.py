@@ -284,7 +284,15 @@ def _replace_in_memory(
         if entry is None:
             report.failed[entry_id] = "no image with this entry ID in the project"
             continue
-        if not entry.is_readable():
+        try:
+            readable = entry.is_readable()
+        except NotImplementedError:  # paquo 0.9.0: entry.uri of a multi-file image
+            report.failed[entry_id] = (
+                "the image is made of several files (channels or z-slices), which paquo cannot "
+                "save; bring the results in with qupath_scripts/import_results.groovy"
+            )
+            continue
+        if not readable:
             report.failed[entry_id] = (
                 f"slide not reachable ({entry.uri}): QuPath cannot save this image; "
                 "relink the slide in QuPath (File > Project > Relink images) first"
