@@ -1,11 +1,18 @@
 /*
  * wsdal-wsi: export the pathologist's annotations of every image, for training without QuPath.
- * For QuPath 0.5 and 0.6.
+ * For QuPath 0.5 and 0.6 (checked against the v0.5.1 and v0.6.0 source).
  *
  * HOW TO RUN
  *   In QuPath: open the project, Automate > Script editor, File > Open... this file,
  *   then Run > Run for project, select all images, Run.
  *   Headless (no window):  QuPath script -p /path/to/project.qpproj export_annotations.groovy
+ *
+ * HEADLESS RUNS STOP AT THE FIRST UNREACHABLE SLIDE
+ *   QuPath's `script -p` (0.5 and 0.6) opens each image's slide outside its per-image error
+ *   handling: one image whose slide cannot be opened (moved, renamed, disk not mounted) ends
+ *   the whole run with exit code 1, and the images after it are not processed.
+ *   Relink the slides first (File > Project > Relink images), or use the GUI's
+ *   Run > Run for project, which reports a failing image and goes on with the others.
  *
  * WHAT IT DOES
  *   For each image, writes its annotations (the Points clicks, the Region polygons) as

@@ -40,6 +40,21 @@ def test_script_opens_with_how_to_run(script):
 
 
 @pytest.mark.parametrize("script", [EXPORT, IMPORT], ids=lambda p: p.name)
+def test_script_header_says_headless_runs_stop_at_an_unreachable_slide(script):
+    """QuPath's ``script -p`` reads each entry's image outside its try (QuPath.java,
+    0.5.1 and 0.6.0): the first slide that does not open ends the run."""
+    text = script.read_text(encoding="utf-8")
+    header = " ".join(text[: text.index("*/")].replace("*", " ").split())
+    for words in (
+        "HEADLESS RUNS STOP AT THE FIRST UNREACHABLE SLIDE",
+        "the images after it are not processed",
+        "File > Project > Relink images",
+        "Run > Run for project, which reports a failing image and goes on with the others",
+    ):
+        assert words in header, f"{script.name}: header lacks {words!r}"
+
+
+@pytest.mark.parametrize("script", [EXPORT, IMPORT], ids=lambda p: p.name)
 def test_script_uses_the_python_names(script):
     text = script.read_text(encoding="utf-8")
     assert _constant(text, "EXCHANGE_DIR") == EXCHANGE_DIR

@@ -5,7 +5,7 @@ import pytest
 from shapely.geometry import box
 
 from wsdal_wsi.errors import InputError
-from wsdal_wsi.qupath import make_feature
+from wsdal_wsi.qupath import class_color, make_feature
 from wsdal_wsi.qupath.geojson_read import read_objects
 from wsdal_wsi.report import (
     HOTSPOT_CLASS,
@@ -58,7 +58,9 @@ def test_replace_keeps_detections_and_user_objects(out_dir):
     path = slide_files(out_dir, "alpha").geojson
     doc = json.loads(path.read_text(encoding="utf-8"))
     user = make_feature(box(0, 0, 10, 10), class_name="Tumor", name="my tumour")
-    doc["features"].append(user)
+    no_colour = make_feature(box(0, 0, 5, 5), name="scripted")
+    no_colour["properties"]["classification"] = {"names": ["Tumor", "Mitosis"]}
+    doc["features"] += [user, no_colour]
     path.write_text(json.dumps(doc), encoding="utf-8")
     before_pts, before_scores = read_detections(path)
     new = [make_feature(box(1, 1, 5, 5), class_name=HOTSPOT_CLASS, name="WS-DAL hotspot: test")]
@@ -66,6 +68,9 @@ def test_replace_keeps_detections_and_user_objects(out_dir):
     after = json.loads(path.read_text(encoding="utf-8"))
     names = [f["properties"].get("name") for f in after["features"]]
     assert "my tumour" in names and "WS-DAL hotspot: test" in names
+    # QuPath refuses a whole file with a colourless classification: the kept object gets one
+    scripted = after["features"][names.index("scripted")]["properties"]["classification"]
+    assert scripted == {"names": ["Tumor", "Mitosis"], "color": list(class_color("Tumor: Mitosis"))}
     assert not any(n and n.startswith("WS-DAL count") for n in names)
     assert after["wsdal"]["counts"] == {"tool": "test"}
     assert after["wsdal"]["version"] == doc["wsdal"]["version"]  # predict's provenance kept

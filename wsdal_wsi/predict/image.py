@@ -140,6 +140,20 @@ def previous_result(
     return ("skip" if same_counts else "recount"), summary
 
 
+def _settings_record(
+    settings: PredictSettings, threshold: float, key: dict[str, Any], pred: Any
+) -> dict[str, Any]:
+    """What the provenance records of the settings that made a slide's results."""
+    return {
+        "threshold": threshold,
+        "threshold_source": "--threshold" if settings.threshold is not None else "model",
+        "hotspot": settings.hotspot.to_dict(),
+        "detection": key,
+        "engine": pred.engine_info(),
+        "predict": settings.to_dict(),
+    }
+
+
 def predict_image(
     record: Any,
     model: Any,
@@ -230,14 +244,7 @@ def predict_image(
     prov = make_provenance(
         slide=dataclasses.asdict(info),
         model=dataclasses.asdict(model_info),
-        settings={
-            "threshold": threshold,
-            "threshold_source": "--threshold" if settings.threshold is not None else "model",
-            "hotspot": settings.hotspot.to_dict(),
-            "detection": key,
-            "engine": pred.engine_info(),
-            "predict": settings.to_dict(),
-        },
+        settings=_settings_record(settings, threshold, key, pred),
         source={**source_info, "entry_id": record.entry_id, "image": record.name},
     )
     return finish_slide(

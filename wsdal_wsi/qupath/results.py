@@ -7,6 +7,11 @@ already exists, the objects in it that wsdal-wsi did not make (a pathologist's
 sidecar annotations, when the output folder is the slide folder) are kept
 unchanged, and the tool's objects of an earlier run are replaced: writing twice
 never duplicates anything. The file is written atomically and streamed.
+
+One change is made to a kept object: a classification object without a
+``"color"`` gets one (:func:`complete_classification`), because QuPath 0.5/0.6
+(``GsonTools.PathClassTypeAdapter``) throw on such a classification and then
+refuse the *whole* file, the tool's results included.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from wsdal_wsi.provenance import provenance as make_provenance
 from wsdal_wsi.qupath.geojson_read import load_geojson
 from wsdal_wsi.qupath.geojson_write import (
     area_feature,
+    class_color,
     classification,
     encode_measurement,
     write_features,
@@ -38,16 +44,67 @@ from wsdal_wsi.qupath.model import (
     is_tool_name,
     tool_name,
 )
+from wsdal_wsi.qupath.project import EXCHANGE_DIR, RESULTS_DIR, class_id, read_class_colors
 
 __all__ = [
     "ID_NAMESPACE",
     "ResultsReport",
+    "class_colors_for",
+    "complete_classification",
     "iter_detection_json",
     "stable_id",
     "write_results_geojson",
 ]
 
 _JSON_KW: dict[str, Any] = {"ensure_ascii": False, "allow_nan": False, "separators": (", ", ": ")}
+#: Kept features are written back as read (QuPath 0.4's bare NaN included).
+_KEPT_JSON_KW: dict[str, Any] = {"ensure_ascii": False, "separators": (", ", ": ")}
+ClassColors = Mapping[str, Sequence[int]]
+
+
+def class_colors_for(path: str | os.PathLike[str]) -> dict[str, tuple[int, int, int]]:
+    """The class colours for a results file: its project's class list, if it has one.
+
+    A file in a project's exchange folder (``<project>/wsdal/results/<id>.geojson``)
+    gets ``<project>/classifiers/classes.json``
+    (:func:`~wsdal_wsi.qupath.project.read_class_colors`); any other file none.
+    """
+    folder = Path(path).absolute().parent
+    project = folder.parent.parent
+    if folder.name == RESULTS_DIR and folder.parent.name == EXCHANGE_DIR:
+        if (project / "project.qpproj").is_file():
+            return read_class_colors(project)
+    return {}
+
+
+def complete_classification(feature: Any, class_colors: ClassColors) -> bool:
+    """Give a feature's classification object the ``"color"`` QuPath requires, in place.
+
+    The colour is the class's in ``class_colors`` (keyed by full id, ``"Tumor:
+    Mitosis"``), else :func:`~wsdal_wsi.qupath.geojson_write.class_color`.
+    Classifications given as a string, with ``"color"`` or the old
+    ``"colorRGB"``, or without a usable name are left alone.
+
+    Returns
+    -------
+    bool
+        True when the feature was changed.
+    """
+    props = feature.get("properties") if isinstance(feature, dict) else None
+    cls = props.get("classification") if isinstance(props, dict) else None
+    if not isinstance(cls, dict) or "color" in cls or "colorRGB" in cls:
+        return False
+    names = cls["names"] if "names" in cls else [cls.get("name")]
+    if (
+        not isinstance(names, list)
+        or not names
+        or not all(isinstance(n, str) and n.strip() for n in names)
+    ):
+        return False
+    full = class_id(": ".join(names))
+    rgb = class_colors.get(full) or class_color(full)
+    props["classification"] = {**cls, "color": [int(c) for c in rgb]}
+    return True
 
 
 def iter_detection_json(
@@ -158,7 +215,7 @@ def _is_tool_feature(feature: Any) -> bool:
     return isinstance(props, dict) and is_tool_name(props.get("name"))
 
 
-def _kept_from_own_layout(path: Path) -> tuple[list[str], int] | None:
+def _kept_from_own_layout(path: Path, colors: ClassColors) -> tuple[list[str], int] | None:
     """Like :func:`_kept_features`, line by line, for files in :func:`write_features`' layout.
 
     That layout has one feature per line, so an earlier result file with 100k
@@ -186,6 +243,8 @@ def _kept_from_own_layout(path: Path) -> tuple[list[str], int] | None:
                     return None
                 if _is_tool_feature(feature):
                     removed += 1
+                elif complete_classification(feature, colors):
+                    kept.append(json.dumps(feature, **_KEPT_JSON_KW))
                 else:
                     kept.append(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
@@ -193,11 +252,11 @@ def _kept_from_own_layout(path: Path) -> tuple[list[str], int] | None:
     return None  # no closing "]}": truncated or not ours
 
 
-def _kept_features(path: Path) -> tuple[list[str], int]:
+def _kept_features(path: Path, colors: ClassColors) -> tuple[list[str], int]:
     """Serialised features of ``path`` the tool did not make, and how many it did."""
     if not path.exists():
         return [], 0
-    fast = _kept_from_own_layout(path)
+    fast = _kept_from_own_layout(path, colors)
     if fast is not None:
         return fast
     try:
@@ -211,8 +270,9 @@ def _kept_features(path: Path) -> tuple[list[str], int]:
     for feature in existing:
         if _is_tool_feature(feature):
             removed += 1
-        else:  # same content as read (QuPath 0.4's bare NaN included)
-            kept.append(json.dumps(feature, ensure_ascii=False, separators=(", ", ": ")))
+        else:  # same content as read, a missing classification colour added
+            complete_classification(feature, colors)
+            kept.append(json.dumps(feature, **_KEPT_JSON_KW))
     return kept, removed
 
 
@@ -224,6 +284,7 @@ def write_results_geojson(
     provenance: Mapping[str, Any] | None = None,
     extra_features: Iterable[dict[str, Any]] = (),
     id_seed: str | None = None,
+    class_colors: ClassColors | None = None,
 ) -> ResultsReport:
     """Write the tool's results for one image, keeping every object it did not make.
 
@@ -246,6 +307,10 @@ def write_results_geojson(
         More features, written as given (they should be tool-marked).
     id_seed : str, optional
         Stable detection ids (see :func:`iter_detection_json`); e.g. the slide key.
+    class_colors : mapping of str to (r, g, b), optional
+        Colours by full class id for kept objects whose classification has
+        none (:func:`complete_classification`); default
+        :func:`class_colors_for` ``(path)``, the project's class list.
 
     Returns
     -------
@@ -257,7 +322,8 @@ def write_results_geojson(
         ``path`` exists but is not readable GeoJSON (it is left untouched).
     """
     path = Path(path)
-    kept, removed = _kept_features(path)
+    colors = class_colors_for(path) if class_colors is None else class_colors
+    kept, removed = _kept_features(path, colors)
     written = 0
 
     def all_features() -> Iterator[dict[str, Any] | str]:

@@ -32,6 +32,7 @@ from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.qupath.annotations import annotations_from_objects
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
 from wsdal_wsi.qupath.model import ClassSettings, ImageAnnotations
+from wsdal_wsi.qupath.server_builder import ServerInfo
 from wsdal_wsi.slide import open_slide
 
 __all__ = [
@@ -110,6 +111,9 @@ class ImageRecord:
         The pixel size set in QuPath for the image (projects), a fallback.
     user_mpp : float or None
         The ``--mpp`` the source was opened with, the last fallback.
+    server : ServerInfo or None
+        For a QuPath project: how QuPath reads the image (its ``serverBuilder``),
+        which decides whether QuPath's coordinates are the slide's level-0 (x, y).
     """
 
     name: str
@@ -126,6 +130,7 @@ class ImageRecord:
     dimensions: tuple[int, int] | None = None
     project_mpp: float | None = None
     user_mpp: float | None = None
+    server: ServerInfo | None = None
 
     def open_slide(self, *, fast_tiles: bool = True):
         """Open the image's slide with its resolution fallbacks (a :class:`~wsdal_wsi.slide.Slide`).
@@ -133,17 +138,34 @@ class ImageRecord:
         Raises
         ------
         SlideError
-            The slide is missing or does not open (the message names it).
+            The slide is missing or does not open, or QuPath's coordinates of
+            the image are not the slide's level-0 (x, y) (the message says why).
         """
+        slide = self._open_unchecked(fast_tiles=fast_tiles)
+        problem = self.frame_problem(slide)
+        if problem is not None:
+            slide.close()
+            raise SlideError(f"{self.name}: {problem}")
+        return slide
+
+    def _open_unchecked(self, *, fast_tiles: bool = True):
         if self.slide_path is None:
             reason = "; ".join(p for p in self.problems if "slide" in p.lower()) or "slide missing"
             raise SlideError(f"{self.name}: {reason}")
+        if self.server is not None and self.server.problem is not None:
+            raise SlideError(f"{self.name}: {self.server.problem}")
         return open_slide(
             self.slide_path,
             mpp=self.user_mpp,
             project_mpp=self.project_mpp,
             fast_tiles=fast_tiles,
         )
+
+    def frame_problem(self, slide: Any) -> str | None:
+        """Why QuPath's coordinates of this image do not fit the open ``slide``, or None."""
+        if self.server is None:
+            return None
+        return self.server.slide_problem(slide.properties, slide.dimensions)
 
     @property
     def usable(self) -> bool:
@@ -269,6 +291,7 @@ class Source:
         entry_id: str | None = None,
         project_mpp: float | None = None,
         warnings: Sequence[str] = (),
+        server: ServerInfo | None = None,
     ) -> ImageRecord:
         record = ImageRecord(
             name=name,
@@ -280,9 +303,12 @@ class Source:
             warnings=list(warnings),
             project_mpp=project_mpp,
             user_mpp=self.mpp,
+            server=server,
         )
         if slide_path is None:
             record.problems.append(slide_problem or "slide missing")
+        elif server is not None and server.problem is not None:
+            record.problems.append(server.problem)
         elif self.check_slides:
             self._check_slide(record)
         if loader is None:
@@ -308,13 +334,16 @@ class Source:
 
     def _check_slide(self, record: ImageRecord) -> None:
         try:
-            with record.open_slide() as slide:
+            with record._open_unchecked() as slide:
                 record.readable = True
                 record.dimensions = tuple(slide.dimensions)  # type: ignore[assignment]
                 record.mpp, record.mpp_source = slide.mpp, slide.mpp_source
+                frame = record.frame_problem(slide)
         except WsdalError as exc:
             record.problems.append(f"slide does not open: {exc}")
             return
+        if frame is not None:
+            record.problems.append(frame)
         if record.mpp is None:
             record.problems.append(
                 "no resolution (µm/px): the slide records none; give it with --mpp "

@@ -32,6 +32,8 @@ from wsdal_wsi.errors import InputError
 from wsdal_wsi.qupath import (
     PROBABILITY_MEASUREMENT,
     AreaAnnotation,
+    class_colors_for,
+    complete_classification,
     is_tool_name,
     make_feature,
     write_features,
@@ -249,7 +251,9 @@ def replace_count_features(
 
     Every feature that is an annotation named ``"WS-DAL..."`` is dropped (the
     previous hotspot and region counts); detections and any other object are
-    kept as they are, in order; ``features`` are appended.
+    kept as they are, in order (a classification without a colour gets one,
+    which QuPath requires: :func:`~wsdal_wsi.qupath.complete_classification`);
+    ``features`` are appended.
 
     Parameters
     ----------
@@ -268,12 +272,14 @@ def replace_count_features(
     """
     p = Path(path)
     doc, old = _load(p)
+    colors = class_colors_for(p)
     kept = []
     for f in old:
         props = (f.get("properties") or {}) if isinstance(f, dict) else {}
         kind = props.get("objectType", props.get("object_type", "annotation"))
         if kind == "annotation" and is_tool_name(props.get("name")):
             continue
+        complete_classification(f, colors)  # QuPath refuses the whole file without it
         kept.append(f)
     prov = dict(doc.get("wsdal") or {})
     if provenance is not None:

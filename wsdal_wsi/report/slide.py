@@ -316,19 +316,8 @@ def finish_slide(
         review=len(review),
         review_requested=review_n,
     )
-    detections = np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3))
     features = [*count_features(summary), *review_features(review, key=slide.key)]
-    # Every results file is merged, never copied over: a copy's target (or the
-    # output file itself, when the output folder is the slide folder) may hold a
-    # pathologist's objects, which write_results_geojson keeps.
-    for target in (files.geojson, *summary.geojson_copies):
-        write_results_geojson(
-            target,
-            detections=detections,
-            extra_features=features,
-            provenance=prov,
-            id_seed=slide.key,
-        )
+    _write_results(summary, files.geojson, pts, prob, features, prov)
     write_slide_report(
         out_dir,
         summary,
@@ -459,6 +448,32 @@ def recount_slide(
     new.timings["recount_s"] = round(time.perf_counter() - t0, 3)
     write_summary(files.summary, new)
     return new
+
+
+def _write_results(
+    summary: SlideSummary,
+    geojson: Path,
+    pts: np.ndarray,
+    prob: np.ndarray,
+    features: list[dict[str, Any]],
+    prov: dict[str, Any],
+) -> None:
+    """The results GeoJSON and its copies: detections ``(N, 2)`` level-0 with ``(N,)``
+    probabilities, then the count and review objects.
+
+    Every results file is merged, never copied over: a copy's target (or the output
+    file itself, when the output folder is the slide folder) may hold a pathologist's
+    objects, which :func:`write_results_geojson` keeps.
+    """
+    detections = np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3))
+    for target in (geojson, *summary.geojson_copies):
+        write_results_geojson(
+            target,
+            detections=detections,
+            extra_features=features,
+            provenance=prov,
+            id_seed=summary.key,
+        )
 
 
 def _near_arrays(xy: np.ndarray | None, scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
