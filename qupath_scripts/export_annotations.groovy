@@ -22,7 +22,11 @@
  *   The file is written to a temporary name first and then moved into place, so an
  *   interrupted run never leaves a half-written export. An image with no annotations still
  *   gets a file (an empty FeatureCollection): "no clicks" is not the same as "not exported".
- *   Objects made by wsdal-wsi itself (their name starts with "WS-DAL") are not exported.
+ *   Objects made by wsdal-wsi itself (their name starts with "WS-DAL") are not exported,
+ *   except those you answered, with their id: a WS-DAL detection whose class you changed
+ *   (to a look-alike class: a false positive; to another mitosis class: confirmed) or that
+ *   you locked (confirmed), and a "WS-DAL check" or "WS-DAL review" point whose class you
+ *   changed to a mitosis or look-alike class. `wsdal train` takes them as trusted labels.
  *   Nothing in the project is changed.
  */
 
@@ -33,6 +37,8 @@ import java.nio.file.StandardCopyOption
 def EXCHANGE_DIR = "wsdal"
 def ANNOTATIONS_DIR = "annotations"
 def TOOL_PREFIX = "WS-DAL"
+def DETECTION_CLASS = "Mitosis"
+def QUESTION_CLASSES = ["WS-DAL check", "WS-DAL review"]
 
 def entry = getProjectEntry()
 if (entry == null)
@@ -41,10 +47,19 @@ if (entry == null)
 def dir = buildFilePath(PROJECT_BASE_DIR, EXCHANGE_DIR, ANNOTATIONS_DIR)
 mkdirs(dir)
 
-def objects = getAnnotationObjects().findAll { obj ->
-    def name = obj.getName()
-    name == null || !name.startsWith(TOOL_PREFIX)
+def isTool = { obj -> obj.getName() != null && obj.getName().startsWith(TOOL_PREFIX) }
+// The pathologist's answers (wsdal_wsi.qupath.model.is_answered: the same rule)
+def isAnswered = { obj ->
+    def cls = obj.getPathClass() == null ? null : obj.getPathClass().toString()
+    if (!isTool(obj) || cls == null || obj.getROI() == null || !obj.getROI().isPoint())
+        return false
+    if (obj.isDetection())
+        return cls != DETECTION_CLASS || obj.isLocked()
+    return obj.isAnnotation() && !(cls in QUESTION_CLASSES) && !cls.startsWith(TOOL_PREFIX)
 }
+
+def objects = getAnnotationObjects().findAll { !isTool(it) || isAnswered(it) }
+objects.addAll(getDetectionObjects().findAll { isAnswered(it) })
 
 def target = new File(dir, entry.getID() + ".geojson")
 def tmp = new File(dir, "." + entry.getID() + ".geojson.tmp")
@@ -55,4 +70,5 @@ try {
 } catch (java.nio.file.AtomicMoveNotSupportedException ignored) {
     Files.move(tmp.toPath(), target.toPath(), StandardCopyOption.REPLACE_EXISTING)
 }
-println "wsdal: exported ${objects.size()} annotations of '${entry.getImageName()}' to ${target}"
+def answers = objects.count { isTool(it) }
+println "wsdal: exported ${objects.size()} objects (${answers} answers to WS-DAL objects) of '${entry.getImageName()}' to ${target}"

@@ -204,3 +204,49 @@ def test_train_a_moved_project_with_relink(synth_dataset, tmp_path):
     assert result.exit_code == 0, result.output
     images = (run / "store" / "images.csv").read_text()
     assert str(new) in images
+
+
+@pytest.mark.slow
+def test_the_pathologists_answers_are_trusted_labels_and_init_fine_tunes(synth_dataset, tmp_path):
+    folder = _lab_copy(synth_dataset, tmp_path / "reviewed", {})
+    first = synth_dataset.slides[0]
+    truth = json.loads((synth_dataset.out_dir / "truth" / f"{first.name}.geojson").read_text())
+    mitosis = next(f for f in truth["features"]
+                   if f["properties"]["classification"]["name"] == "Mitosis")  # fmt: skip
+    x, y = mitosis["geometry"]["coordinates"][:2]
+    sidecar = folder / first.annotation_path.name
+    doc = json.loads(sidecar.read_text())
+    doc["features"] += [  # as QuPath exports them after the review
+        {"type": "Feature", "id": "6f1c2a2e-1111-4a4a-8b8b-000000000001",
+         "geometry": {"type": "Point", "coordinates": [x, y]},
+         "properties": {"objectType": "detection", "name": "WS-DAL", "isLocked": True,
+                        "classification": {"name": "Mitosis", "color": [220, 20, 60]}}},
+        {"type": "Feature", "id": "6f1c2a2e-1111-4a4a-8b8b-000000000002",
+         "geometry": {"type": "Point", "coordinates": [x + 600.0, y]},
+         "properties": {"objectType": "annotation", "name": "WS-DAL check 1: detected, p 0.55",
+                        "classification": {"name": "Non-mitosis", "color": [0, 0, 255]}}},
+    ]  # fmt: skip
+    sidecar.write_text(json.dumps(doc))
+    seen = runner.invoke(app, ["inspect", str(folder), "--json"])
+    report = json.loads(seen.stdout)
+    assert report["summary"]["corrections"] == {"confirmed": 1, "answered_negative": 1}
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(folder), "--out", str(run), "--preset", "tiny",
+                                 "--device", "cpu", "--stop-after", "ns"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from wsdal_wsi.train.store import PatchStore
+
+    store = PatchStore(run / "store")
+    trusted = np.flatnonzero(store.trusted)
+    assert {str(s) for s in store.source[trusted]} == {"click", "jitter", "negative_click"}
+    assert set(store.label[trusted][store.source[trusted] == "negative_click"]) == {0}
+    # --init with another width than the preset's is refused before any work
+    (tmp_path / "other").mkdir()
+    wrong = runner.invoke(app, ["train", str(folder), "--out", str(tmp_path / "other" / "r"),
+                                "--preset", "demo", "--init", str(_tiny_model(tmp_path)),
+                                "--device", "cpu"])  # fmt: skip
+    assert wrong.exit_code == 2 and "channels wide" in wrong.stderr
+
+
+def _tiny_model(tmp_path):
+    return _project_builder().make_tiny_model(tmp_path / "tiny.pt")

@@ -54,6 +54,23 @@ class _Object:
         self.name = record["name"]
         self.java_object = SimpleNamespace(getID=lambda: uuid.UUID(record["id"]))
 
+    def to_geojson(self) -> dict[str, Any]:
+        """paquo's ``QuPathPathObject.to_geojson()``: QuPath's own GeoJSON of the object."""
+        r = self.record
+        props: dict[str, Any] = {"objectType": r["type"]}
+        if r["name"] is not None:
+            props["name"] = r["name"]
+        if r["class"] is not None:
+            props["classification"] = {"name": r["class"], "color": [255, 0, 0]}
+        if r["locked"]:
+            props["isLocked"] = True
+        return {
+            "type": "Feature",
+            "id": r["id"],
+            "geometry": r.get("geometry"),
+            "properties": props,
+        }
+
 
 class _Proxy(list):
     def __init__(self, hierarchy: _Hierarchy, kind: str):
@@ -85,6 +102,10 @@ class _Hierarchy:
     def no_autoflush(self):
         yield
 
+    def to_geojson(self) -> list[dict[str, Any]]:
+        """paquo's ``hierarchy.to_geojson()``: the annotations only."""
+        return [o.to_geojson() for o in self.annotations]
+
     def load_geojson(self, features: list[dict[str, Any]], *, raise_on_skip: bool = False):
         if self._fail is not None:
             raise self._fail
@@ -100,6 +121,7 @@ class _Hierarchy:
                     "class": ": ".join(names) if names else None,
                     "locked": bool(props.get("isLocked", False)),
                     "ellipse": bool(geometry.get("isEllipse", False)),
+                    "geometry": geometry,
                 }
             )
         self.changed = True
@@ -111,6 +133,7 @@ class _Entry:
         self._qupath, self._readonly = qupath, readonly
         self.entry_id = entry_id
         self.uri = f"file:/scans/{entry_id}.svs"
+        self.image_name = f"{entry_id}.svs"
         self._readable = readable
         records = copy.deepcopy(qupath.disk["images"][entry_id])
         self.hierarchy = _Hierarchy(records, qupath.fail.get(entry_id))

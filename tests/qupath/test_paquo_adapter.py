@@ -304,3 +304,34 @@ def test_paquo_write_failure_leaves_the_saved_project_as_it_was(tmp_path, monkey
         paquo_adapter.write_results_paquo(qpproj, {entry_id: tmp_path / "second.geojson"})
     assert _tool_objects(qpproj) == before
     assert {p: p.read_bytes() for p in data} == data
+
+
+def test_paquo_write_keeps_the_pathologists_answers(dotted_project, tmp_path, monkeypatch):
+    relabelled = "8e3f0000-0000-4000-8000-00000000000a"  # a false positive, relabelled
+    check = "8e3f0000-0000-4000-8000-00000000000b"  # an answered WS-DAL check
+    before = {"1": [
+        {**_saved("WS-DAL", "detection", oid=relabelled, cls="Non-mitosis"),
+         "geometry": {"type": "Point", "coordinates": [10.0, 10.0]}},
+        {**_saved("WS-DAL check 1: detected, p 0.5", oid=check, cls="Mitosis"),
+         "geometry": {"type": "Point", "coordinates": [20.0, 20.0]}},
+        {**_saved("WS-DAL", "detection", oid=OLD_ID, cls="Mitosis"),
+         "geometry": {"type": "Point", "coordinates": [30.0, 30.0]}},  # unreviewed: replaced
+    ]}  # fmt: skip
+    fake = FakeQuPath(["Mitosis", "Non-mitosis"], before)
+    monkeypatch.setattr(paquo_adapter, "_paquo", lambda name: fake.modules()[name])
+    written = _results_file(tmp_path / "1.geojson")
+    # the new results hold an object with the answered check's id: the answer stays
+    doc = json.loads((tmp_path / "1.geojson").read_text())
+    doc["features"][0]["id"] = check
+    (tmp_path / "1.geojson").write_text(json.dumps(doc))
+    report = paquo_adapter.write_results_paquo(dotted_project, {"1": tmp_path / "1.geojson"})
+    assert report.failed == {} and report.removed == {"1": 1}
+    objects = {o["id"]: o for o in fake.disk["images"]["1"]}
+    assert objects[relabelled]["class"] == "Non-mitosis"
+    assert objects[check]["class"] == "Mitosis" and objects[check]["name"].startswith(
+        "WS-DAL check"
+    )
+    assert OLD_ID not in objects and len(objects) == 2 + len(written) - 1
+    # and the reader passes the answers on (detections included), not the unreviewed ones
+    read = paquo_adapter.read_project_annotations(dotted_project)
+    assert {o.id for o in read["1"] if o.tool_made} >= {relabelled, check}

@@ -241,3 +241,25 @@ def test_kept_classification_takes_the_project_class_colour(tmp_path):
     write_results_geojson(other, detections=np.zeros((0, 3)))
     color = json.loads(other.read_text())["features"][0]["properties"]["classification"]["color"]
     assert color == list(class_color("Tumor"))
+
+
+def test_a_rerun_keeps_the_pathologists_answers_and_adds_no_duplicate(tmp_path):
+    from wsdal_wsi.qupath.results import stable_id
+
+    path = tmp_path / "s.geojson"
+    write_results_geojson(path, detections=[(10.0, 10.0, 0.9), (50.0, 50.0, 0.8)], id_seed="s")
+    doc = json.loads(path.read_text())
+    # in QuPath: the first detection is relabelled a false positive, then the file re-exported
+    # (QuPath's layout: one document, not ours line by line)
+    first = next(f for f in doc["features"] if f["geometry"]["coordinates"] == [10.0, 10.0])
+    first["properties"]["classification"] = {"name": "Non-mitosis", "color": [0, 0, 255]}
+    path.write_text(json.dumps(doc, indent=1))
+    report = write_results_geojson(
+        path, detections=[(10.0, 10.0, 0.9), (50.0, 50.0, 0.8)], id_seed="s"
+    )
+    after = json.loads(path.read_text())["features"]
+    ids = [f["id"] for f in after]
+    assert len(ids) == len(set(ids)) == 2  # the answer kept, the other replaced: no duplicate
+    kept = next(f for f in after if f["id"] == stable_id("s", "detection", 10.0, 10.0))
+    assert kept["properties"]["classification"]["name"] == "Non-mitosis"
+    assert report.removed == 1 and report.kept == 1

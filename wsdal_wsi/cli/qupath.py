@@ -45,6 +45,14 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{cls} {n}" for cls, n in sorted(counts.items())) or "none"
 
 
+def _total_corrections(records: list[Any]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for r in records:
+        for kind, n in (r.annotations.corrections() if r.annotations else {}).items():
+            total[kind] = total.get(kind, 0) + n
+    return total
+
+
 def format_inspection(doc: dict[str, Any]) -> str:
     """The human-readable text of ``wsdal inspect`` for its JSON document."""
     src = doc["source"]
@@ -62,6 +70,11 @@ def format_inspection(doc: dict[str, Any]) -> str:
         lines.append(
             f"Slides missing ({len(summary['missing_slides'])}): "
             + ", ".join(summary["missing_slides"])
+        )
+    if summary.get("corrections"):
+        lines.append(
+            f"Answers  {_counts(summary['corrections'])} (the pathologist's review of the "
+            "tool's objects; trusted in training)"
         )
     if summary["unknown_classes"]:
         lines.append(f"Unknown classes (not used): {_counts(summary['unknown_classes'])}")
@@ -82,6 +95,8 @@ def format_inspection(doc: dict[str, Any]) -> str:
             lines.append(f"  slide     {im['slide']} ({state})")
         lines.append(f"  points    {_counts(im['points'])}")
         lines.append(f"  areas     {_counts(im['areas'])}")
+        if im.get("corrections"):
+            lines.append(f"  answers   {_counts(im['corrections'])} (trusted in training)")
         lines.extend(f"  problem   {p}" for p in im["problems"])
         lines.extend(f"  warning   {w}" for w in im["warnings"])
     return "\n".join(lines)
@@ -132,6 +147,7 @@ def inspect(
             "usable": sum(r.usable for r in records),
             "unknown_classes": src.unknown_classes,
             "missing_slides": [r.name for r in records if r.slide_path is None],
+            "corrections": _total_corrections(records),
         },
         "images": [r.to_dict() for r in records],
     }

@@ -87,6 +87,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"Held-out     {held.get('n', 0)} patches of validation slides: "
             f"AUC {_fmt(held.get('auc'))}, accuracy {_fmt(held.get('accuracy'))}"
         )
+        cal = summary.get("calibration") or {}
+        if cal.get("n"):
+            lines.append(
+                f"Calibration  ECE {_fmt(cal.get('ece_before'))} -> {_fmt(cal.get('ece_after'))} "
+                f"on {cal['n']} validation candidates ({cal.get('n_positive', 0)} mitoses)"
+            )
         lines.append(f"Model        {summary['model']}")
     else:
         lines.append(f"Stopped after {summary.get('stopped_after')} (continue with --resume)")
@@ -138,6 +144,12 @@ def train(
         help="ResNet-18 weights (torchvision layout) to start from; by default ImageNet "
         "weights are used only if already in the torch hub cache.",
     ),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="An earlier model (RUN/model.pt) to fine-tune from instead of starting over, "
+        "e.g. after a review round in QuPath (same preset).",
+    ),
     stop_after: str | None = typer.Option(
         None, "--stop-after", help="Stop after stage ns, dmu or dle (inspect it, then --resume)."
     ),
@@ -163,6 +175,7 @@ def train(
         val_fraction=val_fraction,
         mpp=mpp,
         pretrained=pretrained,
+        init_model=init,
         positive=positive,
         negative=negative,
         region=region,

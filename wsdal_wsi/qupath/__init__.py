@@ -64,6 +64,7 @@ from wsdal_wsi.qupath.model import (
 )
 from wsdal_wsi.qupath.results import (
     ResultsReport,
+    answered_id,
     class_colors_for,
     complete_classification,
     write_results_geojson,
@@ -92,6 +93,7 @@ __all__ = [
     "ResultsReport",
     "Source",
     "annotations_from_objects",
+    "answered_id",
     "area_feature",
     "class_color",
     "class_colors_for",

@@ -33,16 +33,21 @@ from shapely.geometry.base import BaseGeometry
 from wsdal_wsi.errors import ConfigError
 
 __all__ = [
+    "CORRECTION_ROLES",
     "DETECTION_CLASS",
     "PROBABILITY_MEASUREMENT",
+    "QUESTION_CLASSES",
     "TOOL_NAME_PREFIX",
     "AreaAnnotation",
     "ClassSettings",
     "ImageAnnotations",
     "PointAnnotation",
     "Role",
+    "correction_of",
+    "is_answered",
     "is_area_geometry",
     "is_tool_name",
+    "point_role",
     "tool_name",
 ]
 
@@ -80,6 +85,22 @@ def tool_name(label: str | None = None) -> str:
     return f"{TOOL_NAME_PREFIX} {label}"
 
 
+#: The classes of the tool's questions to the pathologist (review list, label audit).
+QUESTION_CLASSES = ("WS-DAL check", "WS-DAL review")
+
+#: A pathologist's answer to one of the tool's objects, found in an export after review:
+#: ``confirmed`` (a detection kept or relabelled as a mitosis, or locked), ``false_positive``
+#: (a detection relabelled as a look-alike), ``answered_positive`` / ``answered_negative``
+#: (a ``WS-DAL check`` or ``WS-DAL review`` question relabelled as a mitosis / look-alike).
+Correction = Literal["confirmed", "false_positive", "answered_positive", "answered_negative"]
+CORRECTION_ROLES: dict[str, Role] = {
+    "confirmed": "positive",
+    "false_positive": "negative",
+    "answered_positive": "positive",
+    "answered_negative": "negative",
+}
+
+
 @dataclass(frozen=True)
 class PointAnnotation:
     """One click: a cell at level-0 pixel ``(x, y)`` of class ``class_name``.
@@ -91,11 +112,16 @@ class PointAnnotation:
     class_name : str or None
         The QuPath class (``"Mitosis"``, ``"Mitosis-like"``, ...); ``None``
         for an unclassified point.
+    correction : str or None
+        For a tool object the pathologist answered (:data:`Correction`), what the
+        answer was: its role is the answer's, whatever its class name, and training
+        trusts it (never removes it as noise). None for an ordinary click.
     """
 
     x: float
     y: float
     class_name: str | None
+    correction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,8 +195,12 @@ class ImageAnnotations:
         return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
 
     def points_with_role(self, role: Role, classes: ClassSettings) -> tuple[PointAnnotation, ...]:
-        """The points whose class has ``role`` under ``classes``."""
-        return tuple(p for p in self.points if classes.role(p.class_name) == role)
+        """The points whose role is ``role``: a correction's answer, else its class's."""
+        return tuple(p for p in self.points if point_role(p, classes) == role)
+
+    def corrections(self) -> dict[str, int]:
+        """How many of each kind of correction the points hold (answered tool objects)."""
+        return dict(Counter(p.correction for p in self.points if p.correction))
 
     def areas_with_role(self, role: Role, classes: ClassSettings) -> tuple[AreaAnnotation, ...]:
         """The areas whose class has ``role`` under ``classes``."""
@@ -187,7 +217,10 @@ class ImageAnnotations:
         """Classes (points and areas) that ``classes`` gives no role: name -> count."""
         counts: Counter[str] = Counter()
         for obj in (*self.points, *self.areas):
-            if classes.role(obj.class_name) == "unknown":
+            if (
+                getattr(obj, "correction", None) is None
+                and classes.role(obj.class_name) == "unknown"
+            ):
                 counts[obj.class_name or "Unclassified"] += 1
         return dict(counts)
 
@@ -338,6 +371,58 @@ class ClassSettings:
         if unclassified_as is not None:
             kw["unclassified_as"] = unclassified_as
         return cls(**kw)
+
+
+def point_role(point: PointAnnotation, classes: ClassSettings) -> Role:
+    """A point's role: its correction's answer if it has one, else its class's role."""
+    if point.correction is not None:
+        return CORRECTION_ROLES[point.correction]
+    return classes.role(point.class_name)
+
+
+def is_answered(
+    *, object_type: str, class_name: str | None, is_locked: bool, is_point: bool
+) -> bool:
+    """Whether the pathologist changed one of the tool's objects (the class-free rule).
+
+    A point detection relabelled from :data:`DETECTION_CLASS` or locked, or a point
+    annotation no longer of a question class (:data:`QUESTION_CLASSES`). These objects
+    hold answers: ``import_results.groovy``, the paquo sink and the GeoJSON sink keep
+    them (and do not write a new object with the same id), ``export_annotations.groovy``
+    and the paquo reader pass them on; :func:`correction_of` says what they mean.
+    """
+    if not is_point or class_name is None:
+        return False
+    if object_type == "detection":
+        return class_name != DETECTION_CLASS or is_locked
+    if object_type == "annotation":
+        return class_name not in QUESTION_CLASSES and not class_name.startswith(TOOL_NAME_PREFIX)
+    return False
+
+
+def correction_of(
+    *, object_type: str, class_name: str | None, is_locked: bool, classes: ClassSettings
+) -> str | None:
+    """What a tool object in a pathologist's export says, if anything (:data:`Correction`).
+
+    The rule (shared with ``export_annotations.groovy``, ``import_results.groovy`` and the
+    paquo adapter, which keep and export exactly these objects): a detection still of
+    class :data:`DETECTION_CLASS` and not locked is unreviewed, as is a question
+    (:data:`QUESTION_CLASSES`) still of its class. A locked detection, or one relabelled
+    to a positive class, is ``confirmed``; relabelled to a negative class, a
+    ``false_positive``; a question relabelled to a positive or negative class is answered.
+    Anything else (the hotspot, region counts, an unknown class) says nothing.
+    """
+    role = classes.role(class_name)
+    if class_name in QUESTION_CLASSES:
+        return None
+    if object_type == "detection":
+        if class_name == DETECTION_CLASS:
+            return "confirmed" if is_locked else None
+        return {"positive": "confirmed", "negative": "false_positive"}.get(role)
+    if object_type == "annotation":
+        return {"positive": "answered_positive", "negative": "answered_negative"}.get(role)
+    return None
 
 
 def is_area_geometry(geometry: BaseGeometry) -> bool:

@@ -37,6 +37,7 @@ from wsdal_wsi.qupath.geojson_read import QuPathObject, load_geojson, objects_fr
 from wsdal_wsi.qupath.geojson_write import class_color
 from wsdal_wsi.qupath.model import is_tool_name
 from wsdal_wsi.qupath.project import class_id
+from wsdal_wsi.qupath.results import answered_id
 
 __all__ = [
     "UNAVAILABLE_MESSAGE",
@@ -90,7 +91,12 @@ def _paquo(module: str) -> Any:
 
 
 def read_project_annotations(qpproj: str | os.PathLike[str]) -> dict[str, list[QuPathObject]]:
-    """Read every image's annotations (not the tool's own objects) from a project, read-only.
+    """Read every image's annotations from a project, read-only.
+
+    The tool's own objects are left out, except those the pathologist answered
+    (:func:`~wsdal_wsi.qupath.model.is_answered`: a detection relabelled or locked, a
+    question relabelled), detections included (``hierarchy.to_geojson()`` gives
+    annotations only).
 
     Returns
     -------
@@ -103,10 +109,12 @@ def read_project_annotations(qpproj: str | os.PathLike[str]) -> dict[str, list[Q
     try:
         with projects.QuPathProject(_qpproj_file(qpproj), mode="r") as qp:
             for entry in qp.images:
+                h = entry.hierarchy
                 features = [
                     f
-                    for f in entry.hierarchy.to_geojson()
+                    for f in (*h.to_geojson(), *(d.to_geojson() for d in h.detections))
                     if not is_tool_name((f.get("properties") or {}).get("name"))
+                    or answered_id(f) is not None
                 ]
                 where = f"{qpproj} image {entry.image_name!r} (entry {entry.entry_id})"
                 out[str(entry.entry_id)] = objects_from_features(features, source=where)
@@ -305,16 +313,28 @@ def _replace_in_memory(
 
 
 def _replace_objects(entry: Any, features: list[dict[str, Any]]) -> int:
+    """Remove the tool's earlier objects, except those the pathologist answered, and add
+    ``features`` (but not one with the id of an answered object: its answer stays)."""
     hierarchy = entry.hierarchy
-    old_det = [d for d in hierarchy.detections if is_tool_name(d.name)]
-    old_ann = [a for a in hierarchy.annotations if is_tool_name(a.name)]
+
+    def answered(obj: Any) -> bool:
+        return answered_id(obj.to_geojson()) is not None
+
+    old_det = [d for d in hierarchy.detections if is_tool_name(d.name) and not answered(d)]
+    old_ann = [a for a in hierarchy.annotations if is_tool_name(a.name) and not answered(a)]
+    keep = {
+        str(o.java_object.getID())
+        for o in (*hierarchy.detections, *hierarchy.annotations)
+        if is_tool_name(o.name) and answered(o)
+    }
     with hierarchy.no_autoflush():
         if old_det:
             hierarchy.detections.__isub__(old_det)
         if old_ann:
             hierarchy.annotations.__isub__(old_ann)
-    if features:  # QuPath's GsonTools: id, isLocked, isEllipse and "names" classes kept
-        hierarchy.load_geojson(features, raise_on_skip=True)
+    new = [f for f in features if str(f.get("id")) not in keep]
+    if new:  # QuPath's GsonTools: id, isLocked, isEllipse and "names" classes kept
+        hierarchy.load_geojson(new, raise_on_skip=True)
     return len(old_det) + len(old_ann)
 
 
@@ -346,7 +366,7 @@ def _verify_saved(
                 if is_tool_name(o.name)
             }
             missing = _uuids(payload[entry_id]) - found
-            if len(found) != n or missing:
+            if len(found) < n or missing:
                 report.failed[entry_id] = (
                     f"saved project holds {len(found)} WS-DAL objects, expected {n}"
                     f"{f' ({len(missing)} ids not found)' if missing else ''}: the save did not "

@@ -41,6 +41,7 @@ from wsdal_wsi.qupath.model import (
     DETECTION_CLASS,
     PROBABILITY_MEASUREMENT,
     AreaAnnotation,
+    is_answered,
     is_tool_name,
     tool_name,
 )
@@ -49,6 +50,7 @@ from wsdal_wsi.qupath.project import EXCHANGE_DIR, RESULTS_DIR, class_id, read_c
 __all__ = [
     "ID_NAMESPACE",
     "ResultsReport",
+    "answered_id",
     "class_colors_for",
     "complete_classification",
     "iter_detection_json",
@@ -114,6 +116,7 @@ def iter_detection_json(
     name: str | None = None,
     chunk_rows: int = 4096,
     id_seed: str | None = None,
+    skip_ids: set[str] | frozenset[str] = frozenset(),
 ) -> Iterator[str]:
     """Serialised detection features, fast: the same JSON as :func:`detection_feature`.
 
@@ -124,6 +127,8 @@ def iter_detection_json(
     id_seed : str, optional
         Makes each id stable: :func:`stable_id` of the seed, ``"detection"`` and the
         position, so a re-run writes the same ids (random uuid4s without it).
+    skip_ids : set of str
+        Ids not to write (objects a pathologist answered, kept from an earlier file).
     """
     head = json.dumps(
         {
@@ -155,6 +160,8 @@ def iter_detection_json(
         pj = repr(p) if math.isfinite(p) else f'"{encode_measurement(p)}"'
         if id_seed is not None:
             fid = stable_id(id_seed, "detection", x, y)
+            if fid in skip_ids:
+                continue
         else:
             if not ids:
                 ids = _uuid4_batch(512)
@@ -215,7 +222,27 @@ def _is_tool_feature(feature: Any) -> bool:
     return isinstance(props, dict) and is_tool_name(props.get("name"))
 
 
-def _kept_from_own_layout(path: Path, colors: ClassColors) -> tuple[list[str], int] | None:
+def answered_id(feature: Any) -> str | None:
+    """The id of a tool feature a pathologist answered (kept on a re-run), else None."""
+    props = feature.get("properties") or {}
+    cls = props.get("classification")
+    name = cls.get("name") if isinstance(cls, dict) else cls
+    if isinstance(cls, dict) and name is None and isinstance(cls.get("names"), list):
+        name = ": ".join(str(n) for n in cls["names"])
+    geometry = feature.get("geometry") or {}
+    answered = is_answered(
+        object_type=str(props.get("objectType", props.get("object_type", "annotation"))),
+        class_name=name if isinstance(name, str) else None,
+        is_locked=bool(props.get("isLocked", False)),
+        is_point=geometry.get("type") in ("Point", "MultiPoint"),
+    )
+    return str(feature.get("id") or "") if answered else None
+
+
+_Kept = tuple[list[str], int, set[str]]
+
+
+def _kept_from_own_layout(path: Path, colors: ClassColors) -> _Kept | None:
     """Like :func:`_kept_features`, line by line, for files in :func:`write_features`' layout.
 
     That layout has one feature per line, so an earlier result file with 100k
@@ -224,6 +251,7 @@ def _kept_from_own_layout(path: Path, colors: ClassColors) -> tuple[list[str], i
     """
     kept: list[str] = []
     removed = 0
+    answered: set[str] = set()
     try:
         with open(path, encoding="utf-8") as fh:
             if fh.readline() != '{"type": "FeatureCollection",\n':
@@ -236,14 +264,17 @@ def _kept_from_own_layout(path: Path, colors: ClassColors) -> tuple[list[str], i
             for line in fh:
                 text = line.rstrip("\n")
                 if text == "]}":
-                    return kept, removed
+                    return kept, removed, answered
                 text = text[:-1] if text.endswith(",") else text
                 feature = json.loads(text)
                 if not isinstance(feature, dict):
                     return None
-                if _is_tool_feature(feature):
+                if _is_tool_feature(feature) and (fid := answered_id(feature)) is None:
                     removed += 1
-                elif complete_classification(feature, colors):
+                    continue
+                if _is_tool_feature(feature):
+                    answered.add(fid)
+                if complete_classification(feature, colors):
                     kept.append(json.dumps(feature, **_KEPT_JSON_KW))
                 else:
                     kept.append(text)
@@ -252,10 +283,11 @@ def _kept_from_own_layout(path: Path, colors: ClassColors) -> tuple[list[str], i
     return None  # no closing "]}": truncated or not ours
 
 
-def _kept_features(path: Path, colors: ClassColors) -> tuple[list[str], int]:
-    """Serialised features of ``path`` the tool did not make, and how many it did."""
+def _kept_features(path: Path, colors: ClassColors) -> _Kept:
+    """Serialised features of ``path`` the tool did not make or the pathologist answered,
+    how many tool features are dropped, and the ids of the answered ones."""
     if not path.exists():
-        return [], 0
+        return [], 0, set()
     fast = _kept_from_own_layout(path, colors)
     if fast is not None:
         return fast
@@ -266,14 +298,18 @@ def _kept_features(path: Path, colors: ClassColors) -> tuple[list[str], int]:
             f"{exc}; not overwriting it (it may hold someone's annotations): move it away "
             "or write the results to another folder"
         ) from None
-    kept, removed = [], 0
+    kept, removed, answered = [], 0, set()
     for feature in existing:
         if _is_tool_feature(feature):
-            removed += 1
-        else:  # same content as read, a missing classification colour added
-            complete_classification(feature, colors)
-            kept.append(json.dumps(feature, **_KEPT_JSON_KW))
-    return kept, removed
+            fid = answered_id(feature)
+            if fid is None:
+                removed += 1
+                continue
+            answered.add(fid)
+        # same content as read, a missing classification colour added
+        complete_classification(feature, colors)
+        kept.append(json.dumps(feature, **_KEPT_JSON_KW))
+    return kept, removed, answered
 
 
 def write_results_geojson(
@@ -323,13 +359,13 @@ def write_results_geojson(
     """
     path = Path(path)
     colors = class_colors_for(path) if class_colors is None else class_colors
-    kept, removed = _kept_features(path, colors)
+    kept, removed, answered = _kept_features(path, colors)
     written = 0
 
     def all_features() -> Iterator[dict[str, Any] | str]:
         nonlocal written
         yield from kept
-        for text in iter_detection_json(detections, id_seed=id_seed):
+        for text in iter_detection_json(detections, id_seed=id_seed, skip_ids=answered):
             written += 1
             yield text
         for area in areas:
@@ -341,6 +377,8 @@ def write_results_geojson(
                 measurements=area.measurements,
             )
         for feature in extra_features:
+            if feature.get("id") in answered:  # the pathologist's answer to it is kept
+                continue
             written += 1
             yield feature
 

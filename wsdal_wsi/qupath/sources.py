@@ -187,6 +187,7 @@ class ImageRecord:
             "annotation_file": str(self.annotation_path) if self.annotation_path else None,
             "points": ann.points_per_class() if ann else {},
             "areas": ann.areas_per_class() if ann else {},
+            "corrections": ann.corrections() if ann else {},
             "usable": self.usable,
             "problems": list(self.problems),
             "warnings": list(self.warnings),

@@ -32,6 +32,7 @@ from wsdal_wsi.errors import InputError
 from wsdal_wsi.qupath import (
     PROBABILITY_MEASUREMENT,
     AreaAnnotation,
+    answered_id,
     class_colors_for,
     complete_classification,
     is_tool_name,
@@ -273,15 +274,19 @@ def replace_count_features(
     p = Path(path)
     doc, old = _load(p)
     colors = class_colors_for(p)
-    kept = []
+    kept, answered = [], set()
     for f in old:
         props = (f.get("properties") or {}) if isinstance(f, dict) else {}
         kind = props.get("objectType", props.get("object_type", "annotation"))
         if kind == "annotation" and is_tool_name(props.get("name")):
-            continue
+            fid = answered_id(f)
+            if fid is None:
+                continue
+            answered.add(fid)  # the pathologist's answer to a question: kept
         complete_classification(f, colors)  # QuPath refuses the whole file without it
         kept.append(f)
     prov = dict(doc.get("wsdal") or {})
     if provenance is not None:
         prov["counts"] = provenance
-    return write_features(p, [*kept, *features], provenance=prov or None)
+    new = [f for f in features if f.get("id") not in answered]
+    return write_features(p, [*kept, *new], provenance=prov or None)

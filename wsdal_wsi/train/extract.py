@@ -260,8 +260,9 @@ def _extract_image(
     with open_slide(rec.slide_path, mpp=rec.mpp) as slide:
         mpp = slide.require_mpp()
         f = slide.level0_per_px(settings.target_mpp)
-        pos = points_xy(ann.points_with_role("positive", classes))
-        neg = points_xy(ann.points_with_role("negative", classes))
+        pos_pts = ann.points_with_role("positive", classes)
+        neg_pts = ann.points_with_role("negative", classes)
+        pos, neg = points_xy(pos_pts), points_xy(neg_pts)
         # no usable negative candidate near these
         avoid = points_xy(
             p for p in ann.points if classes.role(p.class_name) in ("ignored", "unknown")
@@ -307,6 +308,8 @@ def _extract_image(
             settings=settings,
             level0_per_px=f,
             rng=rng,
+            pos_trusted=np.array([p.correction is not None for p in pos_pts], bool),
+            neg_trusted=np.array([p.correction is not None for p in neg_pts], bool),
         )
         rows += candidate_rows(cand, label, base=base)
         totals["patches"] += len(rows)
@@ -320,6 +323,7 @@ def _extract_image(
         "has_regions": bool(regions),
         "n_positive": len(pos),
         "n_negative_clicks": len(neg),
+        "n_trusted": sum(ann.corrections().values()),
         "n_candidates": len(cand),
         "area_mm2": round(float(area_mm2), 6),
         "n_candidates_found": n_found,

@@ -32,10 +32,11 @@ from wsdal_wsi import __version__
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError, TrainingError
 from wsdal_wsi.model.device import resolve_device
-from wsdal_wsi.model.file import ModelSpec, save_model
+from wsdal_wsi.model.file import ModelSpec, read_spec, save_model
 from wsdal_wsi.model.nets import find_imagenet_weights
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
@@ -73,7 +74,19 @@ ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 CLASS_NAMES = ("Non-mitosis", "Mitosis")
 
 
-def _resolve_pretrained(pretrained: str | None, width: int) -> Path | None:
+def _resolve_pretrained(
+    pretrained: str | None, width: int, init_model: str | None = None
+) -> Path | None:
+    """The weights every trunk starts from: ``--init`` (an earlier wsdal model), else
+    ``--pretrained``, else local ImageNet weights (full width only), else none."""
+    if init_model:
+        spec = read_spec(init_model)  # ModelFileError (exit 2) for a wrong or damaged file
+        if int(spec.arch_kwargs.get("width", 64)) != width:
+            raise ConfigError(
+                f"--init {init_model}: its network is {spec.arch_kwargs.get('width', 64)} "
+                f"channels wide, the preset's {width}; use the same preset as that run"
+            )
+        return Path(init_model)
     if pretrained:
         p = Path(pretrained)
         if not p.is_file():
@@ -133,12 +146,13 @@ def train_from_store(
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
-    pre = _resolve_pretrained(settings.pretrained, preset.width)
-    init = (
-        f"ImageNet/pretrained weights from {pre}"
-        if pre
-        else "random init (no local ImageNet weights)"
-    )
+    pre = _resolve_pretrained(settings.pretrained, preset.width, settings.init_model)
+    if settings.init_model:
+        init = f"the earlier model {pre} (fine-tuning)"
+    elif pre:
+        init = f"ImageNet/pretrained weights from {pre}"
+    else:
+        init = "random init (no local ImageNet weights)"
     log.info("training on %s; trunk initialisation: %s", dev, init)
     ctx = _context(store, dev, settings, pre, progress, cache_bytes)
     stages: dict[str, Any] = {}
@@ -209,6 +223,8 @@ def train_run(
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     settings = dataclasses.replace(settings, source=str(source.resolve()))
+    # a wrong --init or --pretrained is refused before the slides are read
+    _resolve_pretrained(settings.pretrained, settings.preset.width, settings.init_model)
     check_run_config(out_dir, settings, resume=resume)
     root = out_dir / "store"
     if PatchStore.is_complete(root):
@@ -365,6 +381,7 @@ def _finish(
         "val_f1": thr["f1"],
         "threshold_info": {k: v for k, v in thr.items() if k != "heldout"},
         "heldout": thr["heldout"],
+        "calibration": thr.get("calibration") or {},
         "model": str(model_path),
     }
     write_json_atomic(model_path.parent / "summary.json", summary)
@@ -406,6 +423,8 @@ def train_ablation(
         source=cfg.get("source"),
         mpp=cfg.get("mpp"),
         pretrained=cfg.get("pretrained"),
+        init_model=cfg.get("init_model"),
+        classes=ClassSettings.from_dict(cfg.get("classes") or {}),
     )
     need = {"ns": "ns", "ns_dmu": "dmu", "ns_dmu_dle": "dle"}[variant]
     if StageDir(run_dir / need).done is None:

@@ -55,6 +55,10 @@ class RunSettings:
         Resolution given for slides without one (µm/px).
     pretrained : str or None
         ResNet-18 weights the trunks start from (None: random init).
+    init_model : str or None
+        An earlier wsdal model file (``--init RUN/model.pt``): every stage's trunk
+        starts from its trunk (fine-tuning after a review round) instead of
+        ``pretrained``/ImageNet/random weights.
     classes : ClassSettings
         What each annotation class means (which clicks are mitoses, look-alikes,
         regions, left out); stored in the model file for prediction.
@@ -68,6 +72,7 @@ class RunSettings:
     mpp: float | None = None
     pretrained: str | None = None
     classes: ClassSettings = field(default_factory=ClassSettings)
+    init_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -89,6 +94,7 @@ class RunSettings:
             "mpp": self.mpp,
             "pretrained": self.pretrained,
             "classes": self.classes.to_dict(),
+            "init_model": self.init_model,
         }
 
 
@@ -169,6 +175,7 @@ def resolve_run_settings(
     val_fraction: float | None = None,
     mpp: float | None = None,
     pretrained: str | Path | None = None,
+    init_model: str | Path | None = None,
     positive: Sequence[str] = (),
     negative: Sequence[str] = (),
     region: Sequence[str] = (),
@@ -193,6 +200,7 @@ def resolve_run_settings(
         "val_fraction": val_fraction,
         "mpp": mpp,
         "pretrained": None if pretrained is None else str(pretrained),
+        "init_model": None if init_model is None else str(init_model),
     }
     kw: dict[str, Any] = {}
     for name, value in given.items():
