@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -203,3 +205,126 @@ def test_a_pretrained_file_that_would_run_code_is_refused_before_any_work(tmp_pa
     assert line.startswith(f"Error: {evil}: ") and "tampered" in line
     assert "weights_only" not in r.output and not marker.exists()
     assert not (tmp_path / "run").exists()
+
+
+def _project_builder():
+    path = Path(__file__).resolve().parents[1] / "predict" / "builders.py"
+    name = "_wsdal_predict_builders"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _lab_copy(dataset, folder, names):
+    """The dataset's slides (linked) with their clicks under the lab's class names."""
+    folder.mkdir()
+    for s in dataset.slides:
+        (folder / s.slide_path.name).symlink_to(s.slide_path)
+        doc = json.loads(s.annotation_path.read_text())
+        for feat in doc["features"]:
+            cls = feat["properties"].get("classification")
+            if isinstance(cls, dict) and cls.get("name") in names:
+                cls["name"] = names[cls["name"]]
+        (folder / s.annotation_path.name).write_text(json.dumps(doc))
+    return folder
+
+
+@pytest.mark.slow
+def test_train_with_the_labs_own_class_names(synth_dataset, tmp_path):
+    lab = _lab_copy(synth_dataset, tmp_path / "lab",
+                    {"Mitosis": "Mitotic figure", "Mitosis-like": "Look-alike"})  # fmt: skip
+    base = ["train", str(lab), "--preset", "tiny", "--device", "cpu", "--stop-after", "ns"]
+    refused = runner.invoke(app, [*base, "--out", str(tmp_path / "none")])
+    assert refused.exit_code != 0  # no click of a positive class
+    assert "Mitosis" in refused.output
+    run = tmp_path / "run"
+    args = [*base, "--out", str(run), "--positive", "Mitotic figure", "--negative", "Look-alike"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    from wsdal_wsi.train.store import PatchStore
+
+    store = PatchStore(run / "store")
+    assert len(store.select(source=("click",), label=[1])) > 0  # the lab's mitoses
+    assert len(store.select(source=("negative_click",), label=[0])) > 0  # and its look-alikes
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["classes"]["positive"] == ["Mitotic figure"]
+    assert cfg["classes"]["negative"] == ["Look-alike"]
+    # --resume keeps the run's classes without repeating the options
+    again = runner.invoke(app, ["train", str(lab), "--out", str(run), "--resume",
+                                "--stop-after", "ns", "--device", "cpu"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+
+
+@pytest.mark.slow
+def test_train_a_moved_project_with_relink(synth_dataset, tmp_path):
+    import shutil
+
+    old = tmp_path / "old_scans"
+    old.mkdir()
+    for s in synth_dataset.slides:
+        shutil.copy(s.slide_path, old)
+    project = tmp_path / "project"
+    _project_builder().make_project(
+        project,
+        [old / s.slide_path.name for s in synth_dataset.slides],
+        [s.annotation_path for s in synth_dataset.slides],
+    )
+    new = tmp_path / "new_scans"
+    old.rename(new)  # the slides moved; the project still names the old folder
+    base = ["train", str(project), "--preset", "tiny", "--device", "cpu", "--stop-after", "ns"]
+    lost = runner.invoke(app, [*base, "--out", str(tmp_path / "lost")])
+    assert lost.exit_code != 0 and "slide" in lost.output
+    run = tmp_path / "run"
+    result = runner.invoke(app, [*base, "--out", str(run), "--relink", f"{old}={new}"])
+    assert result.exit_code == 0, result.output
+    images = (run / "store" / "images.csv").read_text()
+    assert str(new) in images
+
+
+@pytest.mark.slow
+def test_the_pathologists_answers_are_trusted_labels_and_init_fine_tunes(synth_dataset, tmp_path):
+    folder = _lab_copy(synth_dataset, tmp_path / "reviewed", {})
+    first = synth_dataset.slides[0]
+    truth = json.loads((synth_dataset.out_dir / "truth" / f"{first.name}.geojson").read_text())
+    mitosis = next(f for f in truth["features"]
+                   if f["properties"]["classification"]["name"] == "Mitosis")  # fmt: skip
+    x, y = mitosis["geometry"]["coordinates"][:2]
+    sidecar = folder / first.annotation_path.name
+    doc = json.loads(sidecar.read_text())
+    doc["features"] += [  # as QuPath exports them after the review
+        {"type": "Feature", "id": "6f1c2a2e-1111-4a4a-8b8b-000000000001",
+         "geometry": {"type": "Point", "coordinates": [x, y]},
+         "properties": {"objectType": "detection", "name": "WS-DAL", "isLocked": True,
+                        "classification": {"name": "Mitosis", "color": [220, 20, 60]}}},
+        {"type": "Feature", "id": "6f1c2a2e-1111-4a4a-8b8b-000000000002",
+         "geometry": {"type": "Point", "coordinates": [x + 600.0, y]},
+         "properties": {"objectType": "annotation", "name": "WS-DAL check 1: detected, p 0.55",
+                        "classification": {"name": "Non-mitosis", "color": [0, 0, 255]}}},
+    ]  # fmt: skip
+    sidecar.write_text(json.dumps(doc))
+    seen = runner.invoke(app, ["inspect", str(folder), "--json"])
+    report = json.loads(seen.stdout)
+    assert report["summary"]["corrections"] == {"confirmed": 1, "answered_negative": 1}
+    run = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(folder), "--out", str(run), "--preset", "tiny",
+                                 "--device", "cpu", "--stop-after", "ns"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    from wsdal_wsi.train.store import PatchStore
+
+    store = PatchStore(run / "store")
+    trusted = np.flatnonzero(store.trusted)
+    assert {str(s) for s in store.source[trusted]} == {"click", "jitter", "negative_click"}
+    assert set(store.label[trusted][store.source[trusted] == "negative_click"]) == {0}
+    # --init with another width than the preset's is refused before any work
+    (tmp_path / "other").mkdir()
+    wrong = runner.invoke(app, ["train", str(folder), "--out", str(tmp_path / "other" / "r"),
+                                "--preset", "demo", "--init", str(_tiny_model(tmp_path)),
+                                "--device", "cpu"])  # fmt: skip
+    assert wrong.exit_code == 2 and "channels wide" in wrong.stderr
+
+
+def _tiny_model(tmp_path):
+    return _project_builder().make_tiny_model(tmp_path / "tiny.pt")

@@ -91,3 +91,23 @@ def test_pretrained_weights_that_would_run_code_are_refused_in_one_line(tmp_path
     msg = str(info.value)
     assert "\n" not in msg and "weights_only" not in msg and "tampered" in msg
     assert not marker.exists()
+
+
+def test_an_earlier_wsdal_model_initialises_the_trunk(tmp_path):
+    from wsdal_wsi.model.file import ModelSpec, save_model
+    from wsdal_wsi.model.nets import ProjNet
+
+    torch.manual_seed(3)
+    net = ProjNet(width=8, proj_dim=8)
+    spec = ModelSpec(arch="proj_resnet18", arch_kwargs={"width": 8, "proj_dim": 8},
+                     patch_size_px=80, target_mpp=0.25, mean=(0.5,) * 3, std=(0.25,) * 3,
+                     threshold=0.5, class_names=("Non-mitosis", "Mitosis"), candidate_params={},
+                     merge_radius_um=5.0, provenance={})  # fmt: skip
+    path = save_model(tmp_path / "model.pt", net, spec)
+    trunk = ResNet18Trunk(width=8)
+    n = load_trunk_weights(trunk, path)
+    assert n == len(trunk.state_dict())
+    for k, v in trunk.state_dict().items():
+        assert torch.equal(v, net.trunk.state_dict()[k]), k
+    with pytest.raises(InputError, match="width 16"):
+        load_trunk_weights(ResNet18Trunk(width=16), path)

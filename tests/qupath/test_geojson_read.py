@@ -45,6 +45,22 @@ def test_qupath_04_details():
     assert len(ann_all.points) == len(ann.points) + 1
 
 
+def test_qupath_06_ellipse_derived_classes_and_locks():
+    """An export as QuPath 0.5/0.6 write it: ``isEllipse`` inside ``geometry``, derived
+    classes as ``names``, ``isLocked`` only when true, uuid ids."""
+    objs = read_objects(DATA / "qupath_0.6.geojson")
+    points, ellipse, tumor, stroma = objs
+    assert not points.is_ellipse and not points.is_locked
+    assert ellipse.is_ellipse and ellipse.is_locked
+    assert ellipse.geometry.bounds == (1700.0, 1300.0, 2300.0, 1700.0)
+    assert ellipse.id == "0b9e8d7c-6b5a-4f3e-9d2c-1b0a9f8e7d6c"
+    assert (tumor.class_name, tumor.class_color) == ("Tumor: Mitosis", (200, 0, 0))
+    assert stroma.class_name == "Stroma: Mitosis"  # a distinct class, not merged with Tumor's
+    assert math.isnan(tumor.measurements["Score"])
+    # the place earlier wsdal-wsi files used (properties) is still read
+    assert read_objects(DATA / "single_points_strings.geojson")[5].is_ellipse
+
+
 def test_qupath_03_and_02_details():
     objs03 = read_objects(DATA / "qupath_0.3.geojson")
     assert [o.object_type for o in objs03] == ["annotation"] * 3 + ["cell"]

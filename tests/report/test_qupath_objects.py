@@ -8,7 +8,7 @@ from shapely.geometry import box, shape
 
 from wsdal_wsi.counting import HotspotSettings, find_hotspot
 from wsdal_wsi.errors import InputError
-from wsdal_wsi.qupath import make_feature
+from wsdal_wsi.qupath import class_color, make_feature
 from wsdal_wsi.qupath.geojson_read import read_objects
 from wsdal_wsi.report import (
     HOTSPOT_CLASS,
@@ -61,7 +61,9 @@ def test_replace_keeps_detections_and_user_objects(out_dir):
     path = slide_files(out_dir, "alpha").geojson
     doc = json.loads(path.read_text(encoding="utf-8"))
     user = make_feature(box(0, 0, 10, 10), class_name="Tumor", name="my tumour")
-    doc["features"].append(user)
+    no_colour = make_feature(box(0, 0, 5, 5), name="scripted")
+    no_colour["properties"]["classification"] = {"names": ["Tumor", "Mitosis"]}
+    doc["features"] += [user, no_colour]
     path.write_text(json.dumps(doc), encoding="utf-8")
     before_pts, before_scores = read_detections(path)
     new = [make_feature(box(1, 1, 5, 5), class_name=HOTSPOT_CLASS, name="WS-DAL hotspot: test")]
@@ -69,6 +71,9 @@ def test_replace_keeps_detections_and_user_objects(out_dir):
     after = json.loads(path.read_text(encoding="utf-8"))
     names = [f["properties"].get("name") for f in after["features"]]
     assert "my tumour" in names and "WS-DAL hotspot: test" in names
+    # QuPath refuses a whole file with a colourless classification: the kept object gets one
+    scripted = after["features"][names.index("scripted")]["properties"]["classification"]
+    assert scripted == {"names": ["Tumor", "Mitosis"], "color": list(class_color("Tumor: Mitosis"))}
     assert not any(n and n.startswith("WS-DAL count") for n in names)
     assert after["wsdal"]["counts"] == {"tool": "test"}
     assert after["wsdal"]["version"] == doc["wsdal"]["version"]  # predict's provenance kept
@@ -121,7 +126,7 @@ def test_a_hotspot_at_the_image_edge_is_a_polygon_inside_the_image_holding_its_c
         settings=HotspotSettings(area_mm2=0.05),
         slide_dimensions=(960, 640),
     )
-    (feature,) = count_features(SimpleNamespace(hotspot=hotspot, regions=[]))
+    (feature,) = count_features(SimpleNamespace(hotspot=hotspot, hotspot_range=None, regions=[]))
     assert feature["geometry"]["type"] == "Polygon"
     assert "isEllipse" not in json.dumps(feature)  # a cut circle is no longer an ellipse
     poly = shape(feature["geometry"])

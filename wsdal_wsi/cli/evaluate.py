@@ -12,7 +12,9 @@ from rich.table import Table
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+from wsdal_wsi.cli._options import CLASSES_PANEL, unclassified_option
 from wsdal_wsi.evaluation.folders import evaluate_folders
+from wsdal_wsi.qupath import ClassSettings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -111,11 +113,15 @@ def evaluate(
             "or a slide beside them says."
         ),
     ),
-    classes: list[str] = typer.Option(
-        ["Mitosis"],
+    positive: list[str] = typer.Option(
+        [],
+        "--positive",
         "--class",
-        help="Class of mitoses (repeatable; shell patterns such as 'Mitosis*' allowed).",
+        help="Class of mitoses in the ground truth (repeatable; shell patterns such as "
+        f"'Mitosis*' allowed; default {', '.join(ClassSettings().positive)}).",
+        rich_help_panel=CLASSES_PANEL,
     ),
+    unclassified_as: str | None = unclassified_option(),
     paired_only: bool = typer.Option(
         False,
         "--paired-only",
@@ -147,7 +153,7 @@ def evaluate(
             truth,
             radius_um=radius_um,
             mpp=mpp,
-            classes=classes,
+            classes=ClassSettings.from_options(positive=positive, unclassified_as=unclassified_as),
             count_unpaired=not paired_only,
             progress=progress,
         )

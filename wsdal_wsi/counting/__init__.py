@@ -44,6 +44,7 @@ from wsdal_wsi.counting.regions import (
     count_regions,
     count_slide,
 )
+from wsdal_wsi.counting.uncertainty import CountRange, count_range, poisson_binomial_pmf
 
 __all__ = [
     "DEFAULT_FIELD_DIAMETER_MM",
@@ -51,6 +52,7 @@ __all__ = [
     "SUPPORTED_FIELD_DIAMETERS_MM",
     "WINDOW_SHAPES",
     "ClassCount",
+    "CountRange",
     "Hotspot",
     "HotspotSearch",
     "HotspotSettings",
@@ -63,6 +65,7 @@ __all__ = [
     "as_tissue",
     "check_field_diameter",
     "count_by_class",
+    "count_range",
     "count_regions",
     "count_slide",
     "find_hotspot",
@@ -71,6 +74,7 @@ __all__ = [
     "mitotic_score",
     "nottingham_row",
     "per_mm2_cutoffs",
+    "poisson_binomial_pmf",
     "score_window",
     "ten_hpf_area_mm2",
     "window_geometry",

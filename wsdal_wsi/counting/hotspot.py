@@ -250,6 +250,16 @@ class Hotspot:
         whole = window_geometry(self.window, self.centre_level0, self.half_sizes_level0)
         return abs(self.geometry.area - whole.area) <= 1e-9 * whole.area
 
+    def contains(self, xy_level0: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which level-0 ``(N, 2)`` points lie in the closed window."""
+        xy = np.asarray(xy_level0, dtype=np.float64).reshape(-1, 2)
+        dx = xy[:, 0] - self.centre_level0[0]
+        dy = xy[:, 1] - self.centre_level0[1]
+        hx, hy = self.half_sizes_level0
+        if self.window == "circle":
+            return dx * dx + dy * dy <= hx * hx
+        return (np.abs(dx) <= hx) & (np.abs(dy) <= hy)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (geometry as a GeoJSON mapping, level-0; settings not included)."""
         return {

@@ -68,6 +68,7 @@ from wsdal_wsi.counting.hotspot import (
     finite_or_none,
     geojson_geometry,
 )
+from wsdal_wsi.counting.uncertainty import CountRange, count_range
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.units import check_mpp, px2_to_mm2
@@ -278,6 +279,9 @@ class SlideCounts:
         One per region class (union of its regions).
     hotspot : Hotspot or None
     settings : HotspotSettings
+    hotspot_range : CountRange or None
+        The count range of the hotspot from its candidates' calibrated probabilities
+        (None without a hotspot or without probabilities).
     """
 
     detections: int
@@ -288,6 +292,7 @@ class SlideCounts:
     classes: list[ClassCount]
     hotspot: Hotspot | None
     settings: HotspotSettings
+    hotspot_range: CountRange | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: the summary's ``detections``/``tissue`` numbers, regions, hotspot."""
@@ -299,6 +304,7 @@ class SlideCounts:
             "regions": [r.to_dict() for r in self.regions],
             "classes": [c.to_dict(with_geometry=False) for c in self.classes],
             "hotspot": None if self.hotspot is None else self.hotspot.to_dict(),
+            "hotspot_range": None if self.hotspot_range is None else self.hotspot_range.to_dict(),
             "settings": self.settings.to_dict(),
         }
 
@@ -312,6 +318,9 @@ def count_slide(
     regions: Iterable[Any] = (),
     settings: HotspotSettings = HotspotSettings(),
     slide_dimensions: tuple[int, int] | None = None,
+    probabilities: np.ndarray | None = None,
+    near_points: np.ndarray | None = None,
+    near_probabilities: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> SlideCounts:
     """Count one slide: whole tissue, regions, region classes and the hotspot.
@@ -329,6 +338,12 @@ def count_slide(
     settings : HotspotSettings
     slide_dimensions : (int, int), optional
         Level-0 ``(w, h)`` (used without a tissue mask).
+    probabilities : numpy.ndarray, optional
+        ``(N,)`` calibrated p(mitosis) of ``points``: with them the hotspot gets its
+        count range (:mod:`wsdal_wsi.counting.uncertainty`).
+    near_points, near_probabilities : numpy.ndarray, optional
+        ``(M, 2)`` level-0 near misses and their ``(M,)`` calibrated probabilities
+        (candidates below the threshold: they widen the range upwards).
     progress : Progress, optional
 
     Returns
@@ -349,6 +364,9 @@ def count_slide(
             xy, mpp=mpp, tissue=tis, settings=settings, slide_dimensions=slide_dimensions
         )
         task.advance(2)
+    rng = None
+    if hotspot is not None and probabilities is not None:
+        rng = _hotspot_range(hotspot, xy, probabilities, near_points, near_probabilities, settings)
     return SlideCounts(
         detections=len(xy),
         in_tissue=in_tis,
@@ -358,4 +376,26 @@ def count_slide(
         classes=class_counts,
         hotspot=hotspot,
         settings=settings,
+        hotspot_range=rng,
     )
+
+
+def _hotspot_range(
+    hotspot: Hotspot,
+    xy: np.ndarray,
+    prob: np.ndarray,
+    near_xy: np.ndarray | None,
+    near_prob: np.ndarray | None,
+    settings: HotspotSettings,
+) -> CountRange:
+    """The count range of the candidates (detections and near misses) in the window (every
+    one the window holds, as its count)."""
+    pts = [xy]
+    ps = [np.asarray(prob, dtype=np.float64).reshape(-1)]
+    if near_xy is not None and near_prob is not None:
+        pts.append(as_points(near_xy))
+        ps.append(np.asarray(near_prob, dtype=np.float64).reshape(-1))
+    all_xy, all_p = np.concatenate(pts), np.concatenate(ps)
+    if len(all_p) != len(all_xy):
+        raise InputError(f"{len(all_xy)} candidate points but {len(all_p)} probabilities")
+    return count_range(all_p[hotspot.contains(all_xy)], settings=settings)

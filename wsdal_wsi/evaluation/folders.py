@@ -31,7 +31,6 @@ file (in either folder).
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import json
 import math
@@ -43,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from wsdal_wsi.errors import ConfigError, InputError, ResolutionError
+from wsdal_wsi.errors import ConfigError, ResolutionError
 from wsdal_wsi.evaluation.matching import match_points, prf
+from wsdal_wsi.evaluation.pairing import image_key, pair_files
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
-from wsdal_wsi.qupath import SLIDE_EXTENSIONS, read_objects
+from wsdal_wsi.qupath import SLIDE_EXTENSIONS, ClassSettings, read_objects
 from wsdal_wsi.slide import open_slide
 from wsdal_wsi.units import check_mpp, um_to_px
 
@@ -57,9 +57,6 @@ __all__ = [
     "provenance_mpp",
     "read_mitosis_points",
 ]
-
-#: File name ending of the GeoJSON files that are paired.
-GEOJSON_SUFFIX = ".geojson"
 
 
 @dataclass(frozen=True)
@@ -214,12 +211,22 @@ def _json_float(value: float) -> float | None:
 # ----------------------------------------------------------------------------- reading
 
 
-def _matches(class_name: str | None, classes: Sequence[str]) -> bool:
-    return class_name is not None and any(fnmatch.fnmatchcase(class_name, c) for c in classes)
+def _class_roles(classes: Iterable[str] | ClassSettings) -> ClassSettings:
+    """Positive class names/patterns as :class:`ClassSettings` (which may also say what
+    unclassified points are)."""
+    if isinstance(classes, ClassSettings):
+        return classes
+    patterns = (classes,) if isinstance(classes, str) else tuple(classes)
+    if not patterns or not all(isinstance(c, str) and c.strip() for c in patterns):
+        raise ConfigError(f"classes must be non-empty class names, got {patterns!r}")
+    return ClassSettings(positive=patterns)
 
 
 def read_mitosis_points(
-    path: str | os.PathLike[str], *, role: str, classes: Sequence[str] = ("Mitosis",)
+    path: str | os.PathLike[str],
+    *,
+    role: str,
+    classes: Iterable[str] | ClassSettings = ("Mitosis",),
 ) -> np.ndarray:
     """Read the points of a QuPath GeoJSON file that count for evaluation.
 
@@ -231,8 +238,9 @@ def read_mitosis_points(
         ``"truth"``: positive-class points not made by wsdal-wsi. ``"pred"``: the
         tool's own positive-class points if the file holds any object the tool
         made, else every positive-class point.
-    classes : sequence of str
-        Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    classes : sequence of str, or ClassSettings
+        Positive class names or shell-style patterns (default ``("Mitosis",)``), or
+        class roles (their positive classes, and ``unclassified_as``).
 
     Returns
     -------
@@ -246,6 +254,7 @@ def read_mitosis_points(
     """
     if role not in ("truth", "pred"):
         raise ConfigError(f"role must be 'truth' or 'pred', got {role!r}")
+    roles = _class_roles(classes)
     objects = read_objects(path)
     if role == "truth":
         wanted_tool = False
@@ -255,7 +264,8 @@ def read_mitosis_points(
     for obj in objects:
         if wanted_tool is not None and obj.tool_made != wanted_tool:
             continue
-        if obj.geometry_type in ("Point", "MultiPoint") and _matches(obj.class_name, classes):
+        is_point = obj.geometry_type in ("Point", "MultiPoint")
+        if is_point and roles.role(obj.class_name) == "positive":
             xy.extend(obj.points)
     return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
 
@@ -329,66 +339,13 @@ def _resolve_mpp(
     )
 
 
-# ----------------------------------------------------------------------------- pairing
-
-
-def _strip_slide_extension(stem: str) -> str:
-    lower = stem.lower()
-    for ext in SLIDE_EXTENSIONS:
-        if lower.endswith(ext) and len(stem) > len(ext):
-            return stem[: -len(ext)]
-    return stem
-
-
-def _geojson_files(folder: Path, what: str) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if name.startswith(".") or not name.lower().endswith(GEOJSON_SUFFIX) or not path.is_file():
-            continue
-        key = _strip_slide_extension(name[: -len(GEOJSON_SUFFIX)])
-        if key in files:
-            raise InputError(
-                f"{what} folder {folder}: {files[key].name} and {name} are both for image {key!r}; "
-                "keep one"
-            )
-        files[key] = path
-    return files
-
-
-def _pairs(pred: Path, truth: Path) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
-    for path, what in ((pred, "prediction"), (truth, "ground-truth")):
-        if not path.exists():
-            raise InputError(f"{what} path {path} does not exist")
-    if pred.is_file() and truth.is_file():
-        name = pred.name
-        stem = name[: -len(GEOJSON_SUFFIX)] if name.lower().endswith(GEOJSON_SUFFIX) else pred.stem
-        key = _strip_slide_extension(stem)
-        return [(key, pred, truth)], [], []
-    if pred.is_file() != truth.is_file():
-        raise InputError(
-            f"PRED {pred} and TRUTH {truth} must both be folders or both be GeoJSON files"
-        )
-    pred_files = _geojson_files(pred, "prediction")
-    truth_files = _geojson_files(truth, "ground-truth")
-    common = sorted(set(pred_files) & set(truth_files))
-    pred_only = [pred_files[k] for k in sorted(set(pred_files) - set(truth_files))]
-    truth_only = [truth_files[k] for k in sorted(set(truth_files) - set(pred_files))]
-    if not common:
-        raise InputError(
-            f"no image has a GeoJSON file in both {pred} ({len(pred_files)} files) and {truth} "
-            f"({len(truth_files)} files); files are paired by slide stem (<stem>.geojson)"
-        )
-    return [(k, pred_files[k], truth_files[k]) for k in common], pred_only, truth_only
-
-
 def evaluate_folders(
     pred: str | os.PathLike[str],
     truth: str | os.PathLike[str],
     *,
     radius_um: float = 7.5,
     mpp: float | None = None,
-    classes: Iterable[str] = ("Mitosis",),
+    classes: Iterable[str] | ClassSettings = ("Mitosis",),
     count_unpaired: bool = True,
     progress: Progress | None = None,
 ) -> FolderEvaluation:
@@ -402,8 +359,9 @@ def evaluate_folders(
         Matching radius (µm); MIDOG uses 7.5 µm.
     mpp : float, optional
         Level-0 resolution (µm/px) of every image, overriding what the files say.
-    classes : iterable of str
-        Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    classes : iterable of str, or ClassSettings
+        Positive class names or shell-style patterns (default ``("Mitosis",)``), or
+        class roles (their positive classes, and ``unclassified_as``).
     count_unpaired : bool
         Count the images found on one side only, as MIDOG does: ground truth
         without predictions as false negatives, predictions without ground
@@ -429,18 +387,16 @@ def evaluate_folders(
     if not math.isfinite(radius) or radius <= 0:
         raise ConfigError(f"--radius-um must be a positive number of µm, got {radius_um!r}")
     user_mpp = None if mpp is None else check_mpp(mpp, what="--mpp")
-    class_patterns = tuple(classes)
-    if not class_patterns or not all(isinstance(c, str) and c.strip() for c in class_patterns):
-        raise ConfigError(f"classes must be non-empty class names, got {class_patterns!r}")
-    pairs, pred_only, truth_only = _pairs(Path(pred), Path(truth))
+    roles = _class_roles(classes)
+    pairs, pred_only, truth_only = pair_files(Path(pred), Path(truth))
     progress = progress or NULL_PROGRESS
     results: list[ImageEvaluation] = []
     if count_unpaired:
-        results += _unpaired(pred_only, truth_only, class_patterns)
+        results += _unpaired(pred_only, truth_only, roles)
     with progress.task("Evaluating", total=len(pairs)) as task:
         for key, pred_path, truth_path in pairs:
-            pred_xy = read_mitosis_points(pred_path, role="pred", classes=class_patterns)
-            truth_xy = read_mitosis_points(truth_path, role="truth", classes=class_patterns)
+            pred_xy = read_mitosis_points(pred_path, role="pred", classes=roles)
+            truth_xy = read_mitosis_points(truth_path, role="truth", classes=roles)
             image_mpp, source = _resolve_mpp(key, pred_path, truth_path, user_mpp)
             radius_px = um_to_px(radius, image_mpp)
             match = match_points(pred_xy, truth_xy, radius_px=radius_px)
@@ -465,26 +421,21 @@ def evaluate_folders(
         pred_only=tuple(pred_only),
         truth_only=tuple(truth_only),
         radius_um=radius,
-        classes=class_patterns,
+        classes=roles.positive,
         unpaired_counted=count_unpaired,
     )
 
 
 def _unpaired(
-    pred_only: Sequence[Path], truth_only: Sequence[Path], classes: tuple[str, ...]
+    pred_only: Sequence[Path], truth_only: Sequence[Path], classes: ClassSettings
 ) -> list[ImageEvaluation]:
     """The images on one side only: all false positives, or all false negatives."""
     out = []
     for path, role in [*((p, "pred") for p in pred_only), *((p, "truth") for p in truth_only)]:
         n = len(read_mitosis_points(path, role=role, classes=classes))
-        stem = (
-            path.name[: -len(GEOJSON_SUFFIX)]
-            if path.name.lower().endswith(GEOJSON_SUFFIX)
-            else path.stem
-        )
         out.append(
             ImageEvaluation(
-                key=_strip_slide_extension(stem),
+                key=image_key(path),
                 pred_path=path if role == "pred" else None,
                 truth_path=path if role == "truth" else None,
                 mpp=None,

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from wsdal_wsi.atomic import atomic_path
 from wsdal_wsi.errors import ConfigError, ModelFileError
+from wsdal_wsi.model.calibration import Calibration
 from wsdal_wsi.model.device import autocast, prepare_model
 from wsdal_wsi.model.nets import build_network
 from wsdal_wsi.model.torch_files import read_torch_file
@@ -81,6 +82,13 @@ class ModelSpec:
         Data, preset, stage statistics, versions (JSON-able).
     arch_kwargs : dict
         Constructor arguments of ``arch`` (e.g. ``{"width": 64}``).
+    calibration : dict
+        Platt scaling of p(mitosis) fitted on the validation slides
+        (:class:`wsdal_wsi.model.calibration.Calibration`; empty: the identity).
+    annotation_classes : dict
+        The training run's class roles (``ClassSettings.to_dict()``): prediction
+        counts the same region classes unless told otherwise. Empty in models made
+        before it was recorded.
     """
 
     arch: str
@@ -94,6 +102,8 @@ class ModelSpec:
     merge_radius_um: float
     provenance: dict[str, Any]
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    annotation_classes: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # bounds a model file from a stranger must keep too: a patch of 10^9 px, a
@@ -147,6 +157,10 @@ class ModelSpec:
             ``override`` is not a probability in [0, 1].
         """
         return self.threshold if override is None else check_probability(override)
+
+    def calibration_map(self) -> Calibration:
+        """The calibration of the model's probabilities (the identity if none was fitted)."""
+        return Calibration.from_dict(self.calibration)
 
     def with_threshold(self, threshold: float) -> ModelSpec:
         """A copy with another decision threshold."""

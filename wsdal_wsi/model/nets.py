@@ -273,6 +273,8 @@ def load_trunk_weights(trunk: ResNet18Trunk, path: str | Path) -> int:
     if not isinstance(state, dict):
         raise InputError(f"{path}: pretrained weights are not a state dict")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
+    if any(k.startswith("trunk.") for k in state):  # a wsdal model file: its trunk only
+        state = {k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")}
     own = trunk.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in state]

@@ -119,6 +119,7 @@ def describe_model(model_path: str | os.PathLike[str], model: Any) -> ModelInfo:
         sha256=file_sha256(model_path),
         threshold=model.spec.threshold,
         target_mpp=model.spec.target_mpp,
+        calibration=dict(model.spec.calibration),
     )
 
 
@@ -427,6 +428,7 @@ def _outcome(record: Any, job: _Job) -> tuple[str, SlideSummary]:
             previous[1],
             settings=job.settings.hotspot,
             threshold=job.threshold,
+            review_n=job.settings.review_n,
             progress=job.progress,
         )
         return "recounted", summary

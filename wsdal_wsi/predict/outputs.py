@@ -95,4 +95,5 @@ def folder_settings(
         "hotspot": settings.hotspot.to_dict(),
         "thumbnail_px": settings.thumbnail_px,
         "gallery_n": settings.gallery_n,
+        "review_n": settings.review_n,
     }

@@ -15,7 +15,9 @@ Accepted:
 - ``measurements`` as a map (0.4+) or a list of ``{"name", "value"}`` (older),
   with NaN/infinities as numbers or as the strings ``"NaN"``, ``"Infinity"``;
 - Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon,
-  GeometryCollection (ellipses are polygons with ``isEllipse``).
+  GeometryCollection (ellipses are polygons with ``"isEllipse": true`` inside
+  ``geometry``, where QuPath 0.4-0.6 write it; the flag in ``properties``, where
+  earlier wsdal-wsi files put it, is read too).
 
 A broken feature raises :class:`~wsdal_wsi.errors.AnnotationFormatError`
 naming the file and the index of the feature. A classification object without
@@ -371,7 +373,7 @@ def parse_feature(feature: Any, *, index: int = 0) -> QuPathObject:
         class_color=color,
         name=name,
         measurements=_measurements(props.get("measurements")),
-        is_ellipse=_flag(props, "isEllipse"),
+        is_ellipse=_flag(feature["geometry"], "isEllipse") or _flag(props, "isEllipse"),
         is_locked=_flag(props, "isLocked"),
         id=fid if isinstance(fid, str) and fid not in _LEGACY_TYPES else None,
     )

@@ -20,6 +20,7 @@ points on, so that one click on a small crop does not.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from wsdal_wsi.qupath.model import ClassSettings, ImageAnnotations
@@ -73,7 +74,7 @@ def drop_points_outside(
         f"{source}: {n_out} point(s) outside the slide (level-0 {w} x {h} px), not used: "
         f"{examples}{', ...' if n_out > len(shown) else ''}"
     )
-    return ImageAnnotations(points=kept, areas=ann.areas), warning, n_out
+    return dataclasses.replace(ann, points=kept), warning, n_out
 
 
 def density_warning(

@@ -96,6 +96,7 @@ class ProjectSource(Source):
                     "entry_id": im.entry_id,
                     "project_mpp": im.mpp,
                     "warnings": warnings,
+                    "server": im.server,
                 }
             )
         return entries

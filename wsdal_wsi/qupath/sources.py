@@ -33,6 +33,7 @@ from wsdal_wsi.qupath.annotations import annotations_from_objects
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
 from wsdal_wsi.qupath.model import ClassSettings, ImageAnnotations
 from wsdal_wsi.qupath.plausibility import density_warning, drop_points_outside
+from wsdal_wsi.qupath.server_builder import ServerInfo
 from wsdal_wsi.slide import open_slide
 
 __all__ = [
@@ -114,6 +115,9 @@ class ImageRecord:
     dropped_points : int
         Points of the annotation file outside the slide, left out of
         ``annotations`` (a warning says so).
+    server : ServerInfo or None
+        For a QuPath project: how QuPath reads the image (its ``serverBuilder``),
+        which decides whether QuPath's coordinates are the slide's level-0 (x, y).
     """
 
     name: str
@@ -131,6 +135,7 @@ class ImageRecord:
     project_mpp: float | None = None
     user_mpp: float | None = None
     dropped_points: int = 0
+    server: ServerInfo | None = None
 
     def open_slide(self, *, fast_tiles: bool = True):
         """Open the image's slide with its resolution fallbacks (a :class:`~wsdal_wsi.slide.Slide`).
@@ -138,17 +143,34 @@ class ImageRecord:
         Raises
         ------
         SlideError
-            The slide is missing or does not open (the message names it).
+            The slide is missing or does not open, or QuPath's coordinates of
+            the image are not the slide's level-0 (x, y) (the message says why).
         """
+        slide = self._open_unchecked(fast_tiles=fast_tiles)
+        problem = self.frame_problem(slide)
+        if problem is not None:
+            slide.close()
+            raise SlideError(f"{self.name}: {problem}")
+        return slide
+
+    def _open_unchecked(self, *, fast_tiles: bool = True):
         if self.slide_path is None:
             reason = "; ".join(p for p in self.problems if "slide" in p.lower()) or "slide missing"
             raise SlideError(f"{self.name}: {reason}")
+        if self.server is not None and self.server.problem is not None:
+            raise SlideError(f"{self.name}: {self.server.problem}")
         return open_slide(
             self.slide_path,
             mpp=self.user_mpp,
             project_mpp=self.project_mpp,
             fast_tiles=fast_tiles,
         )
+
+    def frame_problem(self, slide: Any) -> str | None:
+        """Why QuPath's coordinates of this image do not fit the open ``slide``, or None."""
+        if self.server is None:
+            return None
+        return self.server.slide_problem(slide.properties, slide.dimensions)
 
     @property
     def usable(self) -> bool:
@@ -170,6 +192,7 @@ class ImageRecord:
             "annotation_file": str(self.annotation_path) if self.annotation_path else None,
             "points": ann.points_per_class() if ann else {},
             "areas": ann.areas_per_class() if ann else {},
+            "corrections": ann.corrections() if ann else {},
             "usable": self.usable,
             "dropped_points": self.dropped_points,
             "problems": list(self.problems),
@@ -263,7 +286,12 @@ class Source:
 
     def describe(self) -> dict[str, Any]:
         """JSON-able description of the source."""
-        return {"kind": self.kind, "path": str(self.path), "backend": self.backend}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "backend": self.backend,
+            "classes": self.classes.to_dict(),
+        }
 
     # -- shared ---------------------------------------------------------------------
     def _record(
@@ -278,6 +306,7 @@ class Source:
         entry_id: str | None = None,
         project_mpp: float | None = None,
         warnings: Sequence[str] = (),
+        server: ServerInfo | None = None,
     ) -> ImageRecord:
         record = ImageRecord(
             name=name,
@@ -289,9 +318,12 @@ class Source:
             warnings=list(warnings),
             project_mpp=project_mpp,
             user_mpp=self.mpp,
+            server=server,
         )
         if slide_path is None:
             record.problems.append(slide_problem or "slide missing")
+        elif server is not None and server.problem is not None:
+            record.problems.append(server.problem)
         elif self.check_slides:
             self._check_slide(record)
         if loader is None:
@@ -339,15 +371,18 @@ class Source:
 
     def _check_slide(self, record: ImageRecord) -> None:
         try:
-            with record.open_slide() as slide:
+            with record._open_unchecked() as slide:
                 record.readable = True
                 record.dimensions = tuple(slide.dimensions)  # type: ignore[assignment]
                 record.mpp, record.mpp_source = slide.mpp, slide.mpp_source
+                frame = record.frame_problem(slide)
         except WsdalError as exc:
             if self.strict:
                 raise
             record.problems.append(f"slide does not open: {exc}")
             return
+        if frame is not None:
+            record.problems.append(frame)
         if record.mpp is None:
             problem = (
                 "no resolution (µm/px): the slide records none; give it with --mpp "

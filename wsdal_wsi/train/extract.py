@@ -129,6 +129,7 @@ def extract_store(
     val_fraction: float = 0.2,
     seed: int = 0,
     mpp: float | None = None,
+    relink: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
 ) -> PatchStore:
@@ -150,6 +151,8 @@ def extract_store(
     seed : int
     mpp : float, optional
         Resolution for slides without one.
+    relink : sequence of "OLD=NEW", optional
+        Slide path prefixes to replace (a project whose slides moved).
     device : str or torch.device
         Where candidates are detected.
     progress : Progress, optional
@@ -168,7 +171,7 @@ def extract_store(
     params = candidate_params if candidate_params is not None else CandidateParams()
     classes = classes if classes is not None else ClassSettings()
     dev = torch.device(device)
-    src = open_source(source, classes=classes, mpp=mpp)
+    src = open_source(source, classes=classes, mpp=mpp, relink=relink or None)
     records = src.images(progress=progress)
     skipped = [{"key": r.key, "reason": "; ".join(r.problems)} for r in records if not r.usable]
     usable = [r for r in records if r.usable]
@@ -269,8 +272,9 @@ def _extract_image(
     with open_slide(rec.slide_path, mpp=rec.mpp) as slide:
         mpp = slide.require_mpp()
         f = slide.level0_per_px(settings.target_mpp)
-        pos = points_xy(ann.points_with_role("positive", classes))
-        neg = points_xy(ann.points_with_role("negative", classes))
+        pos_pts = ann.points_with_role("positive", classes)
+        neg_pts = ann.points_with_role("negative", classes)
+        pos, neg = points_xy(pos_pts), points_xy(neg_pts)
         # no usable negative candidate near these
         avoid = points_xy(
             p for p in ann.points if classes.role(p.class_name) in ("ignored", "unknown")
@@ -317,6 +321,8 @@ def _extract_image(
                 settings=settings,
                 level0_per_px=f,
                 rng=rng,
+                pos_trusted=np.array([p.correction is not None for p in pos_pts], bool),
+                neg_trusted=np.array([p.correction is not None for p in neg_pts], bool),
             ),
             candidate_rows(cand, label, base=base),
         )
@@ -331,6 +337,7 @@ def _extract_image(
         "has_regions": bool(regions),
         "n_positive": len(pos),
         "n_negative_clicks": len(neg),
+        "n_trusted": sum(ann.corrections().values()),
         "n_candidates": len(cand),
         "area_mm2": round(float(area_mm2), 6),
         "n_candidates_found": n_found,

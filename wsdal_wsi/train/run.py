@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +32,12 @@ from wsdal_wsi import __version__
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError, TrainingError
 from wsdal_wsi.model.device import resolve_device
-from wsdal_wsi.model.file import ModelSpec, save_model
+from wsdal_wsi.model.file import ModelSpec, read_spec, save_model
 from wsdal_wsi.model.nets import find_imagenet_weights
 from wsdal_wsi.model.torch_files import read_torch_file
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
@@ -73,7 +75,19 @@ ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 CLASS_NAMES = ("Non-mitosis", "Mitosis")
 
 
-def _resolve_pretrained(pretrained: str | None, width: int) -> Path | None:
+def _resolve_pretrained(
+    pretrained: str | None, width: int, init_model: str | None = None
+) -> Path | None:
+    """The weights every trunk starts from: ``--init`` (an earlier wsdal model), else
+    ``--pretrained``, else local ImageNet weights (full width only), else none."""
+    if init_model:
+        spec = read_spec(init_model)  # ModelFileError (exit 2) for a wrong or damaged file
+        if int(spec.arch_kwargs.get("width", 64)) != width:
+            raise ConfigError(
+                f"--init {init_model}: its network is {spec.arch_kwargs.get('width', 64)} "
+                f"channels wide, the preset's {width}; use the same preset as that run"
+            )
+        return Path(init_model)
     if pretrained:
         p = Path(pretrained)
         if not p.is_file():
@@ -133,12 +147,13 @@ def train_from_store(
     dev = resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
-    pre = _resolve_pretrained(settings.pretrained, preset.width)
-    init = (
-        f"ImageNet/pretrained weights from {pre}"
-        if pre
-        else "random init (no local ImageNet weights)"
-    )
+    pre = _resolve_pretrained(settings.pretrained, preset.width, settings.init_model)
+    if settings.init_model:
+        init = f"the earlier model {pre} (fine-tuning)"
+    elif pre:
+        init = f"ImageNet/pretrained weights from {pre}"
+    else:
+        init = "random init (no local ImageNet weights)"
     log.info("training on %s; trunk initialisation: %s", dev, init)
     ctx = _context(store, dev, settings, pre, progress, cache_bytes)
     stages: dict[str, Any] = {}
@@ -190,11 +205,14 @@ def train_run(
     stop_after: str | None = None,
     progress: Progress | None = None,
     cache_bytes: int | None = None,
+    relink: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``wsdal train``: extract the patch store of ``source`` once, then train.
 
     ``settings.source`` is set from ``source``. The store lives in ``RUN/store``;
-    an incomplete one (an interrupted extraction) is extracted again.
+    an incomplete one (an interrupted extraction) is extracted again. ``relink``
+    ("OLD=NEW" slide path prefixes) finds the slides of a moved project; it does
+    not change the run's settings.
 
     Returns
     -------
@@ -206,8 +224,10 @@ def train_run(
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     settings = dataclasses.replace(settings, source=str(source.resolve()))
-    if settings.pretrained:  # a bad --pretrained file: say so before minutes of extraction
-        read_torch_file(_resolve_pretrained(settings.pretrained, 0), what="ResNet-18 weights file")
+    # a wrong --init or --pretrained is refused before the slides are read
+    start = _resolve_pretrained(settings.pretrained, settings.preset.width, settings.init_model)
+    if settings.pretrained and not settings.init_model:  # its content, too (safely)
+        read_torch_file(start, what="ResNet-18 weights file")
     check_run_config(out_dir, settings, resume=resume)
     root = out_dir / "store"
     if PatchStore.is_complete(root):
@@ -220,6 +240,8 @@ def train_run(
             val_fraction=settings.val_fraction,
             seed=settings.seed,
             mpp=settings.mpp,
+            classes=settings.classes,
+            relink=relink,
             device=resolve_device(device),
             progress=progress,
         )
@@ -336,6 +358,8 @@ def _finish(
         class_names=CLASS_NAMES,
         candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
         merge_radius_um=preset.merge_radius_um,
+        annotation_classes=settings.classes.to_dict(),
+        calibration=dict(thr.get("calibration") or {}),
         provenance=provenance(
             data={
                 "source": settings.source,
@@ -372,6 +396,7 @@ def _finish(
         "val_f1": thr["f1"],
         "threshold_info": {k: v for k, v in thr.items() if k != "heldout"},
         "heldout": thr["heldout"],
+        "calibration": thr.get("calibration") or {},
         "model": str(model_path),
     }
     write_json_atomic(model_path.parent / "summary.json", summary)
@@ -413,6 +438,8 @@ def train_ablation(
         source=cfg.get("source"),
         mpp=cfg.get("mpp"),
         pretrained=cfg.get("pretrained"),
+        init_model=cfg.get("init_model"),
+        classes=ClassSettings.from_dict(cfg.get("classes") or {}),
     )
     need = {"ns": "ns", "ns_dmu": "dmu", "ns_dmu_dle": "dle"}[variant]
     if StageDir(run_dir / need).done is None:

@@ -32,6 +32,11 @@ Columns of ``index.csv``:
 ``x_level0``, ``y_level0``
     The point: the annotated point for a click (what the label audit and the
     validation matching use), the candidate or the jittered point otherwise.
+``trusted``
+    1 for a label the pathologist gave in answer to the tool (a confirmed or corrected
+    detection, an answered question; see :func:`wsdal_wsi.qupath.model.correction_of`)
+    and the jittered copies of such a click: training never removes it as noise.
+    0 otherwise, and in stores written before the column existed.
 ``centre_x_level0``, ``centre_y_level0``
     Where the patch is centred: the point itself, except for a click snapped to
     the candidate nucleus under it (see :mod:`wsdal_wsi.train.extract`). A store
@@ -78,9 +83,11 @@ INDEX_COLUMNS = (
     "in_area",
     "centre_x_level0",
     "centre_y_level0",
+    "trusted",
 )
 #: The columns of stores written before the patch centre was recorded.
-_OLD_INDEX_COLUMNS = INDEX_COLUMNS[:-2]
+#: Index headers read: today's, before ``trusted``, and before the patch centres.
+_READABLE_INDEX_COLUMNS = (INDEX_COLUMNS, INDEX_COLUMNS[:-1], INDEX_COLUMNS[:-3])
 IMAGE_COLUMNS = (
     "key",
     "slide",
@@ -93,6 +100,7 @@ IMAGE_COLUMNS = (
     "n_candidates_found",
     "n_snapped",
     "area_mm2",
+    "n_trusted",
 )
 SOURCES = ("click", "jitter", "negative_click", "candidate")
 #: The index while it is written (renamed to index.csv by StoreWriter.finish).
@@ -198,6 +206,7 @@ class StoreWriter:
                     int(bool(r.get("in_area", True))),
                     float(r.get("centre_x_level0", r["x_level0"])),
                     float(r.get("centre_y_level0", r["y_level0"])),
+                    int(bool(r.get("trusted", False))),
                 )
             )
         with writing(self.root):
@@ -252,6 +261,7 @@ class _Index:
     click_id: np.ndarray  # (N,) int64
     in_area: np.ndarray  # (N,) bool
     centre_level0: np.ndarray  # (N, 2) float64
+    trusted: np.ndarray  # (N,) bool
 
 
 class PatchStore:
@@ -333,7 +343,7 @@ class PatchStore:
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
             header = tuple(next(reader, None) or ())
-            if header not in (INDEX_COLUMNS, _OLD_INDEX_COLUMNS):
+            if header not in _READABLE_INDEX_COLUMNS:
                 raise TrainingError(f"{path}: unexpected columns {list(header)}")
             rows = list(reader)
         if len(rows) != n:
@@ -350,24 +360,36 @@ class PatchStore:
                 np.zeros(0, np.int64),
                 np.zeros(0, bool),
                 np.zeros((0, 2)),
+                np.zeros(0, bool),
             )
-        cols = list(zip(*rows, strict=True))
-        xy = np.stack([np.array(cols[3], float), np.array(cols[4], float)], axis=1)
+        cols = dict(zip(header, zip(*rows, strict=True), strict=True))
+        xy = np.stack([np.array(cols["x_level0"], float), np.array(cols["y_level0"], float)], 1)
         centre = (
-            np.stack([np.array(cols[10], float), np.array(cols[11], float)], axis=1)
-            if len(cols) > 10
+            np.stack(
+                [
+                    np.array(cols["centre_x_level0"], float),
+                    np.array(cols["centre_y_level0"], float),
+                ],
+                axis=1,
+            )
+            if "centre_x_level0" in cols
             else xy
         )
         return _Index(
-            image_key=np.array(cols[1], dtype=object),
-            slide=np.array(cols[2], dtype=object),
+            image_key=np.array(cols["image_key"], dtype=object),
+            slide=np.array(cols["slide"], dtype=object),
             xy_level0=xy,
-            label=np.array(cols[5], dtype=np.int8),
-            source=np.array(cols[6], dtype=object),
-            split=np.array(cols[7], dtype=object),
-            click_id=np.array(cols[8], dtype=np.int64),
-            in_area=np.array(cols[9], dtype=np.int64).astype(bool),
+            label=np.array(cols["label"], dtype=np.int8),
+            source=np.array(cols["source"], dtype=object),
+            split=np.array(cols["split"], dtype=object),
+            click_id=np.array(cols["click_id"], dtype=np.int64),
+            in_area=np.array(cols["in_area"], dtype=np.int64).astype(bool),
             centre_level0=centre,
+            trusted=(
+                np.array(cols["trusted"], dtype=np.int64).astype(bool)
+                if "trusted" in cols
+                else np.zeros(len(xy), bool)
+            ),
         )
 
     def __len__(self) -> int:
@@ -382,6 +404,7 @@ class PatchStore:
     click_id = property(lambda self: self._index.click_id)
     in_area = property(lambda self: self._index.in_area)
     centre_level0 = property(lambda self: self._index.centre_level0)
+    trusted = property(lambda self: self._index.trusted)
 
     def select(
         self,
