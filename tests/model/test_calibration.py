@@ -45,3 +45,14 @@ def test_ece_of_a_perfectly_calibrated_predictor_is_small():
     y = (rng.random(20000) < p).astype(int)
     assert expected_calibration_error(p, y) < 0.02
     assert expected_calibration_error(np.zeros(0), np.zeros(0)) is None
+
+
+def test_nearly_separable_validation_candidates_still_give_a_finite_fit():
+    """Most candidates are obvious negatives (p ~ 0) and the mitoses score high: plain
+    maximum likelihood runs off to infinity there; the fit must stay finite and useful."""
+    rng = np.random.default_rng(4)
+    p = np.r_[rng.uniform(1e-8, 1e-3, 1500), rng.uniform(0.5, 1.0, 100), rng.uniform(0.9, 1, 26)]
+    y = np.r_[np.zeros(1500), np.ones(60), np.zeros(66)].astype(int)
+    cal = fit_calibration(p, y)
+    assert not cal.is_identity and np.isfinite([cal.a, cal.b]).all() and cal.a > 0
+    assert cal.ece_after <= cal.ece_before
