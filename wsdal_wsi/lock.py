@@ -1,182 +1,252 @@
-"""File locks on a prediction output folder, so that processes writing into one OUT cooperate.
+"""Locks on an output folder: one set of settings at a time, one writer per slide.
 
-Several processes may write into one output folder at the same time: the shards of a
-batch (``wsdal predict ... --shard K/N``, e.g. a Slurm job array). Per-slide files
-never collide (each slide belongs to one shard, every file is written atomically);
-the files of the whole batch do. Two locks, both ``fcntl.flock`` on files in OUT
-(advisory, released by the kernel when the process ends, however it ends):
+Two ``wsdal predict`` runs into one ``--out`` folder with other settings would
+both compute everything and the last writer would silently win: the counts one
+of them printed would not be what is on disk. :class:`FolderLock` prevents that
+and lets several processes with the *same* settings share a folder (a second
+run started by mistake, or the shards of a sharded run) without corrupting it:
 
-- ``OUT/.wsdal.lock``, held for a **short** read-modify-write of a batch-level
-  file (``batch.json``, ``counts.csv``, ``counts.xlsx``, ``index.html``):
-  :func:`locked`.
-- ``OUT/.wsdal-batch.lock``, held for a **whole batch**: :func:`claim_batch`.
-  A plain run holds it exclusively; the shards of one batch share it. A batch
-  with another identity (source, model, settings that change the results) is
-  refused while it is held, and so is a plain run while shards run. The lock
-  file holds the identity of the batch that took it (JSON), so the refusal can
-  say what is running.
+- **the folder** (``OUT/.wsdal-lock/folder``): held *shared* by every run
+  writing the folder, which records the settings of the runs that hold it. A run
+  whose settings differ from the holders' is refused
+  (:class:`~wsdal_wsi.errors.OutputError`, naming what differs and who holds it);
+  a run with the same settings joins them. The first holder (nobody else in the
+  folder) knows it is alone (:attr:`FolderLock.alone`), so it may clear what a
+  killed run left (temporary files);
+- **a slide** (``OUT/.wsdal-lock/slide-<key>``): held *exclusively* while a
+  slide's files are written (:meth:`FolderLock.slide`); another run reaching the
+  same slide either moves on (``wait=False``) or waits for it and then finds it
+  finished;
+- **batch-level writes** (``batch.json``, ``counts.csv`` ...): made inside
+  :meth:`FolderLock.batch_writes`, exclusive among the holders, so files written
+  together are never interleaved with another run's.
 
-The file system of OUT must support ``flock`` (local disks; NFSv4; Lustre mounted
-with ``-o flock``; GPFS); where it does not, the error says so.
+A sharded run (several processes, one folder) takes a :class:`FolderLock` with
+the same settings in each process, a slide lock around each slide it writes, and
+makes its batch-level writes inside :meth:`~FolderLock.batch_writes`.
+
+The locks are ``fcntl.flock`` locks (Linux, macOS and other POSIX systems; on
+Linux they work on NFS too, as POSIX record locks): the kernel releases them
+when their process ends, however it ends (``kill -9`` included), so a lock is
+never stale. Where ``fcntl`` is missing (Windows, which would need
+``msvcrt.locking`` or ``LockFileEx``) nothing is locked and a warning says so
+once: there, do not run two commands into one folder at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
+import logging
 import os
-from collections.abc import Iterator
+import socket
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.atomic import make_dirs, writing
+from wsdal_wsi.errors import OutputError
 
-__all__ = ["BATCH_LOCK", "SHORT_LOCK", "BatchClaim", "claim_batch", "locked"]
+try:  # POSIX only
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
-#: Held briefly around every update of a batch-level file.
-SHORT_LOCK = ".wsdal.lock"
-#: Held for the duration of a batch (shared by the shards of one batch).
-BATCH_LOCK = ".wsdal-batch.lock"
+__all__ = ["LOCK_DIR", "FolderLock", "batch_writes"]
+
+log = logging.getLogger(__name__)
+
+#: The hidden folder of an output folder that holds its lock files.
+LOCK_DIR = ".wsdal-lock"
+
+_warned_unlocked = False
 
 
-def _open(path: Path) -> int:
+def _flock(fh: IO[Any], op: int) -> bool:
+    """``flock`` ``fh`` with ``op``; False when non-blocking and held by another."""
+    if fcntl is None:
+        return True
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot create the lock file ({exc.strerror or exc})") from exc
-
-
-def _flock(fd: int, op: int, path: Path) -> None:
-    try:
-        fcntl.flock(fd, op)
+        fcntl.flock(fh.fileno(), op)
     except BlockingIOError:
-        raise
-    except OSError as exc:  # ENOLCK, EOPNOTSUPP: a file system without locks
-        raise InputError(
-            f"{path}: the file system of the output folder does not support file locks "
-            f"({exc.strerror or exc}); use a local disk, NFSv4, or Lustre mounted with -o flock"
-        ) from exc
+        return False
+    return True
+
+
+def _differing(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the fields that differ between two JSON-able settings."""
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        return [prefix or "settings"] if old != new else []
+    out: list[str] = []
+    for k in sorted({*old, *new}):
+        name = f"{prefix}.{k}" if prefix else str(k)
+        out += _differing(old.get(k), new.get(k), name)
+    return out
 
 
 @contextlib.contextmanager
-def locked(out_dir: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold ``OUT/.wsdal.lock`` exclusively (waiting for it) for the ``with`` block."""
-    path = Path(out_dir) / SHORT_LOCK
-    fd = _open(path)
+def batch_writes(folder: str | os.PathLike[str]) -> Iterator[None]:
+    """Exclusive among all processes using ``folder``, for a short while.
+
+    What :meth:`FolderLock.batch_writes` takes; a command that only rewrites the
+    batch files from the summaries (``wsdal report``) takes it without joining
+    the folder. Not re-entrant: never nest it in one process.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock_dir = Path(folder) / LOCK_DIR
+    make_dirs(lock_dir)
+    path = lock_dir / "guard"
+    with writing(path):
+        fh = open(path, "a", encoding="utf-8")
     try:
-        _flock(fd, fcntl.LOCK_EX, path)
+        _flock(fh, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # closing the descriptor releases the lock
+        fh.close()
 
 
-class BatchClaim:
-    """A held ``OUT/.wsdal-batch.lock`` (see :func:`claim_batch`); ``release()`` frees it."""
+class FolderLock:
+    """The lock of a run on an output folder (see the module docstring).
 
-    def __init__(self, fd: int, path: Path, *, shared: bool) -> None:
-        self._fd: int | None = fd
-        self.path = path
-        self.shared = shared
+    Parameters
+    ----------
+    folder : path-like
+        The output folder (created).
+    settings : mapping
+        JSON-able: what must be equal for two runs to share the folder (the
+        model, threshold, counting settings, source, ...). Compared field by field.
+    command : str
+        What holds the lock, for the message a refused run prints
+        (e.g. ``"wsdal predict"``).
+
+    Use it as a context manager (:meth:`acquire` on entry, :meth:`release` on exit).
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike[str], *, settings: Mapping[str, Any], command: str
+    ):
+        self.folder = Path(folder)
+        self.dir = self.folder / LOCK_DIR
+        self.settings = json.loads(json.dumps(dict(settings)))
+        self.command = command
+        self.alone = False
+        self._fh: IO[Any] | None = None
+
+    # -- the folder ---------------------------------------------------------------------
+    def acquire(self) -> FolderLock:
+        """Take the folder: alone, or beside runs with the same settings.
+
+        Raises
+        ------
+        OutputError
+            Runs with other settings hold the folder (the message says which
+            fields differ, and which process holds it); or the folder cannot be
+            written.
+        """
+        global _warned_unlocked
+        if fcntl is None:
+            if not _warned_unlocked:
+                log.warning(
+                    "%s: output folders cannot be locked on this system (no fcntl); do not run "
+                    "two commands into one folder at once",
+                    self.folder,
+                )
+                _warned_unlocked = True
+            self.alone = True
+            return self
+        make_dirs(self.dir)
+        path = self.dir / "folder"
+        with self._guard():
+            with writing(path):
+                fh = open(path, "a+", encoding="utf-8")
+            try:
+                self.alone = _flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if self.alone:
+                    with writing(path):
+                        fh.seek(0)
+                        fh.truncate()
+                        fh.write(json.dumps(self._holder(), ensure_ascii=False))
+                        fh.flush()
+                else:
+                    self._check_holders(fh)
+                _flock(fh, fcntl.LOCK_SH)  # the guard keeps others out while it converts
+            except BaseException:
+                fh.close()
+                raise
+        self._fh = fh
+        return self
+
+    def _holder(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "settings": self.settings,
+        }
+
+    def _check_holders(self, fh: IO[Any]) -> None:
+        fh.seek(0)
+        try:
+            holder = json.loads(fh.read() or "{}")
+        except ValueError:
+            holder = {}
+        theirs = holder.get("settings") if isinstance(holder, dict) else None
+        if theirs == self.settings:
+            return
+        diff = _differing(theirs, self.settings)
+        who = (
+            f"{holder.get('command', 'another run')} (process {holder.get('pid', '?')} on "
+            f"{holder.get('host', '?')})"
+            if isinstance(holder, dict)
+            else "another run"
+        )
+        raise OutputError(
+            f"{self.folder}: {who} is writing this folder with other settings "
+            f"(differs: {', '.join(diff) or 'unknown'}); wait for it to finish, or choose "
+            "another output folder"
+        )
 
     def release(self) -> None:
-        """Let go of the claim (idempotent)."""
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Leave the folder (the lock files stay; they are empty of meaning once released)."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
-    def __enter__(self) -> BatchClaim:
-        return self
+    def __enter__(self) -> FolderLock:
+        return self.acquire()
 
     def __exit__(self, *exc: object) -> None:
         self.release()
 
+    def _guard(self) -> contextlib.AbstractContextManager[None]:
+        """Exclusive among all processes using the folder, for a short while."""
+        return batch_writes(self.folder)
 
-def _holder(fd: int) -> dict[str, Any]:
-    os.lseek(fd, 0, os.SEEK_SET)
-    data = b""
-    while chunk := os.read(fd, 1 << 16):
-        data += chunk
-    try:
-        doc = json.loads(data.decode("utf-8")) if data else {}
-    except (UnicodeDecodeError, ValueError):
-        doc = {}
-    return doc if isinstance(doc, dict) else {}
+    # -- writes of the whole batch ---------------------------------------------------------
+    @contextlib.contextmanager
+    def batch_writes(self) -> Iterator[None]:
+        """Exclusive among the runs holding the folder: make batch-level writes inside it."""
+        with self._guard():
+            yield
 
+    # -- one slide -------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def slide(self, key: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold slide ``key`` exclusively while its files are written.
 
-def _write_holder(fd: int, doc: dict[str, Any]) -> None:
-    data = json.dumps(doc, sort_keys=True).encode("utf-8")
-    os.ftruncate(fd, 0)
-    os.lseek(fd, 0, os.SEEK_SET)
-    os.write(fd, data)
-
-
-def claim_batch(
-    out_dir: str | os.PathLike[str], identity: dict[str, Any], *, shared: bool
-) -> BatchClaim:
-    """Claim OUT for a batch: exclusively (a plain run) or shared with the same batch (a shard).
-
-    Parameters
-    ----------
-    out_dir : path-like
-        The output folder (created if needed).
-    identity : dict
-        JSON-able: what makes two runs the same batch (source, model hash, the
-        settings that change results). Shards share the claim only with an equal
-        identity.
-    shared : bool
-        True for a shard of a batch, False for a plain run.
-
-    Returns
-    -------
-    BatchClaim
-        Held until released or the process ends.
-
-    Raises
-    ------
-    ConfigError
-        Another batch holds OUT: a plain run, or shards of another batch (or any
-        batch while this is a plain run). The message says which.
-    """
-    out = Path(out_dir)
-    path = out / BATCH_LOCK
-    with locked(out):  # claims are made one at a time, so the identity check is race-free
-        fd = _open(path)
+        Yields True when held; with ``wait=False``, False at once when another
+        run holds it (the caller moves on and comes back later).
+        """
+        if fcntl is None:
+            yield True
+            return
+        path = self.dir / f"slide-{key}"
+        with writing(path):
+            fh = open(path, "a", encoding="utf-8")
         try:
-            _flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path)
-        except BlockingIOError:
-            holder = _holder(fd)
-            same = holder.get("identity") == identity and holder.get("shared") and shared
-            try:
-                if not same:
-                    raise BlockingIOError
-                _flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, path)
-            except BlockingIOError:
-                os.close(fd)
-                raise ConfigError(_busy_message(out, holder, shared=shared)) from None
-            return BatchClaim(fd, path, shared=True)
-        except BaseException:
-            os.close(fd)
-            raise
-        _write_holder(fd, {"identity": identity, "shared": shared, "pid": os.getpid()})
-        if shared:
-            _flock(fd, fcntl.LOCK_SH, path)  # downgrade: the batch's other shards may join
-        return BatchClaim(fd, path, shared=shared)
-
-
-def _busy_message(out: Path, holder: dict[str, Any], *, shared: bool) -> str:
-    what = "shards of a batch" if holder.get("shared") else "another wsdal predict"
-    ident = holder.get("identity") or {}
-    detail = ", ".join(f"{k}={ident[k]}" for k in ("source", "model_sha256") if k in ident)
-    if shared and holder.get("shared"):
-        why = "with another source, model or settings than this shard"
-    elif shared:
-        why = "as a plain run (not sharded)"
-    else:
-        why = "now"
-    return (
-        f"{out}: {what} is writing into this folder {why}"
-        + (f" ({detail})" if detail else "")
-        + "; wait for it to finish, or choose another --out folder"
-    )
+            op = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+            yield _flock(fh, op)
+        finally:
+            fh.close()

@@ -20,7 +20,9 @@ PATCH_PX = 32
 SCALEOUT_ARGS = ("--device", "cpu", "--tile-size", "512")
 
 
-def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Path:
+def make_tiny_model(
+    path: Path, *, threshold: float = 0.2, seed: int = 0, annotation_classes: dict | None = None
+) -> Path:
     """An untrained, very narrow ResNet-18 model file (random weights, fixed seed).
 
     Its probabilities are arbitrary but deterministic, which is all the engine tests need.
@@ -43,6 +45,7 @@ def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Pat
         candidate_params=CandidateParams().to_dict(),
         merge_radius_um=5.0,
         provenance={"test": "untrained tiny model"},
+        annotation_classes=annotation_classes or {},
     )
     return save_model(path, net, spec)
 
@@ -66,6 +69,16 @@ def make_dataset(
     return load_dataset(out)
 
 
+def _dimensions(slide: Path) -> tuple[int, int]:
+    """Level-0 (w, h) of a slide, as QuPath records it in the project."""
+    from wsdal_wsi.slide import open_slide
+
+    if not slide.is_file():  # a missing slide: the size QuPath recorded no longer matters
+        return (1024, 768)
+    with open_slide(slide) as opened:
+        return opened.dimensions
+
+
 def make_project(project: Path, slides: list[Path], sidecars: list[Path]) -> Path:
     """A QuPath project (no QuPath) over ``slides``, with the annotation exports.
 
@@ -81,7 +94,7 @@ def make_project(project: Path, slides: list[Path], sidecars: list[Path]) -> Pat
                     "providerClassName": _PROVIDER,
                     "uri": slide.resolve().as_uri(),
                     "args": [],
-                    "metadata": {"width": 1024, "height": 768},
+                    "metadata": dict(zip(("width", "height"), _dimensions(slide), strict=True)),
                 },
                 "entryID": i,
                 "randomizedName": f"00000000-0000-4000-8000-{i:012d}",

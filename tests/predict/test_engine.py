@@ -133,3 +133,21 @@ def test_the_pooled_buffer_path_gives_the_same_detections(slide, tiny_model, mon
     assert got.n_candidates == plain.n_candidates
     np.testing.assert_array_equal(got.points_level0, plain.points_level0)
     np.testing.assert_allclose(got.scores, plain.scores, rtol=1e-5, atol=1e-6)
+
+
+def test_near_misses_are_the_merged_candidates_just_below_the_threshold(
+    slide, tiny_model, reference
+):
+    from wsdal_wsi.predict.engine import NEAR_MISS_FRACTION
+
+    t = float(np.quantile(reference.scores, 0.7))
+    high = predict_slide(slide, tiny_model, threshold=t)
+    # the detections are exactly those of the full merge at or above t (near misses change none)
+    np.testing.assert_array_equal(
+        high.points_level0, reference.points_level0[reference.scores >= t]
+    )
+    near = high.near_scores
+    assert len(near) > 0 and near.max() < t and near.min() >= NEAR_MISS_FRACTION * t
+    floor = reference.scores >= NEAR_MISS_FRACTION * t
+    below = floor & (reference.scores < t)
+    np.testing.assert_array_equal(high.near_points_level0, reference.points_level0[below])

@@ -35,7 +35,7 @@ def test_pooled_batches_give_the_scores_of_one_big_batch(tiny_model):
     direct = tiny_model.predict_proba(patches).numpy()
     thr = float(np.median(direct))
     for batch_size in (1, 7, 64):
-        pool = PatchClassifier(tiny_model, batch_size=batch_size, threshold=thr)
+        pool = PatchClassifier(tiny_model, batch_size=batch_size, keep_from=thr)
         for start in range(0, 50, 9):  # tiles of 9 candidates
             pool.add(patches[start : start + 9], xy[start : start + 9])
         pool.flush()
@@ -47,7 +47,7 @@ def test_pooled_batches_give_the_scores_of_one_big_batch(tiny_model):
 
 
 def test_an_empty_pool_gives_empty_results(tiny_model):
-    pool = PatchClassifier(tiny_model, batch_size=4, threshold=0.5)
+    pool = PatchClassifier(tiny_model, batch_size=4, keep_from=0.5)
     pool.add(torch.zeros((0, 3, 32, 32), dtype=torch.uint8), torch.zeros((0, 2), dtype=torch.long))
     pool.flush()
     xy, p = pool.results()

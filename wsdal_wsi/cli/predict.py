@@ -10,9 +10,19 @@ from rich.text import Text
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+from wsdal_wsi.cli._options import (
+    class_roles,
+    ignore_option,
+    mpp_option,
+    negative_option,
+    positive_option,
+    region_option,
+    relink_option,
+    unclassified_option,
+)
 from wsdal_wsi.counting import HotspotSettings
 from wsdal_wsi.errors import ConfigError
-from wsdal_wsi.qupath import open_source
+from wsdal_wsi.qupath import ClassSettings, open_source
 
 _DEFAULT = HotspotSettings()
 
@@ -20,7 +30,6 @@ __all__ = ["predict", "print_batch_table"]
 
 _RUN = "Run"
 _COUNT = "Hotspot and counting"
-_SRC = "Source"
 _SCALE = "Many slides on many machines"
 
 
@@ -41,21 +50,8 @@ def predict(
         "counts.xlsx, index.html, batch.json.",
     ),
     device: str = typer.Option("auto", "--device", help="auto, cuda or cpu.", rich_help_panel=_RUN),
-    mpp: float | None = typer.Option(
-        None,
-        "--mpp",
-        help=(
-            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
-            "pixel size); never replaces a slide's own."
-        ),
-        rich_help_panel=_SRC,
-    ),
-    relink: list[str] = typer.Option(
-        [],
-        "--relink",
-        help="OLD=NEW: replace a slide path prefix of a project whose slides moved (repeatable).",
-        rich_help_panel=_SRC,
-    ),
+    mpp: float | None = mpp_option(),
+    relink: list[str] = relink_option(),
     threshold: float | None = typer.Option(
         None,
         "--threshold",
@@ -140,9 +136,22 @@ def predict(
         "--out at once; each rebuilds the batch files when it ends.",
         rich_help_panel=_SCALE,
     ),
+    review: int = typer.Option(
+        0,
+        "--review",
+        min=0,
+        help="Write, per slide, this many WS-DAL check objects: the least certain detections "
+        "and near misses, hotspot first, for the pathologist to answer in QuPath.",
+        rich_help_panel=_COUNT,
+    ),
     force: bool = typer.Option(
         False, "--force", help="Predict every slide again, even those finished by an earlier run."
     ),
+    positive: list[str] = positive_option(default_from="the model's"),
+    negative: list[str] = negative_option(default_from="the model's"),
+    region: list[str] = region_option(default_from="the model's"),
+    ignore: list[str] = ignore_option(default_from="the model's"),
+    unclassified_as: str | None = unclassified_option(),
     write_qupath: bool = typer.Option(
         False,
         "--write-qupath",
@@ -173,7 +182,15 @@ def predict(
         run_batch,
     )
 
-    read_spec(model)  # a missing or broken model file: exit 2 before any work
+    spec = read_spec(model)  # a missing or broken model file: exit 2 before any work
+    classes = class_roles(
+        positive,
+        negative,
+        region,
+        ignore,
+        unclassified_as,
+        base=ClassSettings.from_dict(spec.annotation_classes) if spec.annotation_classes else None,
+    )
     hotspot = HotspotSettings.from_options(
         window=window,
         area_mm2=area_mm2,
@@ -187,6 +204,7 @@ def predict(
         reader_threads=reader_threads,
         threshold=threshold,
         hotspot=hotspot,
+        review_n=review,
     )
     if ray is None and (gpus_per_slide is not None or cpus_per_slide is not None):
         raise ConfigError("--gpus-per-slide and --cpus-per-slide apply to --ray only")
@@ -196,7 +214,7 @@ def predict(
         else None
     )
     shard_of = Shard.parse(shard) if shard is not None else None
-    src = open_source(source, relink=relink or None, mpp=mpp)
+    src = open_source(source, classes=classes, relink=relink or None, mpp=mpp)
     if write_qupath:
         check_write_qupath(src)
     with RichProgress() as progress:
@@ -221,6 +239,22 @@ def predict(
             f"QuPath: {src.path / 'wsdal' / 'results'} (run qupath_scripts/import_results.groovy)",
             soft_wrap=True,
             markup=False,
+        )
+    to_review = sum(s.review for s in result.summaries if s.ok)
+    if to_review:
+        out_console.print(
+            f"{to_review} decisions await review (WS-DAL check objects; answer them in QuPath "
+            "by changing their class to a mitosis or look-alike class)",
+            markup=False,
+        )
+    borderline = [
+        s.slide.name for s in result.summaries if s.hotspot_range and s.hotspot_range.borderline
+    ]
+    if borderline:
+        out_console.print(
+            f"Borderline score (count it yourself): {', '.join(borderline)}",
+            markup=False,
+            soft_wrap=True,
         )
     if result.qupath is not None:
         out_console.print(f"QuPath project updated; backup: {result.qupath.backup}", markup=False)

@@ -20,10 +20,12 @@ a killed job) says where it stopped; running the same command again resumes it
 (finished slides are skipped). ``counts.csv``, ``counts.xlsx`` and ``index.html``
 are written at the end (and every few seconds as slides finish, for a parallel
 executor or a shard), and with ``write_qupath`` the results are put into the QuPath
-project (paquo). The batch holds OUT's batch lock (:func:`wsdal_wsi.lock.claim_batch`)
-throughout: exclusively, or shared with the other shards of the same batch; each
-shard rebuilds the batch files from the summaries of every finished image, so the
-last shard to finish leaves them complete.
+project (paquo). The batch holds OUT's folder lock (:class:`wsdal_wsi.lock.FolderLock`)
+throughout: shared with the runs of the same settings (the other shards of the same
+batch, or the same command started twice), refused to runs with other settings; each
+slide is written under its own lock by one run; each shard rebuilds the batch files
+from the summaries of every finished image, so the last shard to finish leaves them
+complete.
 """
 
 from __future__ import annotations
@@ -35,12 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsdal_wsi.errors import ConfigError, QuPathUnavailableError
-from wsdal_wsi.lock import claim_batch
+from wsdal_wsi.atomic import make_dirs, remove_stale_temp_files
+from wsdal_wsi.errors import ConfigError, OutputError, QuPathUnavailableError
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.model.file import ModelSpec
 from wsdal_wsi.predict.image import exchange_copies
 from wsdal_wsi.predict.jobs import Executor, ImageJob, LocalExecutor, predict_job
 from wsdal_wsi.predict.ledger import BatchLedger, new_batch_state
+from wsdal_wsi.predict.outputs import check_outputs_apart, folder_settings
 from wsdal_wsi.predict.settings import PredictSettings, file_sha256
 from wsdal_wsi.predict.shard import Shard
 from wsdal_wsi.predict.state import BatchState, ImageState, check_batch_file
@@ -119,6 +123,7 @@ def describe_model(model_path: str | os.PathLike[str], model: Any) -> ModelInfo:
         sha256=file_sha256(model_path),
         threshold=spec.threshold,
         target_mpp=spec.target_mpp,
+        calibration=dict(spec.calibration),
     )
 
 
@@ -176,7 +181,7 @@ def predict_one(
     settings : PredictSettings
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     job = _make_job(
         0, record, source, out, model_info=model_info, settings=settings, spec=model.spec
     )
@@ -205,9 +210,10 @@ def run_batch(
     model_path : path-like
         A model file (``wsdal train``'s ``RUN/model.pt``).
     out_dir : path-like
-        The output folder (created). May be the slide folder itself: results
-        GeoJSON files are merged into existing ones, never replacing objects
-        that wsdal-wsi did not make.
+        The output folder (created). It may hold earlier results (their
+        GeoJSON files are merged, never replacing objects that wsdal-wsi did
+        not make), but none of its outputs may be one of the source's files (a
+        slide folder with its sidecars, a project's annotation exports).
     settings : PredictSettings
     force : bool
         Predict every image again, even those an earlier run finished.
@@ -237,14 +243,17 @@ def run_batch(
     ModelFileError
         The model file is missing or not a model (exit 2).
     InputError
-        ``out_dir`` holds a ``batch.json`` that is not ours; a bad option;
-        another batch is writing into ``out_dir``.
+        ``out_dir`` holds a ``batch.json`` that is not ours; a bad option.
+    OutputError
+        ``out_dir`` cannot be written (read-only, under a plain file, full
+        disk), an output would replace an input, or another run writes the
+        folder with other settings.
     QuPathUnavailableError
         ``write_qupath`` and no QuPath installation.
     """
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a folder")
+        raise OutputError(f"--out {out}: exists and is not a folder")
     batch_path = check_batch_file(out)
     if write_qupath:
         if shard is not None:
@@ -260,20 +269,22 @@ def run_batch(
         spec = executor.prepare(Path(model_path))
         model_info = describe_model(model_path, spec)
         records = source.images(progress=progress)
-        out.mkdir(parents=True, exist_ok=True)
-        batch_settings = {
-            **settings.to_dict(),
-            "threshold_used": settings.threshold_for(spec),
-            "force": force,
-        }
-        identity = _identity(source.describe(), model_info, batch_settings)
-        with claim_batch(out, identity, shared=shard is not None):
+        threshold = settings.threshold_for(spec)
+        check_outputs_apart(source, records, out)
+        make_dirs(out)
+        key = folder_settings(
+            source, model_sha256=model_info.sha256, threshold=threshold, settings=settings
+        )
+        with FolderLock(out, settings=key, command="wsdal predict") as lock:
+            if lock.alone:
+                for p in remove_stale_temp_files(out):
+                    log.info("removed %s, left by a run that was killed", p)
             state = new_batch_state(
                 batch_path,
                 records,
                 source_info=source.describe(),
                 model_info=model_info,
-                settings=batch_settings,
+                settings={**settings.to_dict(), "threshold_used": threshold, "force": force},
                 executor=executor.describe(),
                 shard=shard,
             )
@@ -284,17 +295,22 @@ def run_batch(
                 if r.key in mine
             ]
             state.owned = mine if shard is not None else None
+            state.lock = lock
             state.save()
             run = BatchLedger(
-                state, out, records, shard=shard, live=executor.parallel or shard is not None
+                state, out, records, lock, shard=shard, live=executor.parallel or shard is not None
             )
-            run.go(jobs, executor, force=force, progress=progress, on_image_done=on_image_done)
-            summaries, outputs = run.finish()
-            result = BatchResult(state=state, summaries=summaries, outputs=outputs)
-            if write_qupath:
-                result.qupath = _write_into_project(source, records, state)
-            state.status = "finished"
-            state.save()
+            try:
+                run.go(jobs, executor, force=force, progress=progress, on_image_done=on_image_done)
+                summaries, outputs = run.finish()
+                result = BatchResult(state=state, summaries=summaries, outputs=outputs)
+                if write_qupath:
+                    result.qupath = _write_into_project(source, records, state)
+                state.status = "finished"
+                state.save()
+            except BaseException:  # Ctrl-C, a full disk, a hook's exception: resumable
+                run.interrupted()
+                raise
             result.outputs["batch"] = state.path
             return result
     finally:
@@ -303,20 +319,6 @@ def run_batch(
 
 def _key(record: Any) -> str:
     return record.key
-
-
-def _identity(
-    source_info: dict[str, Any], model_info: ModelInfo, settings: dict[str, Any]
-) -> dict[str, Any]:
-    """What makes two runs the same batch: source, model, and the settings that change results."""
-    path = source_info.get("path")
-    return {
-        "source": str(Path(path).resolve()) if path else None,  # however each shard spelt it
-        "model_sha256": model_info.sha256,
-        "settings": {
-            k: settings.get(k) for k in ("threshold_used", "hotspot", "thumbnail_px", "gallery_n")
-        },
-    }
 
 
 def _write_into_project(source: Any, records: list[Any], state: BatchState) -> Any:

@@ -47,7 +47,12 @@ from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.slide import TissueMask, tissue_mask
 from wsdal_wsi.units import um_to_px
 
-__all__ = ["SlidePrediction", "predict_slide"]
+__all__ = ["NEAR_MISS_FRACTION", "SlidePrediction", "predict_slide"]
+
+#: Near misses are the candidates scoring at least this fraction of the threshold (kept for
+#: the hotspot's count interval and the review list). Greedy merging visits candidates by
+#: descending score, so keeping them changes no detection.
+NEAR_MISS_FRACTION = 0.25
 
 
 @dataclass
@@ -62,6 +67,12 @@ class SlidePrediction:
         ``(N,)`` float64 p(mitosis) of each detection (>= ``threshold``).
     threshold : float
         The probability threshold applied.
+    near_points_level0 : numpy.ndarray
+        ``(M, 2)`` float64 level-0 ``(x, y)`` of the near misses: candidates scoring
+        below the threshold but at least :data:`NEAR_MISS_FRACTION` of it, not within
+        the merge radius of a higher-scoring candidate (so none beside a detection).
+    near_scores : numpy.ndarray
+        ``(M,)`` float64 p(mitosis) of the near misses.
     n_candidates : int
         Candidates classified (each once, in the inference area).
     n_above_threshold : int
@@ -93,6 +104,8 @@ class SlidePrediction:
     points_level0: np.ndarray
     scores: np.ndarray
     threshold: float
+    near_points_level0: np.ndarray
+    near_scores: np.ndarray
     n_candidates: int
     n_above_threshold: int
     n_tiles: int
@@ -207,7 +220,7 @@ def predict_slide(
     mask_h, mask_w = area.mask.shape
     scale = f / area.downsample  # mask px per target px
 
-    classifier = PatchClassifier(model, batch_size=batch_size, threshold=thr)
+    classifier = PatchClassifier(model, batch_size=batch_size, keep_from=NEAR_MISS_FRACTION * thr)
     stream = TileStream(slide, tiles, read_px=read_px, target_mpp=target_mpp,
                         threads=reader_threads, depth=reader_threads + tiles_per_step,
                         pinned=cuda, held=tiles_per_step)  # fmt: skip
@@ -230,6 +243,8 @@ def predict_slide(
 
     t0 = time.perf_counter()
     points, scores = _merge_detections(gxy, prob, spec=spec, level0_per_px=f)
+    det = scores >= thr
+    n_above = int(np.count_nonzero(prob >= thr))
     timings["merge_s"] = time.perf_counter() - t0
     timings["read_s"] = stream.read_s
     timings["read_wait_s"] = stream.wait_s
@@ -238,11 +253,13 @@ def predict_slide(
     timings["total_s"] = time.perf_counter() - t_start
     tissue_mp = float(tissue.mask.sum()) * (tissue.downsample / f) ** 2 / 1e6
     return SlidePrediction(
-        points_level0=points,
-        scores=scores,
+        points_level0=points[det],
+        scores=scores[det],
         threshold=thr,
+        near_points_level0=points[~det],
+        near_scores=scores[~det],
         n_candidates=classifier.n_classified,
-        n_above_threshold=len(gxy),
+        n_above_threshold=n_above,
         n_tiles=len(tiles),
         tile_size_px=tile_size_px,
         margin_px=margin_px,
@@ -294,7 +311,7 @@ def _stream_tiles(
 def _merge_detections(
     gxy: np.ndarray, prob: np.ndarray, *, spec: Any, level0_per_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge the candidates above the threshold into detections.
+    """Merge the kept candidates (detections and near misses) greedily by score.
 
     Parameters
     ----------

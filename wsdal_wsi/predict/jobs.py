@@ -134,7 +134,7 @@ def failed_outcome(
     path = slide_files(job.out_dir, job.record.key).summary
     try:
         write_summary(path, summary)
-    except OSError as exc:  # the reason stays in batch.json
+    except (OSError, WsdalError) as exc:  # a full disk: the reason stays in batch.json
         outcome.warnings.append(f"could not write {path}: {exc}")
     return outcome
 
@@ -200,6 +200,7 @@ def reuse_previous(
             previous[1],
             settings=job.settings.hotspot,
             threshold=job.threshold,
+            review_n=job.settings.review_n,
             progress=progress,
         )
         return ImageOutcome("recounted", summary)

@@ -7,10 +7,18 @@ into while images are reused or predicted: each image's line in ``batch.json``
 for a parallel executor or a shard, every :data:`LIVE_OUTPUTS_EVERY_S` seconds as
 images finish. A shard writes the batch files from the summary of every image of
 the batch found in OUT (its own and the other shards').
+
+Each image is reused or predicted under its slide lock
+(:meth:`wsdal_wsi.lock.FolderLock.slide`), held from the moment the ledger takes
+it (one at a time in this process; all at once for a parallel executor) until its
+outcome is recorded: an image another run (same settings, same
+folder) is writing is put off, waited for at the end, and then usually found
+finished.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -18,8 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from wsdal_wsi.errors import InputError
-from wsdal_wsi.lock import locked
+from wsdal_wsi.errors import InputError, WsdalError
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.predict.jobs import Executor, ImageJob, ImageOutcome, reuse_previous
 from wsdal_wsi.predict.shard import Shard
 from wsdal_wsi.predict.state import BatchState, ImageState
@@ -51,11 +59,13 @@ class BatchLedger:
         state: BatchState,
         out: Path,
         records: Sequence[Any],
+        lock: FolderLock,
         *,
         shard: Shard | None,
         live: bool,
     ) -> None:
-        self.state, self.out, self.records = state, out, records
+        self.state, self.out, self.records, self.lock = state, out, records, lock
+        self.held: dict[int, contextlib.ExitStack] = {}
         self.shard, self.live = shard, live
         self.summaries: dict[int, SlideSummary] = {}
         self.last_write = time.monotonic()
@@ -72,6 +82,7 @@ class BatchLedger:
         fill_image_state(im, outcome, summary_file=slide_files(self.out, job.record.key).summary)
         self.summaries[job.index] = outcome.summary
         self.state.save()
+        self.release(job)
         task.advance()
         if self.live and time.monotonic() - self.last_write >= LIVE_OUTPUTS_EVERY_S:
             self.write_outputs()
@@ -86,32 +97,85 @@ class BatchLedger:
         progress: Progress,
         on_image_done: Callable[[ImageState], None] | None,
     ) -> None:
-        """Reuse what earlier runs did, predict the rest with ``executor``."""
+        """Reuse what earlier runs did, predict the rest with ``executor``.
+
+        Whatever stops it, the caller records with :meth:`interrupted`.
+        """
         state = self.state
         try:
             with progress.task("Slides", total=len(jobs)) as task:
-                todo = []
-                for job in jobs:
-                    task.update(status=job.name)
-                    outcome = reuse_previous(job, force=force, progress=progress)
-                    if outcome is None:
-                        todo.append(job)
-                        continue
-                    im = self.record(job, outcome, task)
-                    if on_image_done is not None:
-                        on_image_done(im)
-                for job, outcome in executor.run(todo, progress=progress, on_start=self.start):
-                    task.update(status=job.name)
-                    im = self.record(job, outcome, task)
-                    if on_image_done is not None:
-                        on_image_done(im)
-        except BaseException:
-            state.status = "interrupted"
-            for im in state.images:
-                if im.status == "running" and (state.owned is None or im.key in state.owned):
-                    im.reason = "interrupted while running; re-run to resume"
+
+                def take(some: Sequence[ImageJob], *, wait: bool) -> list[ImageJob]:
+                    """Hold, then reuse where possible; return the jobs left to predict."""
+                    todo = []
+                    for job in some:
+                        if not self.hold(job, wait=wait):
+                            state.images[
+                                job.index
+                            ].reason = "another run is writing it; coming back to it"
+                            deferred.append(job)
+                            continue
+                        task.update(status=job.name)
+                        outcome = reuse_previous(job, force=force, progress=progress)
+                        if outcome is None:
+                            todo.append(job)
+                        else:
+                            self._done(job, outcome, task, on_image_done)
+                    return todo
+
+                def predict(todo: Sequence[ImageJob]) -> None:
+                    for job, outcome in executor.run(todo, progress=progress, on_start=self.start):
+                        task.update(status=job.name)
+                        self._done(job, outcome, task, on_image_done)
+
+                deferred: list[ImageJob] = []
+                if executor.parallel:  # all at once: the executor spreads them
+                    predict(take(jobs, wait=False))
+                else:  # one by one: another run sharing OUT takes the next free slide
+                    for job in jobs:
+                        predict(take([job], wait=False))
+                later, deferred = deferred, []
+                for job in later:  # one at a time: wait for the other run, then look again
+                    predict(take([job], wait=True))
+        finally:
+            for job_index in list(self.held):
+                self.held.pop(job_index).close()
+
+    def interrupted(self) -> None:
+        """Record in ``batch.json`` that the batch stopped before its end (where it can)."""
+        state = self.state
+        state.status = "interrupted"
+        for im in state.images:
+            if im.status == "running" and (state.owned is None or im.key in state.owned):
+                im.reason = "interrupted while running; re-run to resume"
+        with contextlib.suppress(WsdalError):  # a full disk: the error that stopped us says so
             state.save()
-            raise
+
+    def _done(
+        self,
+        job: ImageJob,
+        outcome: ImageOutcome,
+        task: ProgressTask,
+        on_image_done: Callable[[ImageState], None] | None,
+    ) -> None:
+        im = self.record(job, outcome, task)
+        if on_image_done is not None:
+            on_image_done(im)
+
+    def hold(self, job: ImageJob, *, wait: bool) -> bool:
+        """Take the image's slide lock (kept until its outcome is recorded); False if busy."""
+        stack = contextlib.ExitStack()
+        if not stack.enter_context(self.lock.slide(job.record.key, wait=wait)):
+            stack.close()
+            return False
+        self.held[job.index] = stack
+        return True
+
+    def release(self, job: ImageJob) -> None:
+        """Let go of the image's slide lock (if held)."""
+        stack = self.held.pop(job.index, None)
+        if stack is not None:
+            stack.close()
 
     def all_summaries(self) -> list[SlideSummary]:
         """For a shard: the summary of every image of the batch that has one in OUT."""
@@ -130,7 +194,7 @@ class BatchLedger:
 
     def write_outputs(self) -> dict[str, Path]:
         """Write counts.csv, counts.xlsx and index.html (under OUT's lock)."""
-        with locked(self.out):
+        with self.lock.batch_writes():
             if self.shard is None:
                 summaries = [self.summaries[i] for i in sorted(self.summaries)]
             else:

@@ -24,10 +24,10 @@ class PatchClassifier:
     :meth:`results` at the end.
     """
 
-    def __init__(self, model: Any, *, batch_size: int, threshold: float) -> None:
+    def __init__(self, model: Any, *, batch_size: int, keep_from: float) -> None:
         self.model = model
         self.batch_size = batch_size
-        self.threshold = threshold
+        self.keep_from = keep_from
         self._patches: list[torch.Tensor] = []
         self._xy: list[torch.Tensor] = []
         self._pooled = 0
@@ -74,13 +74,13 @@ class PatchClassifier:
             return
         p = torch.cat(self._out_p)
         xy = torch.cat(self._out_xy)
-        keep = p >= self.threshold
+        keep = p >= self.keep_from
         self._kept_xy.append(xy[keep].cpu().numpy())
         self._kept_p.append(p[keep].float().cpu().numpy())
         self._out_xy, self._out_p = [], []
 
     def results(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(M, 2)`` int64 global px and ``(M,)`` float32 p of the candidates >= threshold."""
+        """``(M, 2)`` int64 global px and ``(M,)`` float32 p of the candidates >= ``keep_from``."""
         self._compact()
         if not self._kept_p:
             return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)

@@ -53,6 +53,9 @@ class PredictSettings:
         Longest side of the report's slide thumbnail (px).
     gallery_n : int
         Crops of the highest-scoring detections shown in the report.
+    review_n : int
+        ``WS-DAL check`` objects per slide: the least certain decisions, hotspot first
+        (``--review N``; 0: none).
     """
 
     device: str = "auto"
@@ -63,9 +66,15 @@ class PredictSettings:
     hotspot: HotspotSettings = field(default_factory=HotspotSettings)
     thumbnail_px: int = 1600
     gallery_n: int = 24
+    review_n: int = 0
 
     def __post_init__(self) -> None:
-        for name, minimum in (("tile_size_px", 64), ("thumbnail_px", 64), ("gallery_n", 0)):
+        for name, minimum in (
+            ("tile_size_px", 64),
+            ("thumbnail_px", 64),
+            ("gallery_n", 0),
+            ("review_n", 0),
+        ):
             value = getattr(self, name)
             if value is None and name == "tile_size_px":
                 continue
@@ -97,6 +106,7 @@ class PredictSettings:
             "hotspot": self.hotspot.to_dict(),
             "thumbnail_px": self.thumbnail_px,
             "gallery_n": self.gallery_n,
+            "review_n": self.review_n,
         }
 
 

@@ -26,14 +26,15 @@ The slide summaries, not this file, decide what a re-run skips: the batch
 state is a record for people and tools.
 
 Shards (``--shard K/N``) of one batch share the file: each owns the lines of its
-own images, and :meth:`BatchState.save` merges them into the file under
-:func:`wsdal_wsi.lock.locked` (the other lines are taken from the file as the other
-shards left them). Its ``status`` is then ``finished`` only once no image of any
-shard is pending or running, and ``shards`` records the shard count.
+own images, and :meth:`BatchState.save` merges them into the file under the folder's
+lock (the other lines are taken from the file as the other shards left them). Its
+``status`` is then ``finished`` only once no image of any shard is pending or running,
+and ``shards`` records the shard count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -42,7 +43,7 @@ from typing import Any
 
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import InputError
-from wsdal_wsi.lock import locked
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.provenance import utc_now_iso
 
 __all__ = ["BATCH_FILE", "SCHEMA", "SCHEMA_VERSION", "BatchState", "ImageState", "check_batch_file"]
@@ -96,6 +97,10 @@ class BatchState:
         A shard's own image keys: :meth:`save` then merges them into the file
         (the other images' lines come from the file, as the other shards wrote
         them). None: this process owns every line.
+    lock : FolderLock, optional
+        The output folder's lock: :meth:`save` writes inside its
+        :meth:`~wsdal_wsi.lock.FolderLock.batch_writes` (runs sharing the folder
+        never interleave their writes of the file).
     """
 
     path: Path
@@ -103,6 +108,7 @@ class BatchState:
     images: list[ImageState]
     status: str = "running"
     owned: set[str] | None = None
+    lock: FolderLock | None = field(default=None, repr=False, compare=False)
 
     def counts(self) -> dict[str, int]:
         """Images per status."""
@@ -124,12 +130,10 @@ class BatchState:
         }
 
     def save(self) -> None:
-        """Write the file atomically (a shard: merged with the file, under the folder's lock)."""
-        if self.owned is None:
-            write_json_atomic(self.path, self.to_dict())
-            return
-        with locked(self.path.parent):
-            self._merge_from_file()
+        """Write the file atomically (a shard: merged with the file), under the folder's lock."""
+        with self.lock.batch_writes() if self.lock is not None else contextlib.nullcontext():
+            if self.owned is not None:
+                self._merge_from_file()
             write_json_atomic(self.path, self.to_dict())
 
     def _merge_from_file(self) -> None:

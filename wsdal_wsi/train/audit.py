@@ -125,7 +125,7 @@ def flag_annotations(
         kind=np.array(out["kind"], dtype=object),
         noisy_fraction=frac,
         p_mitosis=np.array(out["p"], np.float64),
-        flagged=frac >= min_fraction,
+        flagged=(frac >= min_fraction) & ~store.trusted[np.array(out["row"], np.int64)],
         click_id=np.array(out["cid"], np.int64),
         row=np.array(out["row"], np.int64),
     )

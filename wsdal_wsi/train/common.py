@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wsdal_wsi.atomic import atomic_open, atomic_path, write_json_atomic
+from wsdal_wsi.atomic import atomic_open, atomic_path, make_dirs, write_json_atomic
 from wsdal_wsi.errors import TrainingError
 from wsdal_wsi.model.device import prepare_model
 from wsdal_wsi.model.nets import load_trunk_weights
@@ -278,8 +278,7 @@ class StageDir:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = make_dirs(path)
 
     @property
     def done(self) -> dict[str, Any] | None:

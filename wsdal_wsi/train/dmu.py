@@ -405,6 +405,7 @@ def _verdict(
         "y_level0": store.xy_level0[rows, 1],
         "source": store.source[rows],
         "origin": samples.origin,
+        "trusted": store.trusted[rows].astype(np.int64),
         "click_id": store.click_id[rows],
         "label": samples.labels,
         "unit": unit,

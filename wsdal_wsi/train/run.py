@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +39,20 @@ from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError, TrainingError
 from wsdal_wsi.model.device import resolve_device
 from wsdal_wsi.model.file import ModelSpec, save_model
-from wsdal_wsi.model.nets import find_imagenet_weights
-from wsdal_wsi.progress import NULL_PROGRESS, Progress
+from wsdal_wsi.model.torch_files import read_torch_file
+from wsdal_wsi.progress import Progress
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
+from wsdal_wsi.train.context import require_both_classes, resolve_init_weights, stage_context
 from wsdal_wsi.train.csdgl import run_csdgl
 from wsdal_wsi.train.distributed import (
     barrier,
     distributed_session,
     is_main_process,
     on_main,
-    rank,
-    world_size,
 )
 from wsdal_wsi.train.dle import kept_samples, run_dle
 from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
@@ -84,18 +85,6 @@ log = logging.getLogger(__name__)
 
 ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 CLASS_NAMES = ("Non-mitosis", "Mitosis")
-
-
-def _resolve_pretrained(pretrained: str | None, width: int) -> Path | None:
-    if pretrained:
-        p = Path(pretrained)
-        if not p.is_file():
-            raise ConfigError(f"--pretrained {p}: file not found")
-        return p
-    found = find_imagenet_weights()
-    if found is not None and width == 64:
-        return found
-    return None
 
 
 def train_from_store(
@@ -141,14 +130,15 @@ def train_from_store(
     dev = device if isinstance(device, torch.device) else resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
-    pre = _resolve_pretrained(settings.pretrained, preset.width)
-    init = (
-        f"ImageNet/pretrained weights from {pre}"
-        if pre
-        else "random init (no local ImageNet weights)"
-    )
+    pre = resolve_init_weights(settings.pretrained, preset.width, settings.init_model)
+    if settings.init_model:
+        init = f"the earlier model {pre} (fine-tuning)"
+    elif pre:
+        init = f"ImageNet/pretrained weights from {pre}"
+    else:
+        init = "random init (no local ImageNet weights)"
     log.info("training on %s; trunk initialisation: %s", dev, init)
-    ctx = _context(store, dev, settings, pre, progress, cache_bytes)
+    ctx = stage_context(store, dev, settings, pre, progress, cache_bytes)
     stages: dict[str, Any] = {}
     if settings.method == "baseline":
         samples = initial_training_set(store, neg_per_pos=preset.ns.neg_per_pos, seed=settings.seed)
@@ -157,7 +147,7 @@ def train_from_store(
     else:
         model, arch_kwargs = _wsdal_stages(ctx, out_dir, settings, stages, stop_after=stop_after)
         if model is None:
-            return _partial(out_dir, settings, stages, stop_after)
+            return _partial(out_dir, settings, stages, stop_after, store=store)
     barrier()
     return _finish(
         ctx,
@@ -214,7 +204,7 @@ def _wsdal_stages(
     if stop_after == "dle":
         return None, None
     kept, subclass = kept_samples(out_dir / "dle")
-    _require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
+    require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
     model, stages["csdgl"] = run_csdgl(
         ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
     )
@@ -231,11 +221,14 @@ def train_run(
     stop_after: str | None = None,
     progress: Progress | None = None,
     cache_bytes: int | None = None,
+    relink: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``wsdal train``: extract the patch store of ``source`` once, then train.
 
     ``settings.source`` is set from ``source``. The store lives in ``RUN/store``;
-    an incomplete one (an interrupted extraction) is extracted again.
+    an incomplete one (an interrupted extraction) is extracted again. ``relink``
+    ("OLD=NEW" slide path prefixes) finds the slides of a moved project; it does
+    not change the run's settings.
 
     Returns
     -------
@@ -247,6 +240,10 @@ def train_run(
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     settings = dataclasses.replace(settings, source=str(source.resolve()))
+    # a wrong --init or --pretrained is refused before the slides are read
+    start = resolve_init_weights(settings.pretrained, settings.preset.width, settings.init_model)
+    if settings.pretrained and not settings.init_model:  # its content, too (safely)
+        read_torch_file(start, what="ResNet-18 weights file")
     root = out_dir / "store"
     with distributed_session(device) as dev:
 
@@ -260,6 +257,8 @@ def train_run(
                     val_fraction=settings.val_fraction,
                     seed=settings.seed,
                     mpp=settings.mpp,
+                    classes=settings.classes,
+                    relink=relink,
                     device=dev,
                     progress=progress,
                 )
@@ -277,55 +276,23 @@ def train_run(
         )
 
 
-def _context(
-    store: PatchStore,
-    device: torch.device,
-    settings: RunSettings,
-    pretrained: Path | None,
-    progress: Progress | None,
-    cache_bytes: int | None,
-) -> StageContext:
-    """The stages' context; negatives jittered as the store jittered its positives."""
-    preset = settings.preset
-    ext = store.meta.get("settings", {}).get("extract", {})
-    n_jitter = int(ext.get("n_jitter", 0) or 0)
-    jitter_px = float(ext.get("jitter_px", 0.0) or 0.0)
-    on = preset.extract.jitter_negatives and n_jitter > 0 and jitter_px > 0
-    margin = (store.context_px - store.patch_px) / 2
-    if on and jitter_px > margin:
-        log.warning(
-            "jitter of %g px beyond the stored context (%g px each side): shifted negatives "
-            "show reflected borders the positives' copies do not",
-            jitter_px,
-            margin,
-        )
-    return StageContext(
-        rank=rank(),
-        world=world_size(),
-        store=store,
-        device=device,
-        seed=settings.seed,
-        width=preset.width,
-        pretrained=pretrained,
-        progress=progress or NULL_PROGRESS,
-        cache_bytes=cache_bytes,
-        negative_jitter_px=jitter_px if on else 0.0,
-        negative_jitter_prob=n_jitter / (n_jitter + 1) if on else 0.0,
-    )
-
-
-def _require_both_classes(samples: SampleSet, what: str) -> None:
-    n1, n0 = int(np.sum(samples.labels == 1)), int(np.sum(samples.labels == 0))
-    if n1 < 2 or n0 < 2:
-        raise TrainingError(f"{what}: too few samples left ({n1} mitosis, {n0} non-mitosis)")
+def _skipped_images(store: PatchStore) -> list[dict[str, str]]:
+    """The images the extraction left out, each ``{"key", "reason"}`` (``store.json``)."""
+    return list(store.meta.get("settings", {}).get("skipped", []))
 
 
 def _partial(
-    out_dir: Path, settings: RunSettings, stages: dict[str, Any], stopped_after: str
+    out_dir: Path,
+    settings: RunSettings,
+    stages: dict[str, Any],
+    stopped_after: str,
+    *,
+    store: PatchStore,
 ) -> dict[str, Any]:
     summary = {
         "method": settings.method,
         "preset": settings.preset.name,
+        "skipped_images": _skipped_images(store),
         "stages": stages,
         "model": None,
         "stopped_after": stopped_after,
@@ -371,6 +338,8 @@ def _finish(
         class_names=CLASS_NAMES,
         candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
         merge_radius_um=preset.merge_radius_um,
+        annotation_classes=settings.classes.to_dict(),
+        calibration=dict(thr.get("calibration") or {}),
         provenance=provenance(
             data={
                 "source": settings.source,
@@ -402,11 +371,13 @@ def _finish(
         "preset": preset.name,
         "device": str(ctx.device),
         "init": init,
+        "skipped_images": _skipped_images(store),
         "stages": stages,
         "threshold": thr["threshold"],
         "val_f1": thr["f1"],
         "threshold_info": {k: v for k, v in thr.items() if k != "heldout"},
         "heldout": thr["heldout"],
+        "calibration": thr.get("calibration") or {},
         "model": str(model_path),
         "processes": ctx.world,
     }
@@ -451,6 +422,8 @@ def train_ablation(
         source=cfg.get("source"),
         mpp=cfg.get("mpp"),
         pretrained=cfg.get("pretrained"),
+        init_model=cfg.get("init_model"),
+        classes=ClassSettings.from_dict(cfg.get("classes") or {}),
     )
     need = {"ns": "ns", "ns_dmu": "dmu", "ns_dmu_dle": "dle"}[variant]
     if StageDir(run_dir / need).done is None:
@@ -465,12 +438,12 @@ def train_ablation(
         samples = ns_set.subset(~bad)
     else:
         samples, _ = kept_samples(run_dir / "dle")
-    _require_both_classes(samples, f"ablation {variant}")
+    require_both_classes(samples, f"ablation {variant}")
     dev = resolve_device(device)
     preset = settings.preset
-    pre = _resolve_pretrained(settings.pretrained, preset.width)
+    pre = resolve_init_weights(settings.pretrained, preset.width)
     init = f"pretrained weights from {pre}" if pre else "random init (no local ImageNet weights)"
-    ctx = _context(store, dev, settings, pre, progress, cache_bytes)
+    ctx = stage_context(store, dev, settings, pre, progress, cache_bytes)
     out = run_dir / f"ablation-{variant}"
     model, stats = train_ce(ctx, out, samples, preset.baseline, name=f"ablation-{variant}")
     return _finish(
