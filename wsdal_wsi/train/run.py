@@ -7,6 +7,7 @@ Run folder::
     RUN/ns/ RUN/dmu/ RUN/audit/ RUN/dle/ RUN/csdgl/    (method wsdal)
     RUN/baseline/                                       (method baseline)
     RUN/threshold.json     the decision threshold and the validation F1
+    RUN/cascade/           the cascade's first stage, distilled from the final model
     RUN/model.pt           the model file (``wsdal predict --model RUN/model.pt``)
     RUN/summary.json       stage statistics, threshold, held-out metrics, where the model is
 
@@ -30,6 +31,7 @@ import torchvision
 from wsdal_wsi import __version__
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError, TrainingError
+from wsdal_wsi.model.cascade import CascadeSpec
 from wsdal_wsi.model.device import resolve_device
 from wsdal_wsi.model.file import ModelSpec, save_model
 from wsdal_wsi.model.nets import find_imagenet_weights
@@ -37,6 +39,7 @@ from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
+from wsdal_wsi.train.cascade import run_cascade
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.csdgl import run_csdgl
 from wsdal_wsi.train.dle import kept_samples, run_dle
@@ -346,7 +349,18 @@ def _finish(
             },
         ),
     )
-    save_model(model_path, model, spec)
+    first, stages["cascade"] = run_cascade(
+        ctx,
+        model_path.parent / "cascade",
+        model,
+        threshold=float(thr["threshold"]),
+        merge_radius_um=preset.merge_radius_um,
+    )
+    cascade = None
+    if first is not None:
+        info = {k: v for k, v in stages["cascade"].items() if k != "table"}
+        cascade = (first, _cascade_spec(stages["cascade"], info))
+    save_model(model_path, model, spec, cascade=cascade)
     summary = {
         "method": settings.method,
         "preset": preset.name,
@@ -361,6 +375,16 @@ def _finish(
     }
     write_json_atomic(model_path.parent / "summary.json", summary)
     return summary
+
+
+def _cascade_spec(done: dict[str, Any], info: dict[str, Any]) -> CascadeSpec:
+    return CascadeSpec(
+        arch=done["arch"],
+        arch_kwargs=done["arch_kwargs"],
+        table=tuple(done["table"]),
+        keep_fraction=float(done["settings"]["keep_fraction"]),
+        provenance=info,
+    )
 
 
 def train_ablation(
