@@ -9,7 +9,8 @@ Reads ``--tiles`` tissue tiles of a slide exactly as ``wsdal predict`` plans the
    owns, as the engine does) and classifies them in batches of 256 with each model
    (``--model`` files, default: an untrained full-width ResNet-18 at 80 px), again
    per operator; with a cascade in the model file, the first stage and the full
-   network appear as their own rows (``record_function`` labels);
+   network appear as their own rows (``record_function`` labels), in a second
+   table where the engine's classifier runs with the cascade at the model's threshold;
 3. prints the wall time of each part (best of ``--repeat``) and the detection MP/s.
 
 Shares, not absolute times, are the point of this script: it runs on a shared
@@ -153,6 +154,36 @@ def profile_classification(path: Path, note: str, patches: torch.Tensor, args) -
     print(f"\n## classification: {note}")
     print(f"{len(patches)} patches of {p} px in batches of 256; best of {args.repeat}: "
           f"{best:.3f} s, {len(patches) / best:.0f} patches/s\n")  # fmt: skip
+    print("\n".join(op_table(prof, seconds, args.rows)))
+    steps = labelled(prof)
+    if steps:
+        print("\n" + "\n".join(steps))
+    if getattr(model, "cascade", None) is not None:
+        profile_cascade(model, note, patches, args)
+
+
+def profile_cascade(model, note: str, patches: torch.Tensor, args) -> None:
+    """The engine's classifier with the model's cascade, at the model's threshold."""
+    from wsdal_wsi.predict.patches import PatchClassifier
+
+    xy = torch.zeros((len(patches), 2), dtype=torch.long)
+
+    def run():
+        pool = PatchClassifier(model, batch_size=256, threshold=model.spec.threshold)
+        pool.add(patches, xy)
+        pool.flush()
+        return pool
+
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t0 = time.perf_counter()
+        pool = run()
+        seconds = time.perf_counter() - t0
+    best = best_of(run, args.repeat)
+    print(f"\n## classification with the cascade: {note}")
+    print(f"{pool.n_full} of {pool.n_classified} patches reach the final network "
+          f"(skipped {1 - pool.n_full / max(1, pool.n_classified):.3f}); best of "
+          f"{args.repeat}: {best:.3f} s, {len(patches) / best:.0f} patches/s\n")  # fmt: skip
     print("\n".join(op_table(prof, seconds, args.rows)))
     steps = labelled(prof)
     if steps:

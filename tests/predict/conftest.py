@@ -55,3 +55,21 @@ def tiny_model(tiny_model_path):
     from wsdal_wsi.model.file import load_model
 
     return load_model(tiny_model_path, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def trained_cascade_run(synth_dataset, tmp_path_factory):
+    """``wsdal train`` (tiny preset, baseline method) on the synthetic dataset: a run folder
+    whose model file carries a cascade distilled from its final network."""
+    from wsdal_wsi.train.presets import get_preset
+    from wsdal_wsi.train.run import RunSettings, train_run
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = tmp_path_factory.mktemp("cascade_run") / "run"
+        settings = RunSettings(method="baseline", preset=get_preset("tiny"), val_fraction=0.25)
+        summary = train_run(synth_dataset.out_dir, run, settings, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    return run, summary

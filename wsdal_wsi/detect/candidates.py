@@ -60,6 +60,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
 from wsdal_wsi.detect import maps
 from wsdal_wsi.detect.merge import greedy_merge_torch, merge_points
@@ -367,7 +368,17 @@ def detect_candidates(
     if batch == 0 or height == 0 or width == 0:
         return [torch.zeros((0, 3), dtype=torch.float32, device=device) for _ in range(batch)]
 
-    smooth, contrast = _maps(rgb, mpp=mpp, params=params)
+    with record_function("candidates.maps"):
+        smooth, contrast = _maps(rgb, mpp=mpp, params=params)
+    with record_function("candidates.peaks"):
+        return _peaks(smooth, contrast, mpp=mpp, params=params)
+
+
+def _peaks(
+    smooth: torch.Tensor, contrast: torch.Tensor, *, mpp: float, params: CandidateParams
+) -> list[torch.Tensor]:
+    """Steps 3 and 4 (peaks, area test, merge) on the maps of :func:`_maps`."""
+    batch, _, height, _ = smooth.shape
 
     # Peaks: maxima of the smoothed OD in their (2 h + 1)^2 window (the centre of a
     # dark nucleus, not the rim where a large one's contrast peaks), with enough

@@ -367,6 +367,7 @@ def _run_one(
                 threshold=threshold,
                 slide_mpp=record.mpp,
                 target_mpp=model.spec.target_mpp,
+                cascade=settings.cascade,
             )
             previous = previous_result(
                 out, record, key=key, threshold=threshold, settings=settings, copies=copies

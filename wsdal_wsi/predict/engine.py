@@ -18,7 +18,9 @@ Ray can spread slides over machines). The pipeline:
    lie in the inference area), and patch cropping by one gather from the tile
    tensor (no per-patch loop); patches of several tiles are pooled and classified
    in large batches (:meth:`wsdal_wsi.model.file.LoadedModel.predict_proba`, bf16
-   and channels-last on CUDA).
+   on CUDA, channels-last everywhere). With a cascade in the model file, a small
+   first stage scores every candidate and only those above its threshold reach
+   the final network (:class:`~wsdal_wsi.predict.patches.PatchClassifier`).
 5. **Detections**: candidates with p >= threshold, merged greedily within the
    model's ``merge_radius_um`` over the whole slide (one mitotic figure, one
    detection), in a canonical order so the result depends neither on the tile
@@ -31,6 +33,7 @@ Coordinates: candidates are pixel centres of the global target-px lattice,
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,13 +44,15 @@ import torch
 
 from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates, merge_points
 from wsdal_wsi.predict.patches import PatchClassifier, crop_patches
-from wsdal_wsi.predict.plan import engine_options, plan_tiles
+from wsdal_wsi.predict.plan import engine_options, plan_tiles, tile_decode_device
 from wsdal_wsi.predict.reader import TileStream
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.slide import TissueMask, tissue_mask
 from wsdal_wsi.units import um_to_px
 
 __all__ = ["SlidePrediction", "predict_slide"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +69,10 @@ class SlidePrediction:
         The probability threshold applied.
     n_candidates : int
         Candidates classified (each once, in the inference area).
+    n_full : int
+        Candidates scored by the final network (all of them without a cascade).
+    first_threshold : float or None
+        The cascade's first-stage logit cut (None: no cascade used).
     n_above_threshold : int
         Candidates at or above the threshold, before merging.
     n_tiles : int
@@ -94,6 +103,8 @@ class SlidePrediction:
     scores: np.ndarray
     threshold: float
     n_candidates: int
+    n_full: int
+    first_threshold: float | None
     n_above_threshold: int
     n_tiles: int
     tile_size_px: int
@@ -107,6 +118,7 @@ class SlidePrediction:
     tissue_mp: float
     read_mp: float
     timings: dict[str, float] = field(default_factory=dict)
+    tile_decoder: str | None = None
 
     def engine_info(self) -> dict[str, Any]:
         """JSON-able description of how the slide was run (for provenance and summaries)."""
@@ -116,8 +128,14 @@ class SlidePrediction:
             "batch_size": self.batch_size,
             "reader_threads": self.reader_threads,
             "device": self.device,
+            "tile_decoder": self.tile_decoder,
             "n_tiles": self.n_tiles,
             "n_candidates": self.n_candidates,
+            "cascade": self.first_threshold is not None,
+            "n_full": self.n_full,
+            "skipped_fraction": round(1.0 - self.n_full / self.n_candidates, 4)
+            if self.n_candidates
+            else 0.0,
             "n_above_threshold": self.n_above_threshold,
             "tissue_mp": round(self.tissue_mp, 3),
             "read_mp": round(self.read_mp, 3),
@@ -135,6 +153,7 @@ def predict_slide(
     batch_size: int | None = None,
     reader_threads: int | None = None,
     tiles_per_step: int | None = None,
+    cascade: bool = True,
     progress: Progress | None = None,
 ) -> SlidePrediction:
     """Find the mitoses of one slide (streaming, on the model's device).
@@ -162,6 +181,9 @@ def predict_slide(
     tiles_per_step : int, optional
         Tiles sent to the candidate detector at once (default 8 on CUDA, 1 on
         the CPU).
+    cascade : bool
+        Use the model's cascade, when it has one for the threshold (False: the
+        final network scores every candidate, for comparison).
     progress : Progress, optional
         One bar, advanced per tile.
 
@@ -201,13 +223,14 @@ def predict_slide(
         tissue = tissue_mask(slide)
         timings["tissue_s"] = time.perf_counter() - t0
     plan = plan_tiles(slide, spec, tissue=tissue, tile_size_px=tile_size_px)
+    tile_decoder = _tile_decoder(slide, device)
     area, tiles, margin_px, read_px = plan.area, plan.tiles, plan.margin_px, plan.read_px
     f = slide.level0_per_px(target_mpp)
     area_dev = torch.from_numpy(np.ascontiguousarray(area.mask)).to(device)
     mask_h, mask_w = area.mask.shape
     scale = f / area.downsample  # mask px per target px
 
-    classifier = PatchClassifier(model, batch_size=batch_size, threshold=thr)
+    classifier = PatchClassifier(model, batch_size=batch_size, threshold=thr, cascade=cascade)
     stream = TileStream(slide, tiles, read_px=read_px, target_mpp=target_mpp,
                         threads=reader_threads, depth=reader_threads + tiles_per_step,
                         pinned=cuda, held=tiles_per_step)  # fmt: skip
@@ -242,6 +265,8 @@ def predict_slide(
         scores=scores,
         threshold=thr,
         n_candidates=classifier.n_classified,
+        n_full=classifier.n_full,
+        first_threshold=classifier.first_threshold,
         n_above_threshold=len(gxy),
         n_tiles=len(tiles),
         tile_size_px=tile_size_px,
@@ -255,7 +280,19 @@ def predict_slide(
         tissue_mp=tissue_mp,
         read_mp=len(tiles) * read_px * read_px / 1e6,
         timings={k: round(v, 4) for k, v in timings.items()},
+        tile_decoder=tile_decoder,
     )
+
+
+def _tile_decoder(slide: Any, device: torch.device) -> str | None:
+    """Decode the slide's raw JPEG tiles where :func:`tile_decode_device` says; the decoder used."""
+    where = tile_decode_device(device)
+    if where is not None and hasattr(slide, "decode_tiles_on"):
+        why = slide.decode_tiles_on(where)
+        if why is not None:
+            log.info("%s: JPEG tiles decoded on the CPU (%s)", slide.name, why)
+    info = slide.info() if hasattr(slide, "info") else {}
+    return info.get("tile_decoder")
 
 
 def _stream_tiles(
