@@ -72,7 +72,9 @@ def owned_patches(tiles, pixels, found, patch_px: int) -> torch.Tensor:
 
 def op_table(prof, total_s: float, rows: int) -> list[str]:
     """Markdown rows: operator, share of self CPU time, calls."""
-    events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+    # operators only: the library's record_function steps are in labelled()
+    events = [e for e in prof.key_averages() if "." not in e.key or e.key.startswith("aten::")]
+    events = sorted(events, key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     out = ["| operator | share of self CPU | self CPU (ms) | calls |", "|---|---:|---:|---:|"]
     shown = 0.0
