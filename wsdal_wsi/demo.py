@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsdal_wsi.atomic import write_json_atomic
+from wsdal_wsi.atomic import make_dirs, write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError
 from wsdal_wsi.evaluation.folders import evaluate_folders
 from wsdal_wsi.predict import PredictSettings, run_batch
@@ -272,7 +272,7 @@ def run_demo(
     run_dir = Path(out_dir)
     _check_state(run_dir, config)
     data = run_dir / "data"
-    data.mkdir(parents=True, exist_ok=True)
+    make_dirs(data)
     reused: list[str] = []
     seconds: dict[str, float] = {}
 

@@ -13,7 +13,9 @@ Exit codes
 2
     The user's input cannot be used: a missing or unreadable file, a slide
     OpenSlide cannot open, a slide without resolution, a malformed annotation
-    file, a bad option value. (:class:`InputError` and its subclasses.)
+    file, a bad option value; an output location that cannot be written (read-only,
+    not a folder, no permission, no space left) or that another run is writing.
+    (:class:`InputError` and its subclasses.)
 1
     The input was fine but the work failed: a training run diverged, some
     slides of a batch failed, QuPath is not available for an operation that
@@ -27,6 +29,7 @@ __all__ = [
     "ConfigError",
     "InputError",
     "ModelFileError",
+    "OutputError",
     "ProjectError",
     "QuPathUnavailableError",
     "ResolutionError",
@@ -69,6 +72,16 @@ class AnnotationFormatError(InputError):
 
 class ProjectError(InputError):
     """A QuPath project (``project.qpproj``) is missing, malformed or inconsistent."""
+
+
+class OutputError(InputError):
+    """An output cannot be written where the user asked for it.
+
+    A read-only file system, a path through a plain file, no permission, a full
+    disk, an output that would overwrite one of the inputs, or a folder another
+    run is writing with other settings. The message names the path and the reason
+    in plain words.
+    """
 
 
 class ModelFileError(InputError):

@@ -46,9 +46,20 @@ def test_table(tmp_path):
     assert row[:9] == ["slide1", "2", "3", "2", "1", "0", "0.667", "1.000", "0.800"]
     row = [c.strip() for c in lines["slide2"].split("│")[1:-1]]
     assert row[3:9] == ["0", "1", "1", "0.000", "0.000", "0.000"]
+    # slide3 has truth and no prediction: its mitosis is a false negative, as MIDOG counts it
+    row = [c.strip() for c in lines["slide3 *"].split("│")[1:-1]]
+    assert row[1:6] == ["1", "0", "0", "0", "1"] and row[9] == "-"
+    total = [c.strip() for c in lines["total"].split("│")[1:-1]]
+    assert total[3:9] == ["2", "2", "2", "0.500", "0.500", "0.500"]
+    assert "1 on one side only, counted as MIDOG does: * no predictions" in " ".join(out.split())
+    assert "no predictions for" in result.stderr and "slide3.geojson" in result.stderr
+    assert "its mitoses (1) count as false negatives" in result.stderr
+    # --paired-only: slide3 is left out, and the note says so
+    paired = runner.invoke(app, ["evaluate", str(pred), str(truth), "--paired-only"])
+    assert "not counted (--paired-only)" in paired.stderr
+    lines = {ln.split("│")[1].strip(): ln for ln in paired.stdout.splitlines() if "│" in ln}
     total = [c.strip() for c in lines["total"].split("│")[1:-1]]
     assert total[3:9] == ["2", "2", "1", "0.500", "0.667", "0.571"]
-    assert "slide3.geojson" in result.stderr and "not counted" in result.stderr
 
 
 def test_json(tmp_path):
@@ -56,11 +67,11 @@ def test_json(tmp_path):
     result = runner.invoke(app, ["evaluate", str(pred), str(truth), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert (data["tp"], data["fp"], data["fn"]) == (2, 2, 1)
+    assert (data["tp"], data["fp"], data["fn"]) == (2, 2, 2)
     assert data["precision"] == pytest.approx(0.5)
-    assert data["recall"] == pytest.approx(2 / 3)
-    assert data["f1"] == pytest.approx(4 / 7)
-    assert [i["image"] for i in data["images"]] == ["slide1", "slide2"]
+    assert data["recall"] == pytest.approx(0.5)
+    assert data["f1"] == pytest.approx(0.5)
+    assert [i["image"] for i in data["images"]] == ["slide1", "slide2", "slide3"]
     assert data["images"][0]["mpp"] == 0.25
     assert data["truth_only"][0].endswith("slide3.geojson")
 

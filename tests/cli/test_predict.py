@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import re
@@ -116,6 +117,10 @@ def test_a_corrupt_slide_fails_alone_and_the_exit_code_says_so(slides, model, da
         (["--model", "{model}", "--threshold", "2"], r"--threshold must be a probability"),
         (["--model", "{model}", "--window", "hexagon"], "window must be one of"),
         (["--model", "{model}", "--write-qupath"], "--write-qupath needs a QuPath project"),
+        (["--model", "{model}", "--gpus-per-slide", "1"], "apply to --ray only"),
+        (["--model", "{model}", "--ray", "local", "--gpus-per-slide", "2"], "between 0 and 1"),
+        (["--model", "{model}", "--shard", "3/3"], r"--shard 3/3: K/N needs"),
+        (["--model", "{model}", "--shard", "half"], "expected K/N"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(slides, model, tmp_path, args, match):
@@ -156,3 +161,127 @@ def test_no_cascade_is_recorded_and_predicts_again(slides, model, tmp_path):
     summary = json.loads(next(out.glob("*.summary.json")).read_text())
     assert summary["provenance"]["settings"]["detection"]["cascade"] is False
     assert summary["provenance"]["settings"]["predict"]["cascade"] is False
+
+
+def _one_error_line(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    (line,) = [ln for ln in result.stderr.splitlines() if "Error" in ln]
+    assert line.startswith("Error: "), line
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_out_into_the_slide_folder_exits_2_naming_the_sidecar(slides, model):
+    """Finding 1: the pathologist's sidecars were replaced (exit 0, no warning)."""
+    before = {p.name: p.read_bytes() for p in slides.iterdir()}
+    result = _predict(str(slides), "--model", str(model), "--out", str(slides))
+    _one_error_line(result, "synth_000.geojson", "over the input")
+    assert {p.name: p.read_bytes() for p in slides.iterdir()} == before
+
+
+def test_out_into_a_projects_annotation_exports_exits_2(data, model, tmp_path):
+    project = tmp_path / "project"
+    qpproj = _builders().make_project(
+        project, [s.slide_path for s in data.slides], [s.annotation_path for s in data.slides]
+    )
+    exports = project / "wsdal" / "annotations"
+    before = {p.name: p.read_bytes() for p in exports.iterdir()}
+    result = _predict(str(qpproj), "--model", str(model), "--out", str(exports))
+    _one_error_line(result, "1.geojson", "over the input")
+    assert {p.name: p.read_bytes() for p in exports.iterdir()} == before
+
+
+def test_out_under_a_plain_file_exits_2(slides, model, tmp_path):
+    """Finding 7: NotADirectoryError traceback."""
+    some_file = tmp_path / "some_file"
+    some_file.write_text("x")
+    result = _predict(str(slides), "--model", str(model), "--out", str(some_file / "out"))
+    _one_error_line(result, "some_file is a file, not a folder")
+
+
+def test_a_read_only_out_exits_2(slides, model, tmp_path, monkeypatch):
+    """Finding 6: ``OSError: [Errno 30]`` traceback from atomic.py (a read-only mount)."""
+    import errno
+    import tempfile
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    result = _predict(str(slides), "--model", str(model), "--out", str(tmp_path / "OUT"))
+    _one_error_line(result, "batch.json: cannot write: read-only file system")
+
+
+def test_a_single_bad_slide_as_source_exits_2(data, model, tmp_path):
+    """A bad slide given by itself was a batch of one failed slide (exit 1)."""
+    broken = _builders().corrupt_copy(data.slides[0].slide_path, tmp_path / "broken.tiff")
+    result = _predict(str(broken), "--model", str(model), "--out", str(tmp_path / "OUT"))
+    _one_error_line(result, "broken.tiff", "truncated")
+    assert not (tmp_path / "OUT").exists()
+
+
+def _rename_classes(sidecar: Path, target: Path, names: dict[str, str]) -> None:
+    """Copy a QuPath GeoJSON file with its classifications renamed (``names``: old -> new)."""
+    doc = json.loads(sidecar.read_text())
+    for feat in doc["features"] if isinstance(doc, dict) else doc:
+        cls = feat["properties"].get("classification")
+        if isinstance(cls, dict) and cls.get("name") in names:
+            cls["name"] = names[cls["name"]]
+    target.write_text(json.dumps(doc))
+
+
+def test_predict_counts_with_the_class_roles_the_model_was_trained_with(data, tmp_path):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    for s in data.slides:
+        shutil.copy(s.slide_path, folder)
+        _rename_classes(s.annotation_path, folder / s.annotation_path.name, {"Region": "Pen mark"})
+    lab = {"positive": ["Mitotic figure"], "ignored": ["Pen mark"]}
+    lab_model = _builders().make_tiny_model(tmp_path / "lab.pt", annotation_classes=lab)
+    default_model = _builders().make_tiny_model(tmp_path / "default.pt")
+
+    def regions(model_path, out, *extra):
+        result = _predict(str(folder), "--model", str(model_path), "--out", str(out), *extra)
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "synth_000.summary.json").read_text())
+        return [r["class_name"] for r in summary["regions"]], summary["provenance"]
+
+    names, prov = regions(lab_model, tmp_path / "A")  # the model's roles: pen marks left out
+    assert names == []
+    assert prov["source"]["classes"]["ignored"] == ["Pen mark"]
+    assert regions(default_model, tmp_path / "B")[0] == ["Pen mark"]  # an area like any other
+    # an option given on the command line wins over the model's
+    assert regions(default_model, tmp_path / "C", "--ignore", "Pen mark")[0] == []
+
+
+def test_review_checks_count_range_and_borderline_reach_every_output(slides, model, tmp_path):
+    out = tmp_path / "OUT"
+    args = [str(slides), "--model", str(model), "--out", str(out), "--area-mm2", "0.005"]
+    result = _predict(*args, "--review", "5")
+    assert result.exit_code == 0, result.output
+    assert "decisions await review" in result.stdout
+    doc = json.loads((out / "synth_000.geojson").read_text())
+    checks = [f for f in doc["features"] if f["properties"]["name"].startswith("WS-DAL check")]
+    assert len(checks) == 5
+    summary = json.loads((out / "synth_000.summary.json").read_text())
+    assert summary["review"] == {"requested": 5, "checks": 5}
+    assert (out / "synth_000.near.csv").is_file()
+    rows = list(csv.DictReader((out / "counts.csv").read_text(encoding="utf-8-sig").splitlines()))
+    slide_row = next(r for r in rows if r["Key"] == "synth_000" and r["Region"] == "(whole slide)")
+    assert slide_row["To review"] == "5"
+    rng = summary["hotspot"]["count_range"]
+    lo, hi = (int(v) for v in slide_row["Count range"].split("-"))
+    assert (lo, hi) == (rng["low"], rng["high"]) and lo <= hi
+    assert slide_row["Borderline"] == ("yes" if rng["borderline"] else "no")
+    hotspot = next(
+        f for f in doc["features"] if f["properties"]["name"].startswith("WS-DAL hotspot")
+    )
+    assert hotspot["properties"]["measurements"]["WS-DAL count range high"] == hi
+    # fewer checks asked for: recounted without the model, not skipped; the same first two
+    again = _predict(*args, "--review", "2")
+    assert again.exit_code == 0 and again.stdout.count(" recounted ") == 2
+    doc = json.loads((out / "synth_000.geojson").read_text())
+    now = [f["id"] for f in doc["features"]
+           if f["properties"].get("name", "").startswith("WS-DAL check")]  # fmt: skip
+    assert now == [c["id"] for c in checks[:2]]

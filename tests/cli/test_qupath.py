@@ -74,6 +74,7 @@ def test_inspect_json_form(folder):
         "usable": 2,
         "unknown_classes": {},
         "missing_slides": [],
+        "corrections": {},
     }
     a = doc["images"][0]
     for key in ("name", "slide", "readable", "mpp", "points", "areas", "problems"):

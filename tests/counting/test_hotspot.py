@@ -7,7 +7,9 @@ import math
 
 import numpy as np
 import pytest
+import shapely
 from scipy.ndimage import gaussian_filter
+from shapely.geometry import box
 
 from wsdal_wsi.counting import (
     HotspotSettings,
@@ -16,6 +18,7 @@ from wsdal_wsi.counting import (
     hotspot_search,
 )
 from wsdal_wsi.counting.grid import build_grid, window_half_sizes_level0
+from wsdal_wsi.counting.hotspot import window_geometry
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.units import mm2_to_px2
 
@@ -28,21 +31,16 @@ def brute_force(points, mask, ds, *, mpp, settings):
     """Evaluate every candidate centre naively: a loop over centres, exact point tests.
 
     Candidates are the analysis-grid cell centres (the search's definition);
-    everything else (which points are in tissue, each cell's tissue pixels,
-    which cells lie in each window, the counts) is recomputed here from the
-    mask without the library's vectorised code.
+    everything else (each cell's tissue pixels, which cells lie in each window,
+    the counts) is recomputed here from the mask without the library's
+    vectorised code.
     """
     tissue = as_tissue(mask, ds)
     grid = build_grid(mpp=mpp, grid_um=settings.grid_um, tissue=tissue)
     hx, hy = window_half_sizes_level0(settings.window, mm2_to_px2(settings.window_area_mm2, mpp))
     cell = grid.cell_level0
     rows, cols = grid.shape
-    # points in tissue: the mask pixel holding each point
-    keep = []
-    for x, y in points:
-        i, j = math.floor(y / ds), math.floor(x / ds)
-        keep.append(0 <= i < mask.shape[0] and 0 <= j < mask.shape[1] and bool(mask[i, j]))
-    pts = points[np.asarray(keep, dtype=bool)]
+    pts = points  # every point in the window counts, in tissue or not
     # tissue mask pixels per cell, straight from the mask
     units = np.zeros((rows, cols), dtype=np.int64)
     for i, j in zip(*np.nonzero(mask), strict=True):
@@ -141,17 +139,25 @@ def test_search_matches_brute_force(window, shape, ds, area, frac, grid_um, seed
     i, j = np.argwhere(ties & (tissue_px == most))[0]
     assert hs.centre_level0 == pytest.approx((grid.centre_x(j), grid.centre_y(i)))
     assert hs.tissue_fraction == pytest.approx(most / total)
-    # the reported window really holds `count` in-tissue detections
-    tis = as_tissue(mask, ds)
-    d = pts[tis.contains(pts)] - np.asarray(hs.centre_level0)
+    # the reported window really holds `count` detections
+    d = pts - np.asarray(hs.centre_level0)
     hx, hy = hs.half_sizes_level0
     if window == "circle":
         n_in = int(((d**2).sum(axis=1) <= hx * hx).sum())
     else:
         n_in = int(((np.abs(d[:, 0]) <= hx) & (np.abs(d[:, 1]) <= hy)).sum())
     assert n_in == hs.count
-    assert hs.geometry.centroid.x == pytest.approx(hs.centre_level0[0])
-    assert hs.geometry.area == pytest.approx(mm2_to_px2(area, mpp), rel=1e-3)
+    # inside the image (the mask's extent here): the whole window, or the window cut there
+    image = box(0, 0, w * ds, h * ds)
+    assert image.buffer(1e-6).contains(hs.geometry)
+    whole = mm2_to_px2(area, mpp)
+    window = window_geometry(window, hs.centre_level0, hs.half_sizes_level0)
+    assert hs.geometry.area == pytest.approx(image.intersection(window).area)
+    if hs.is_whole_window:
+        assert hs.geometry.centroid.x == pytest.approx(hs.centre_level0[0])
+        assert hs.geometry.area == pytest.approx(whole, rel=1e-3)
+    else:
+        assert hs.geometry.area < whole * (1 - 1e-6)
 
 
 def continuous_max_rect(pts, hx, hy):
@@ -247,20 +253,30 @@ def test_window_cannot_sit_on_glass():
     assert loose.count >= 40  # allowed onto glass, it takes the dense island
 
 
-def test_only_detections_in_tissue_count():
+def test_the_count_is_what_the_polygon_holds_and_the_polygon_stays_in_the_image():
+    """Also seen in issue 11: the hotspot said 361 where 362 detections lay inside its
+    polygon (one outside the tissue mask), and the polygon reached negative coordinates."""
     mpp, ds = 0.5, 16.0
-    mask = np.zeros((40, 40), dtype=bool)
-    mask[:, :20] = True
-    glass = np.full((50, 2), [30 * ds, 20 * ds])
-    tissue_pts = np.array([[10 * ds, 20 * ds], [11 * ds, 20 * ds]])
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[:, :20] = True  # tissue along the left edge of the image
+    rng = np.random.default_rng(4)
+    in_tissue = rng.uniform([0, 0], [20 * ds, 40 * ds], size=(60, 2))
+    ring = np.array([[20.5 * ds, 20 * ds], [21 * ds, 22 * ds]])  # just beside the mask
+    pts = np.concatenate([in_tissue, ring])
     hs = find_hotspot(
-        np.concatenate([glass, tissue_pts]),
+        pts,
         mpp=mpp,
         tissue=mask,
         tissue_downsample=ds,
-        settings=HotspotSettings(area_mm2=0.01, min_tissue_fraction=0.0),
+        settings=HotspotSettings(area_mm2=0.05),
+        slide_dimensions=(60 * 16, 40 * 16),
     )
-    assert hs.count == 2
+    poly = hs.geometry
+    assert hs.count == int(shapely.intersects_xy(poly, pts[:, 0], pts[:, 1]).sum())
+    minx, miny, maxx, maxy = poly.bounds
+    assert minx >= 0 and miny >= 0 and maxx <= 60 * 16 and maxy <= 40 * 16
+    assert not hs.is_whole_window  # the window reached over the image's edge, the polygon not
+    assert hs.centre_level0[0] - hs.half_sizes_level0[0] < 0
 
 
 def test_no_admissible_window_and_no_points():

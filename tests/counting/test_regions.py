@@ -47,10 +47,9 @@ def test_region_counts_match_brute_force(seed):
         Region(MultiPolygon([box(0, 300, 100, 400), box(350, 300, 470, 390)]), "Tumor", "C"),
     ]
     counts = count_regions(pts, regions, mpp=MPP, tissue=mask, tissue_downsample=ds)
-    in_t = naive_in_tissue(pts, mask, ds)
     for region, rc in zip(regions, counts, strict=True):
         inside = np.array([region.geometry.intersects(Point(p)) for p in pts])
-        assert rc.mitoses == int((inside & in_t).sum())
+        assert rc.mitoses == int(inside.sum())  # what QuPath shows inside the region
         assert rc.area_mm2 == pytest.approx(region.geometry.area * PX2_MM2)
         tpx = naive_tissue_px_in(region.geometry, mask, ds)
         assert rc.tissue_area_mm2 == pytest.approx(tpx * ds * ds * PX2_MM2)
@@ -63,7 +62,7 @@ def test_region_counts_match_brute_force(seed):
     }
     union = regions[0].geometry.union(regions[1].geometry)
     inside = np.array([union.intersects(Point(p)) for p in pts])
-    assert by_class["Region"].mitoses == int((inside & in_t).sum())  # shared ones once
+    assert by_class["Region"].mitoses == int(inside.sum())  # shared ones once
     assert by_class["Region"].mitoses < counts[0].mitoses + counts[1].mitoses
     assert by_class["Tumor"].mitoses == counts[2].mitoses
 
@@ -84,7 +83,8 @@ def test_region_on_glass_has_no_density():
         tissue=mask,
         tissue_downsample=8.0,
     )
-    assert rc.mitoses == 0 and rc.tissue_area_mm2 == 0 and rc.per_mm2 is None
+    # the detection is inside the polygon (QuPath shows it there); no tissue, no density
+    assert rc.mitoses == 1 and rc.tissue_area_mm2 == 0 and rc.per_mm2 is None
 
 
 def test_bad_inputs():

@@ -76,7 +76,7 @@ def folders(tmp_path):
 
 def test_folder_counts_are_summed(folders):
     pred, truth = folders
-    result = evaluate_folders(pred, truth)
+    result = evaluate_folders(pred, truth, count_unpaired=False)
     assert [i.key for i in result.images] == ["a", "b"]
     a, b = result.images
     assert (a.n_pred, a.n_truth, a.tp, a.fp, a.fn) == (3, 2, 2, 1, 0)
@@ -87,6 +87,26 @@ def test_folder_counts_are_summed(folders):
     assert [p.name for p in result.pred_only] == ["c.geojson"]
     assert [p.name for p in result.truth_only] == ["d.geojson"]
     assert a.mpp_source == "prediction provenance" and a.radius_px == pytest.approx(30.0)
+    assert not result.unpaired_counted
+
+
+def test_images_on_one_side_only_count_as_midog_counts_them(folders):
+    """Also seen in issue 11: images on one side only were ignored; MIDOG counts truth
+    without predictions as false negatives, and predictions without truth as false positives."""
+    pred, truth = folders
+    result = evaluate_folders(pred, truth)
+    assert [(i.key, i.side) for i in result.images] == [
+        ("a", "both"), ("b", "both"), ("c", "predictions only"), ("d", "truth only")
+    ]  # fmt: skip
+    c, d = result.images[2:]
+    assert (c.n_pred, c.n_truth, c.tp, c.fp, c.fn) == (1, 0, 0, 1, 0)
+    assert (d.n_pred, d.n_truth, d.tp, d.fp, d.fn) == (0, 1, 0, 0, 1)
+    assert c.mpp is None and c.truth_path is None and d.pred_path is None
+    assert (result.tp, result.fp, result.fn) == (3, 3, 3)
+    assert result.prf() == pytest.approx((0.5, 0.5, 0.5))
+    doc = result.to_dict()
+    assert doc["unpaired_counted"] and doc["images"][3]["pred"] is None
+    assert doc["images"][3]["side"] == "truth only"
 
 
 def test_radius_option_changes_matches(folders):
@@ -97,7 +117,7 @@ def test_radius_option_changes_matches(folders):
 
 def test_user_mpp_overrides_the_files(folders):
     pred, truth = folders
-    result = evaluate_folders(pred, truth, mpp=0.5)  # 7.5 µm = 15 px
+    result = evaluate_folders(pred, truth, mpp=0.5, count_unpaired=False)  # 7.5 µm = 15 px
     assert {i.mpp_source for i in result.images} == {"--mpp"}
     assert result.images[0].tp == 1  # 5 px away matches, 20 px away no longer
     assert result.images[0].radius_px == pytest.approx(15.0)

@@ -246,3 +246,11 @@ def test_sweep_handles_thousands_of_candidates():
         t = sweep.thresholds[k]
         tp = sum(match_points(p[s >= t], g, radius_px=r).tp for p, s, g, r in images)
         assert sweep.tp[k] == tp
+
+
+def test_points_beyond_any_image_match_nothing_and_do_not_crash():
+    """Found by tests/reliability's fuzzer: a point at (1e308, 1e308) overflowed the tree."""
+    far = [[1e308, 1e308], [-1e300, 5.0], [1e16, 1e16]]
+    m = match_points(np.array([[10.0, 10.0], *far]), np.array([[12.0, 10.0], *far]), radius_px=5)
+    assert (m.tp, m.fp, m.fn) == (1, 3, 3)
+    assert m.pred_index.tolist() == [0] and m.truth_index.tolist() == [0]

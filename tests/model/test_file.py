@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from wsdal_wsi.errors import ConfigError, ModelFileError
-from wsdal_wsi.model.file import FORMAT_NAME, ModelSpec, load_model, read_spec, save_model
+from wsdal_wsi.model.file import (
+    FORMAT_NAME,
+    ModelSpec,
+    load_model,
+    load_model_bytes,
+    read_spec,
+    save_model,
+)
 from wsdal_wsi.model.nets import CamNet, ProjNet
 
 
@@ -51,6 +58,18 @@ def test_round_trip_keeps_spec_and_scores(saved):
     torch.testing.assert_close(p, ref, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(loaded.predict_proba(x, batch_size=2), p)
     assert loaded.predict_proba(x[:0]).shape == (0,)
+
+
+def test_loading_from_bytes_gives_the_same_model_and_names_the_file(saved):
+    path, _ = saved
+    data = path.read_bytes()
+    shipped = load_model_bytes(data, path=path)  # e.g. from Ray's object store
+    loaded = load_model(path)
+    assert shipped.spec == loaded.spec and shipped.path == path
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    torch.testing.assert_close(shipped.predict_proba(x), loaded.predict_proba(x))
+    with pytest.raises(ModelFileError, match=r"model\.pt: .*truncated"):
+        load_model_bytes(data[: len(data) // 2], path=path)
 
 
 def test_predict_proba_refuses_wrong_patches(saved):
@@ -96,11 +115,35 @@ def test_foreign_torch_file(tmp_path):
         load_model(p)
 
 
+class _RunsCode:
+    """A pickled object whose loading would create a file (what a malicious model does)."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
 def test_pickled_object_is_refused(tmp_path):
     p = tmp_path / "evil.pt"
     torch.save({"format": FORMAT_NAME, "obj": Path("x")}, p)  # needs unpickling a class
     with pytest.raises(ModelFileError, match=r"evil\.pt"):
         load_model(p)
+
+
+def test_a_model_that_would_run_code_never_runs_and_is_called_tampered(tmp_path):
+    """Finding 4: the error passed on PyTorch's advice to load with weights_only=False."""
+    marker = tmp_path / "PWNED"
+    p = tmp_path / "evil.pt"
+    torch.save({"format": FORMAT_NAME, "format_version": 1, "obj": _RunsCode(marker)}, p)
+    for read in (load_model, read_spec):
+        with pytest.raises(ModelFileError) as info:
+            read(p)
+        msg = str(info.value)
+        assert msg.startswith(f"{p}: ") and "tampered" in msg and "never loaded" in msg
+        assert "weights_only" not in msg and "\n" not in msg
+    assert not marker.exists()
 
 
 def test_future_format_version(saved, tmp_path):
@@ -146,6 +189,19 @@ def test_malformed_spec(saved, tmp_path):
 def test_spec_validation():
     with pytest.raises(ConfigError, match="threshold must be in"):
         _spec(threshold=1.5)
+    # values a forged model file could use to exhaust memory at prediction
+    with pytest.raises(ConfigError, match=r"patch_size_px must be in \[8, 1024\]"):
+        _spec(patch_size_px=10**9)
+    with pytest.raises(ConfigError, match="target_mpp must be in"):
+        _spec(target_mpp=1e6)
+    with pytest.raises(ConfigError, match="merge_radius_um must be in"):
+        _spec(merge_radius_um=1e9)
+    with pytest.raises(ConfigError, match="mean/std must be finite"):
+        _spec(mean=(0.5, float("nan"), 0.5))
+    with pytest.raises(ConfigError, match="arch_kwargs must be a JSON object"):
+        _spec(arch_kwargs=[1, 2])
+    with pytest.raises(ConfigError, match="input_px must be in"):
+        ProjNet(width=4, proj_dim=8, input_px=10**9)
     with pytest.raises(ConfigError, match="not JSON-serialisable"):
         _spec(provenance={"x": object()}).to_json()
     assert _spec().with_threshold(0.9).threshold == 0.9

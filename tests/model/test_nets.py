@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torchvision.models import resnet18
@@ -69,7 +71,7 @@ def test_trunk_matches_torchvision_layout(tmp_path):
 def test_bad_pretrained_file(tmp_path):
     p = tmp_path / "w.pth"
     p.write_text("nope")
-    with pytest.raises(InputError, match="cannot read pretrained weights"):
+    with pytest.raises(InputError, match=r"w\.pth: not a ResNet-18 weights file"):
         load_trunk_weights(ResNet18Trunk(width=64), p)
 
 
@@ -104,3 +106,43 @@ def test_cascade_net_pools_then_scores():
     torch.testing.assert_close(out[:, 1], net.logit(x))
     with pytest.raises(ConfigError, match="CascadeNet"):
         CascadeNet(width=1)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_pretrained_weights_that_would_run_code_are_refused_in_one_line(tmp_path):
+    """Finding 4: the --pretrained error spanned 10 lines and invited weights_only=False."""
+    marker = tmp_path / "PWNED"
+    p = tmp_path / "evil.pth"
+    torch.save({"conv1.weight": _RunsCode(marker)}, p)
+    with pytest.raises(InputError) as info:
+        load_trunk_weights(ResNet18Trunk(width=64), p)
+    msg = str(info.value)
+    assert "\n" not in msg and "weights_only" not in msg and "tampered" in msg
+    assert not marker.exists()
+
+
+def test_an_earlier_wsdal_model_initialises_the_trunk(tmp_path):
+    from wsdal_wsi.model.file import ModelSpec, save_model
+    from wsdal_wsi.model.nets import ProjNet
+
+    torch.manual_seed(3)
+    net = ProjNet(width=8, proj_dim=8)
+    spec = ModelSpec(arch="proj_resnet18", arch_kwargs={"width": 8, "proj_dim": 8},
+                     patch_size_px=80, target_mpp=0.25, mean=(0.5,) * 3, std=(0.25,) * 3,
+                     threshold=0.5, class_names=("Non-mitosis", "Mitosis"), candidate_params={},
+                     merge_radius_um=5.0, provenance={})  # fmt: skip
+    path = save_model(tmp_path / "model.pt", net, spec)
+    trunk = ResNet18Trunk(width=8)
+    n = load_trunk_weights(trunk, path)
+    assert n == len(trunk.state_dict())
+    for k, v in trunk.state_dict().items():
+        assert torch.equal(v, net.trunk.state_dict()[k]), k
+    with pytest.raises(InputError, match="width 16"):
+        load_trunk_weights(ResNet18Trunk(width=16), path)

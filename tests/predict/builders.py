@@ -16,9 +16,13 @@ _PROVIDER = "qupath.lib.images.servers.openslide.OpenslideServerBuilder"
 
 #: Patch side of the tiny test model (px at 0.25 µm/px).
 PATCH_PX = 32
+#: ``wsdal predict`` options giving the settings of the ``scaleout_batch`` reference run.
+SCALEOUT_ARGS = ("--device", "cpu", "--tile-size", "512")
 
 
-def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Path:
+def make_tiny_model(
+    path: Path, *, threshold: float = 0.2, seed: int = 0, annotation_classes: dict | None = None
+) -> Path:
     """An untrained, very narrow ResNet-18 model file (random weights, fixed seed).
 
     Its probabilities are arbitrary but deterministic, which is all the engine tests need.
@@ -41,6 +45,7 @@ def make_tiny_model(path: Path, *, threshold: float = 0.2, seed: int = 0) -> Pat
         candidate_params=CandidateParams().to_dict(),
         merge_radius_um=5.0,
         provenance={"test": "untrained tiny model"},
+        annotation_classes=annotation_classes or {},
     )
     return save_model(path, net, spec)
 
@@ -64,6 +69,16 @@ def make_dataset(
     return load_dataset(out)
 
 
+def _dimensions(slide: Path) -> tuple[int, int]:
+    """Level-0 (w, h) of a slide, as QuPath records it in the project."""
+    from wsdal_wsi.slide import open_slide
+
+    if not slide.is_file():  # a missing slide: the size QuPath recorded no longer matters
+        return (1024, 768)
+    with open_slide(slide) as opened:
+        return opened.dimensions
+
+
 def make_project(project: Path, slides: list[Path], sidecars: list[Path]) -> Path:
     """A QuPath project (no QuPath) over ``slides``, with the annotation exports.
 
@@ -79,7 +94,7 @@ def make_project(project: Path, slides: list[Path], sidecars: list[Path]) -> Pat
                     "providerClassName": _PROVIDER,
                     "uri": slide.resolve().as_uri(),
                     "args": [],
-                    "metadata": {"width": 1024, "height": 768},
+                    "metadata": dict(zip(("width", "height"), _dimensions(slide), strict=True)),
                 },
                 "entryID": i,
                 "randomizedName": f"00000000-0000-4000-8000-{i:012d}",
@@ -107,4 +122,37 @@ def make_project(project: Path, slides: list[Path], sidecars: list[Path]) -> Pat
 def corrupt_copy(slide: Path, target: Path, *, keep_bytes: int = 4000) -> Path:
     """A truncated copy of a slide (a TIFF whose image data is cut off)."""
     target.write_bytes(slide.read_bytes()[:keep_bytes])
+    return target
+
+
+def detections_of(geojson: Path) -> list[tuple[tuple[float, float], float]]:
+    """The detections of a results GeoJSON: ((x, y) level-0, probability), in file order."""
+    doc = json.loads(Path(geojson).read_text(encoding="utf-8"))
+    found = []
+    for f in doc["features"]:
+        props = f.get("properties") or {}
+        if props.get("objectType") == "detection":
+            x, y = f["geometry"]["coordinates"]
+            found.append(((x, y), props["measurements"]["WS-DAL probability"]))
+    return found
+
+
+def counts_rows(csv_path: Path) -> list[dict[str, str]]:
+    """The rows of a counts.csv without the columns that differ between runs (the date)."""
+    import csv
+
+    with open(csv_path, encoding="utf-8-sig", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        row.pop("Date (UTC)", None)
+    return rows
+
+
+def batch_folder(data, target: Path) -> Path:
+    """The dataset's slides with their sidecars, plus ``broken.tiff`` (a truncated copy)."""
+    target.mkdir(parents=True, exist_ok=True)
+    for s in data.slides:
+        shutil.copy(s.slide_path, target)
+        shutil.copy(s.annotation_path, target)
+    corrupt_copy(data.slides[0].slide_path, target / "broken.tiff")
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -73,3 +74,29 @@ def trained_cascade_run(synth_dataset, tmp_path_factory):
     finally:
         torch.set_num_threads(before)
     return run, summary
+
+
+@pytest.fixture(scope="session")
+def scaleout_batch(tmp_path_factory):
+    """Three synthetic slides (1024 x 768 px) and a truncated fourth, ``broken.tiff``,
+    predicted by a plain sequential run: ``.folder``, ``.model``, ``.out``, ``.result``.
+
+    The reference for the Ray and shard runs (CLI defaults but tiles of 512 px on the
+    CPU, as ``--device cpu --tile-size 512`` gives).
+    """
+    from wsdal_wsi.predict import PredictSettings, run_batch
+    from wsdal_wsi.qupath import open_source
+
+    root = tmp_path_factory.mktemp("scaleout")
+    data = _builders.make_dataset(root / "data", n_slides=3)
+    folder = _builders.batch_folder(data, root / "slides")
+    out = root / "sequential"
+    model = _builders.make_tiny_model(root / "model.pt")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        settings = PredictSettings(device="cpu", tile_size_px=512)
+        result = run_batch(open_source(folder), model, out, settings=settings)
+    finally:
+        torch.set_num_threads(before)
+    return SimpleNamespace(folder=folder, model=model, out=out, result=result)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
+import hashlib
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from wsdal_wsi.counting import HotspotSettings
-from wsdal_wsi.errors import InputError
+from wsdal_wsi.errors import InputError, OutputError
 from wsdal_wsi.predict import PredictSettings, run_batch
 from wsdal_wsi.predict import image as image_mod
 from wsdal_wsi.qupath import open_source, read_objects
@@ -157,21 +161,132 @@ def test_failing_slides_are_recorded_and_the_batch_goes_on(
     assert calls == ["synth_001"]
 
 
-def test_results_into_the_slide_folder_keep_the_pathologists_clicks(
+def _digests(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_the_slide_folder_as_out_is_refused_and_nothing_is_written(
     slides, tiny_model_path, tmp_path
 ):
+    """Finding 1: ``--out`` = the slide folder replaced the pathologist's sidecars."""
     folder = Path(shutil.copytree(slides, tmp_path / "slides"))
-    before = read_objects(folder / "synth_000.geojson")
-    run_batch(open_source(folder), tiny_model_path, folder, settings=SETTINGS)
-    after = read_objects(folder / "synth_000.geojson")
-    theirs = [o for o in after if not o.tool_made]
-    assert [(o.class_name, o.points) for o in theirs] == [(o.class_name, o.points) for o in before]
-    assert any(o.tool_made and o.object_type == "detection" for o in after)
-    # the sidecar still reads as the same annotations (our objects are left out), and a
-    # re-run finds the slides finished
-    result = run_batch(open_source(folder), tiny_model_path, folder, settings=SETTINGS)
+    before = _digests(folder)
+    with pytest.raises(OutputError, match=r"would write synth_000\.geojson over the input"):
+        run_batch(open_source(folder), tiny_model_path, folder, settings=SETTINGS)
+    assert _digests(folder) == before  # not one file added or changed
+    one_slide = open_source(folder / "synth_001.tiff")
+    with pytest.raises(OutputError, match=r"synth_001\.geojson"):
+        run_batch(one_slide, tiny_model_path, folder, settings=SETTINGS)
+    assert _digests(folder) == before
+
+
+def test_full_disk_at_the_batch_files_stops_with_a_clear_error(
+    slides, tiny_model_path, tmp_path, monkeypatch
+):
+    """Finding 8: batch-level writes on a full disk behave like per-slide ones."""
+    out = tmp_path / "OUT"
+    real = os.replace
+
+    def full_at_counts(src, dst):
+        if Path(dst).name == "counts.csv":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_at_counts)
+    with pytest.raises(OutputError, match=r"counts\.csv: cannot write: no space left"):
+        run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
+    state = json.loads((out / "batch.json").read_text(encoding="utf-8"))
+    assert state["status"] == "interrupted"
+    assert [im["status"] for im in state["images"]] == ["done", "done"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no half-written file
+    for im in state["images"]:
+        assert read_summary(slide_files(out, im["key"]).summary).ok
+    monkeypatch.setattr(os, "replace", real)  # space freed: the re-run finishes the batch
+    result = run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
     assert [im.status for im in result.state.images] == ["skipped", "skipped"]
-    assert [len(s.regions) for s in result.summaries] == [1, 1]
+    assert (out / "counts.csv").is_file() and result.state.status == "finished"
+
+
+def test_full_disk_before_the_first_write(slides, tiny_model_path, tmp_path, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", full)
+    with pytest.raises(OutputError, match=r"batch\.json: cannot write: no space left"):
+        run_batch(open_source(slides), tiny_model_path, tmp_path / "OUT", settings=SETTINGS)
+    assert not [p for p in (tmp_path / "OUT").iterdir() if p.is_file()]
+
+
+def test_a_run_with_other_settings_is_refused_while_one_runs(slides, tiny_model_path, tmp_path):
+    """Finding 9: two runs into one folder with other settings: the second is refused."""
+    out = tmp_path / "OUT"
+    other = dataclasses.replace(SETTINGS, threshold=0.9)
+    refused = []
+
+    def second_run(im):
+        if not refused:
+            with pytest.raises(OutputError) as info:
+                run_batch(open_source(slides), tiny_model_path, out, settings=other)
+            refused.append(str(info.value))
+
+    first = run_batch(
+        open_source(slides), tiny_model_path, out, settings=SETTINGS, on_image_done=second_run
+    )
+    (msg,) = refused
+    assert "wsdal predict" in msg and "other settings" in msg and "differs: threshold" in msg
+    assert first.state.status == "finished"
+    # what is on disk is what the first run reported
+    for im in first.state.images:
+        assert read_summary(slide_files(out, im.key).summary).detections == im.detections
+    # afterwards the other settings are welcome
+    later = run_batch(open_source(slides), tiny_model_path, out, settings=other)
+    assert [im.status for im in later.state.images] == ["done", "done"]
+
+
+def test_two_runs_with_the_same_settings_share_the_slides(
+    slides, tiny_model_path, tmp_path, monkeypatch
+):
+    """The same settings twice at once: each slide is predicted once, both runs end complete."""
+    out = tmp_path / "OUT"
+    real = image_mod.predict_slide
+    calls: list[tuple[str, str]] = []
+    second_done = threading.Event()
+    results = {}
+
+    def second():
+        results["second"] = run_batch(
+            open_source(slides),
+            tiny_model_path,
+            out,
+            settings=SETTINGS,
+            on_image_done=lambda im: im.status == "done" and second_done.set(),
+        )
+
+    def predicting(slide, *args, **kwargs):
+        who = threading.current_thread().name
+        calls.append((who, slide.name))
+        if who == "MainThread" and len(calls) == 1:  # the first run holds synth_000
+            thread = threading.Thread(target=second, name="second")
+            results["thread"] = thread
+            thread.start()
+            assert second_done.wait(120), "the second run did not predict the other slide"
+        return real(slide, *args, **kwargs)
+
+    monkeypatch.setattr(image_mod, "predict_slide", predicting)
+    first = run_batch(open_source(slides), tiny_model_path, out, settings=SETTINGS)
+    results["thread"].join(120)
+    second_result = results["second"]
+    assert sorted(calls) == [("MainThread", "synth_000"), ("second", "synth_001")]
+    assert [im.status for im in first.state.images] == ["done", "skipped"]
+    assert [im.status for im in second_result.state.images] == ["skipped", "done"]
+    for run in (first, second_result):
+        assert [s.detections for s in run.summaries] == [
+            read_summary(slide_files(out, k).summary).detections for k in ("synth_000", "synth_001")
+        ]
 
 
 def test_a_foreign_batch_json_is_not_overwritten(slides, tiny_model_path, tmp_path):

@@ -199,3 +199,21 @@ def test_cascade_keeps_995_permille_at_a_low_threshold(trained_cascade_run, synt
          for _, full, fast in _cascade_runs(model, synth_dataset, 0.5)]
     )  # fmt: skip
     assert len(kept) > 500 and kept.mean() >= 0.995, (len(kept), kept.mean())
+
+
+def test_near_misses_are_the_merged_candidates_just_below_the_threshold(
+    slide, tiny_model, reference
+):
+    from wsdal_wsi.predict.engine import NEAR_MISS_FRACTION
+
+    t = float(np.quantile(reference.scores, 0.7))
+    high = predict_slide(slide, tiny_model, threshold=t)
+    # the detections are exactly those of the full merge at or above t (near misses change none)
+    np.testing.assert_array_equal(
+        high.points_level0, reference.points_level0[reference.scores >= t]
+    )
+    near = high.near_scores
+    assert len(near) > 0 and near.max() < t and near.min() >= NEAR_MISS_FRACTION * t
+    floor = reference.scores >= NEAR_MISS_FRACTION * t
+    below = floor & (reference.scores < t)
+    np.testing.assert_array_equal(high.near_points_level0, reference.points_level0[below])

@@ -72,9 +72,22 @@ def clicks_features(ann: ImageAnnotations) -> list[dict]:
     return features
 
 
-def qpproj_image(entry_id: int, name: str, uri: str | None, *, mpp: float | None = None) -> dict:
+OPENSLIDE = "qupath.lib.images.servers.openslide.OpenslideServerBuilder"
+BIOFORMATS = "qupath.lib.images.servers.bioformats.BioFormatsServerBuilder"
+
+
+def qpproj_image(
+    entry_id: int,
+    name: str,
+    uri: str | None,
+    *,
+    mpp: float | None = None,
+    provider: str = OPENSLIDE,
+    args: Sequence[str] = (),
+    size: tuple[int, int] = (512, 512),
+) -> dict:
     """One ``images`` entry of a project.qpproj, as QuPath 0.5 writes it."""
-    meta: dict[str, Any] = {"width": 512, "height": 512}
+    meta: dict[str, Any] = {"width": size[0], "height": size[1]}
     if mpp is not None:
         meta["pixelCalibration"] = {
             "pixelWidth": {"value": mpp, "unit": "µm"},
@@ -82,8 +95,8 @@ def qpproj_image(entry_id: int, name: str, uri: str | None, *, mpp: float | None
         }
     builder: dict[str, Any] = {
         "builderType": "uri",
-        "providerClassName": "qupath.lib.images.servers.openslide.OpenslideServerBuilder",
-        "args": [],
+        "providerClassName": provider,
+        "args": list(args),
         "metadata": meta,
     }
     if uri is not None:
@@ -95,6 +108,18 @@ def qpproj_image(entry_id: int, name: str, uri: str | None, *, mpp: float | None
         "imageName": name,
         "metadata": {},
     }
+
+
+def wrap_image(image: dict, builder_type: str, **fields: Any) -> dict:
+    """``image`` with its serverBuilder wrapped, as QuPath 0.5/0.6 write a transformed image.
+
+    The wrapper comes first with ``builderType``, then ``builder`` (the wrapped
+    one), then its own fields and a copy of the metadata (GsonTools' order).
+    """
+    inner = image["serverBuilder"]
+    outer = {"builderType": builder_type, "builder": inner, **fields}
+    outer["metadata"] = dict(inner.get("metadata", {}))
+    return {**image, "serverBuilder": outer}
 
 
 def write_qpproj(project_dir: Path, images: Sequence[dict], *, uri: str | None = None) -> Path:

@@ -3,8 +3,10 @@
 Written independently of the package's reader: it parses the raw text with
 ``json`` (refusing bare ``NaN``/``Infinity`` literals, which are not JSON) and
 checks every field of every feature, its type, its value range and the key order
-QuPath itself writes (``type, id, geometry, properties``; in properties
-``objectType, name, color, classification, isLocked, isEllipse, measurements``).
+QuPath itself writes (``type, id, geometry, properties``; in geometry ``type,
+coordinates`` and, for an ellipse ROI, ``isEllipse``: QuPath 0.5/0.6
+``ROITypeAdapters`` write and read it there, never in properties; in properties
+``objectType, name, color, classification, isLocked, measurements``).
 
 Use :func:`check_file` on everything the writer produces; it raises
 ``AssertionError`` with the feature index and the field.
@@ -26,7 +28,6 @@ PROPERTY_ORDER = [
     "color",
     "classification",
     "isLocked",
-    "isEllipse",
     "measurements",
     "metadata",
 ]
@@ -57,8 +58,14 @@ def _check_ring(ring: Any, where: str) -> None:
 
 def _check_geometry(geo: Any, where: str) -> str:
     assert isinstance(geo, dict), f"{where}: geometry must be an object"
-    assert list(geo) == ["type", "coordinates"], f"{where}: geometry keys {list(geo)}"
+    keys = list(geo)
+    assert keys in (["type", "coordinates"], ["type", "coordinates", "isEllipse"]), (
+        f"{where}: geometry keys {keys}"
+    )
     gtype, coords = geo["type"], geo["coordinates"]
+    if "isEllipse" in geo:
+        assert geo["isEllipse"] is True, f"{where}: isEllipse must be true when present"
+        assert gtype == "Polygon", f"{where}: isEllipse on a {gtype}"
     assert gtype in GEOMETRY_TYPES, f"{where}: geometry type {gtype!r}"
     if gtype == "Point":
         _check_position(coords, where)
@@ -100,7 +107,7 @@ def check_feature(feature: Any, where: str = "feature") -> None:
     assert isinstance(fid, str), f"{where}: id must be a string"
     parsed = uuid.UUID(fid)
     assert str(parsed) == fid and parsed.version == 4, f"{where}: id {fid!r} is not a uuid4"
-    gtype = _check_geometry(feature["geometry"], f"{where} geometry")
+    _check_geometry(feature["geometry"], f"{where} geometry")
     props = feature["properties"]
     assert isinstance(props, dict), f"{where}: properties must be an object"
     unknown = set(props) - set(PROPERTY_ORDER)
@@ -130,9 +137,6 @@ def check_feature(feature: Any, where: str = "feature") -> None:
             assert all(isinstance(n, str) and n for n in names), f"{where}: classification names"
         _check_color(cls["color"], f"{where} classification color")
     assert isinstance(props.get("isLocked"), bool), f"{where}: isLocked must be a boolean"
-    if "isEllipse" in props:
-        assert props["isEllipse"] is True, f"{where}: isEllipse must be true when present"
-        assert gtype == "Polygon", f"{where}: isEllipse on a {gtype}"
     if "measurements" in props:
         meas = props["measurements"]
         assert isinstance(meas, dict) and meas, f"{where}: measurements must be a non-empty map"

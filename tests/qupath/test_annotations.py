@@ -111,3 +111,41 @@ def test_invalid_polygon_is_repaired(tmp_path):
     assert ann.areas[0].geometry.is_valid
     assert ann.areas[0].geometry.area == pytest.approx(50.0)
     assert "1 invalid polygons repaired" in notes
+
+
+def _feature(
+    kind, xy, cls, *, name="WS-DAL", locked=False, fid="00000000-0000-4000-8000-000000000001"
+):
+    """A feature as QuPath 0.5/0.6 exports it after the pathologist's review."""
+    props = {"objectType": kind, "name": name,
+             "classification": {"name": cls, "color": [200, 0, 0]}}  # fmt: skip
+    if locked:
+        props["isLocked"] = True
+    geometry = {"type": "Point", "coordinates": list(xy)}
+    return {"type": "Feature", "id": fid, "geometry": geometry, "properties": props}
+
+
+def test_the_pathologists_answers_to_the_tools_objects_become_trusted_labels(tmp_path):
+    feats = [
+        _feature("detection", (10, 10), "Mitosis"),  # unreviewed: not a label
+        _feature("detection", (20, 10), "Mitosis", locked=True),  # confirmed
+        _feature("detection", (30, 10), "Non-mitosis"),  # a false positive
+        _feature("detection", (40, 10), "Mitotic figure"),  # relabelled to the lab's positive
+        _feature("annotation", (50, 10), "WS-DAL check", name="WS-DAL check 1: detected, p 0.51"),
+        _feature("annotation", (60, 10), "Mitosis", name="WS-DAL check 2: not detected, p 0.4"),
+        _feature("annotation", (70, 10), "Mitosis-like", name="WS-DAL review: click without"),
+        _feature("annotation", (80, 10), "Mitosis", name=None),  # a new click (missed mitosis)
+    ]
+    path = tmp_path / "export.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": feats}))
+    classes = ClassSettings(positive=("Mitosis", "Mitotic figure"))
+    ann = read_annotations(path, classes=classes)
+    got = {(p.x, p.correction) for p in ann.points}
+    assert got == {(20, "confirmed"), (30, "false_positive"), (40, "confirmed"),
+                   (60, "answered_positive"), (70, "answered_negative"), (80, None)}  # fmt: skip
+    assert ann.corrections() == {"confirmed": 2, "false_positive": 1, "answered_positive": 1,
+                                 "answered_negative": 1}  # fmt: skip
+    assert sorted(p.x for p in ann.points_with_role("positive", classes)) == [20, 40, 60, 80]
+    assert sorted(p.x for p in ann.points_with_role("negative", classes)) == [30, 70]
+    # under the default classes 'Mitotic figure' means nothing: that relabelling says nothing
+    assert 40 not in {p.x for p in read_annotations(path, classes=ClassSettings()).points}

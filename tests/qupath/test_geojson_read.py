@@ -45,6 +45,22 @@ def test_qupath_04_details():
     assert len(ann_all.points) == len(ann.points) + 1
 
 
+def test_qupath_06_ellipse_derived_classes_and_locks():
+    """An export as QuPath 0.5/0.6 write it: ``isEllipse`` inside ``geometry``, derived
+    classes as ``names``, ``isLocked`` only when true, uuid ids."""
+    objs = read_objects(DATA / "qupath_0.6.geojson")
+    points, ellipse, tumor, stroma = objs
+    assert not points.is_ellipse and not points.is_locked
+    assert ellipse.is_ellipse and ellipse.is_locked
+    assert ellipse.geometry.bounds == (1700.0, 1300.0, 2300.0, 1700.0)
+    assert ellipse.id == "0b9e8d7c-6b5a-4f3e-9d2c-1b0a9f8e7d6c"
+    assert (tumor.class_name, tumor.class_color) == ("Tumor: Mitosis", (200, 0, 0))
+    assert stroma.class_name == "Stroma: Mitosis"  # a distinct class, not merged with Tumor's
+    assert math.isnan(tumor.measurements["Score"])
+    # the place earlier wsdal-wsi files used (properties) is still read
+    assert read_objects(DATA / "single_points_strings.geojson")[5].is_ellipse
+
+
 def test_qupath_03_and_02_details():
     objs03 = read_objects(DATA / "qupath_0.3.geojson")
     assert [o.object_type for o in objs03] == ["annotation"] * 3 + ["cell"]
@@ -203,3 +219,41 @@ def test_unknown_object_type_reads_as_annotation(tmp_path, caplog):
     objs = read_objects(path)
     assert objs[0].object_type == "annotation"
     assert "unknown object type 'spaceship'" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+        ('{"type": "Point", "coordinates": [1' + "0" * 400 + ", 5]}", "bad coordinate"),
+        ("[" + "9" * 5000 + "]", "not usable JSON"),
+        ('{"type": ["FeatureCollection"], "features": []}', "'type' must be a string"),
+        ('[{"type": "Feature", "geometry": {"type": {"a": 1}}}]', "geometry 'type' must be"),
+        (
+            '[{"type": "Feature", "geometry": '
+            + '{"type": "GeometryCollection", "geometries": [' * 50
+            + '{"type": "Point", "coordinates": [1, 2]}'
+            + "]}" * 50
+            + "}]",
+            "nested more than 8 deep",
+        ),
+    ],
+)
+def test_files_that_crashed_the_reader_are_refused_with_the_file_named(tmp_path, text, match):
+    """Found by tests/reliability's fuzzer: RecursionError, OverflowError, ValueError and
+    TypeError escaped as tracebacks."""
+    path = tmp_path / "fuzz.geojson"
+    path.write_text(text)
+    with pytest.raises(AnnotationFormatError, match=match) as info:
+        read_objects(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_huge_measurement_is_infinite_not_a_crash(tmp_path):
+    path = tmp_path / "m.geojson"
+    path.write_text(
+        '[{"type": "Feature", "geometry": {"type": "Point", "coordinates": [1, 2]}, '
+        '"properties": {"measurements": {"m": 1' + "0" * 400 + "}}}]"
+    )
+    (obj,) = read_objects(path)
+    assert obj.measurements["m"] == float("inf")

@@ -1,12 +1,14 @@
 import json
 import math
 import uuid
+from pathlib import Path
 
 import numpy as np
 import pytest
 from shapely.geometry import MultiPolygon, Point, box
 
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.geojson_read import objects_from_features
 from wsdal_wsi.qupath.geojson_write import (
     area_feature,
     class_color,
@@ -20,6 +22,8 @@ from wsdal_wsi.qupath.geojson_write import (
 )
 
 from .strict_checker import check_feature, check_file
+
+DATA = Path(__file__).parent / "data"
 
 
 def test_detection_feature_is_reference_form():
@@ -65,11 +69,26 @@ def test_area_feature_with_measurements_and_name():
     mp = area_feature(MultiPolygon([box(0, 0, 1, 1), box(5, 5, 6, 6)]), None)
     check_feature(mp)
     assert "classification" not in mp["properties"]
-    ell = area_feature(Point(50, 50).buffer(10), "Region", is_ellipse=True)
-    check_feature(ell)
-    assert ell["properties"]["isEllipse"] is True
     with pytest.raises(ValueError, match="needs a Polygon or MultiPolygon, got Point"):
         area_feature(Point(1, 1), "Region")
+
+
+def test_ellipse_flag_is_inside_geometry_as_qupath_writes_it():
+    """QuPath 0.5/0.6 (ROITypeAdapters) write and read ``isEllipse`` inside ``geometry``."""
+    ell = area_feature(Point(50, 40).buffer(10), "Region", is_ellipse=True, name="circle")
+    check_feature(ell)
+    assert list(ell["geometry"]) == ["type", "coordinates", "isEllipse"]
+    assert ell["geometry"]["isEllipse"] is True
+    assert "isEllipse" not in ell["properties"]
+    # the same shape as a QuPath 0.6 export's ellipse (tests/qupath/data/qupath_0.6.geojson)
+    qupath = json.loads((DATA / "qupath_0.6.geojson").read_text())["features"][1]
+    assert list(qupath["geometry"]) == list(ell["geometry"])
+    assert list(ell["properties"])[:1] == list(qupath["properties"])[:1]
+    (back,) = objects_from_features([ell], source="written")
+    assert back.is_ellipse and back.geometry.bounds == pytest.approx((40, 30, 60, 50), abs=0.1)
+    assert not make_feature(box(0, 0, 5, 5))["geometry"].get("isEllipse")
+    with pytest.raises(ValueError, match="an ellipse must be a Polygon, got MultiPolygon"):
+        area_feature(MultiPolygon([box(0, 0, 1, 1)]), "Region", is_ellipse=True)
 
 
 @pytest.mark.parametrize(

@@ -118,3 +118,23 @@ def test_tool_marker():
     assert tool_name() == "WS-DAL"
     assert tool_name("hotspot") == "WS-DAL hotspot"
     assert tool_name("WS-DAL region") == "WS-DAL region"
+
+
+def test_unclassified_as_a_role_keeps_the_name_and_gives_the_role():
+    cs = ClassSettings(unclassified_as="positive")
+    assert cs.role(None) == "positive" and cs.resolve(None) is None
+    assert ClassSettings(unclassified_as="ignore").role(None) == "ignored"
+    assert ClassSettings(unclassified_as="negative").role(None) == "negative"
+    assert ClassSettings().role(None) == "unknown"
+
+
+def test_from_options_replaces_the_roles_given_and_keeps_the_base_for_the_others():
+    base = ClassSettings(positive=("Mitotic figure",), region=("Tumour area",))
+    cs = ClassSettings.from_options(negative=["Imposter"], base=base)
+    assert cs.positive == ("Mitotic figure",) and cs.region == ("Tumour area",)
+    assert cs.negative == ("Imposter",) and cs.ignored == ClassSettings().ignored
+    assert ClassSettings.from_options() == ClassSettings()
+    assert ClassSettings.from_dict(cs.to_dict()) == cs
+    assert ClassSettings.from_dict({"positive": ["M"]}).negative == ClassSettings().negative
+    with pytest.raises(ConfigError, match="both positive and negative"):
+        ClassSettings.from_options(positive=["X"], negative=["X"])

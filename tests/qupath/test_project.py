@@ -6,14 +6,16 @@ import pytest
 from wsdal_wsi.errors import ConfigError, ProjectError
 from wsdal_wsi.qupath.project import (
     annotations_export_path,
+    class_id,
     find_qpproj,
     parse_relink,
+    read_class_colors,
     read_qpproj,
     results_exchange_path,
     uri_to_path,
 )
 
-from .conftest import qpproj_image, write_qpproj
+from .conftest import qpproj_image, wrap_image, write_qpproj
 
 
 @pytest.mark.parametrize(
@@ -79,13 +81,8 @@ def test_absolute_relative_moved_relinked_and_missing(tmp_path):
         qpproj_image(7, "remote", "https://server/image/7"),
         qpproj_image(8, "nouri", None),
     ]
-    wrapped = qpproj_image(9, "wrapped.svs", None)
-    wrapped["serverBuilder"] = {
-        "builderType": "rotated",
-        "rotation": "ROTATE_180",
-        "builder": {"builderType": "uri", "uri": (scans / "wrapped.svs").as_uri(), "args": []},
-    }
-    images.append(wrapped)
+    wrapped = qpproj_image(9, "wrapped.svs", (scans / "wrapped.svs").as_uri())
+    images.append(wrap_image(wrapped, "rotated", rotation="ROTATE_180"))
     write_qpproj(project, images, uri="file:/old_place/project/project.qpproj")
 
     proj = read_qpproj(project, relink=[f"/lab/archive={elsewhere}"])
@@ -107,7 +104,10 @@ def test_absolute_relative_moved_relinked_and_missing(tmp_path):
     assert by_id["7"].slide_path is None
     assert "not a local file" in by_id["7"].missing_message()
     assert "records no slide" in by_id["8"].missing_message()
+    # a rotated image: its slide is found, but QuPath's coordinates are not the file's
     assert by_id["9"].slide_path == scans / "wrapped.svs"
+    assert "rotated (ROTATE_180)" in by_id["9"].server.problem
+    assert all(by_id[k].server.problem is None for k in "12345678")
     # without the relink rule, image 4 is missing
     assert read_qpproj(project).images[3].slide_path is None
 
@@ -167,3 +167,30 @@ def test_empty_project(tmp_path):
     write_qpproj(tmp_path / "p", [])
     assert read_qpproj(tmp_path / "p").images == ()
     assert isinstance(read_qpproj(tmp_path / "p").qpproj, Path)
+
+
+def test_class_list_as_qupath_writes_it(tmp_path, caplog):
+    assert read_class_colors(tmp_path) == {}
+    (tmp_path / "classifiers").mkdir()
+    classes = tmp_path / "classifiers" / "classes.json"
+    classes.write_text(
+        json.dumps(
+            {
+                "pathClasses": [
+                    {"name": "Tumor", "color": -3670016},
+                    {"name": "Tumor: Mitosis", "color": -65536},
+                    {"name": "Stroma:Mitosis", "color": -16711936},
+                    {"name": "no colour"},
+                ]
+            }
+        )
+    )
+    assert read_class_colors(tmp_path) == {
+        "Tumor": (200, 0, 0),
+        "Tumor: Mitosis": (255, 0, 0),
+        "Stroma: Mitosis": (0, 255, 0),
+    }
+    assert class_id(" Tumor :Mitosis") == "Tumor: Mitosis"
+    classes.write_text("{")
+    assert read_class_colors(tmp_path) == {}
+    assert "cannot read the class list" in caplog.text

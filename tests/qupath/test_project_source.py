@@ -3,12 +3,12 @@ import time
 
 import pytest
 
-from wsdal_wsi.errors import InputError, QuPathUnavailableError
+from wsdal_wsi.errors import InputError, QuPathUnavailableError, SlideError
 from wsdal_wsi.qupath import open_source, paquo_adapter
 from wsdal_wsi.qupath.geojson_write import points_feature, write_features
 from wsdal_wsi.qupath.project_source import ProjectSource
 
-from .conftest import CLICKS, make_tiff, qpproj_image, write_qpproj
+from .conftest import BIOFORMATS, CLICKS, make_tiff, qpproj_image, wrap_image, write_qpproj
 
 no_qupath = pytest.mark.skipif(
     paquo_adapter.qupath_available(), reason="a QuPath installation is present here"
@@ -88,3 +88,51 @@ def test_project_without_images(tmp_path):
     write_qpproj(tmp_path / "p", [])
     with pytest.raises(InputError, match="the project has no images"):
         open_source(tmp_path / "p", backend="export")
+
+
+def test_images_whose_coordinates_are_not_the_files_are_refused_by_name(tmp_path):
+    """A rotated entry, a scene of a multi-scene file and a size mismatch, as QuPath writes
+    them: each is refused with its reason (inspect, train) and cannot be opened (predict)."""
+    scans = tmp_path / "scans"
+    names = ["plain", "scene0", "rotated", "scene2", "other_size"]
+    for name in names:
+        make_tiff(scans / f"{name}.tiff")
+
+    def image(i, name, **kwargs):
+        return qpproj_image(i, f"{name}.tiff", (scans / f"{name}.tiff").as_uri(), **kwargs)
+
+    images = [
+        image(1, "plain"),
+        image(2, "scene0", provider=BIOFORMATS, args=["--series", "0"]),
+        wrap_image(image(3, "rotated"), "rotated", rotation="ROTATE_90"),
+        image(4, "scene2", provider=BIOFORMATS, args=["--series", "2"]),
+        image(5, "other_size", provider=BIOFORMATS, size=(1024, 512)),
+    ]
+    project = tmp_path / "project"
+    write_qpproj(project, images)
+    for i in range(1, 6):
+        write_features(
+            project / "wsdal" / "annotations" / f"{i}.geojson",
+            [points_feature([[10, 10]], "Mitosis")],
+        )
+    records = {r.name: r for r in open_source(project, backend="export").images()}
+    assert records["plain.tiff"].usable and records["scene0.tiff"].usable
+    expected = {
+        "rotated.tiff": "QuPath shows this image rotated (ROTATE_90)",
+        "scene2.tiff": "QuPath shows scene 2 of a multi-scene file (--series 2)",
+        "other_size.tiff": "QuPath records its image as 1024 x 512 px but the slide file opens "
+        "as 512 x 512 px",
+    }
+    for name, words in expected.items():
+        record = records[name]
+        assert not record.usable
+        (problem,) = record.problems
+        assert problem.startswith(words), problem
+        with pytest.raises(SlideError, match=f"^{name}: {words[:30]}"):
+            record.open_slide()
+    # without the slide check (as predict opens them), opening still refuses
+    unchecked = open_source(project, backend="export", check_slides=False).images()
+    with pytest.raises(SlideError, match="1024 x 512 px"):
+        unchecked[4].open_slide()
+    with unchecked[0].open_slide() as slide:
+        assert slide.dimensions == (512, 512)

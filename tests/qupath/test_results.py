@@ -8,10 +8,16 @@ from shapely.geometry import Point, box
 from wsdal_wsi.errors import AnnotationFormatError
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath.geojson_read import read_objects
-from wsdal_wsi.qupath.geojson_write import detection_feature, points_feature
+from wsdal_wsi.qupath.geojson_write import (
+    class_color,
+    detection_feature,
+    points_feature,
+    write_features,
+)
 from wsdal_wsi.qupath.model import AreaAnnotation
 from wsdal_wsi.qupath.results import iter_detection_json, write_results_geojson
 
+from .conftest import write_qpproj
 from .strict_checker import check_document, check_feature, check_file
 
 
@@ -148,3 +154,112 @@ def test_refuses_to_overwrite_an_unreadable_file(tmp_path, content):
     with pytest.raises(AnnotationFormatError, match="not overwriting it"):
         write_results_geojson(path, detections=[(1, 2, 0.5)])
     assert path.read_text() == content
+
+
+def _qupath_reads_every_classification(path):
+    """QuPath 0.5/0.6 ``PathClassTypeAdapter.read``: null, a string, a legacy object, or an
+    object with ``name``/``names`` *and* ``color``; anything else throws for the whole file."""
+    for i, feature in enumerate(json.loads(path.read_text())["features"]):
+        cls = feature["properties"].get("classification")
+        if cls is None or isinstance(cls, str):
+            continue
+        legacy = not cls or "colorRGB" in cls or "parentClass" in cls
+        proxy = ("name" in cls or "names" in cls) and "color" in cls
+        assert legacy or proxy, f"feature {i}: QuPath would refuse the file: {cls}"
+
+
+def _user_feature(classification, fid):
+    return {
+        "type": "Feature",
+        "id": fid,
+        "geometry": {"type": "Point", "coordinates": [5, 6]},
+        "properties": {"objectType": "annotation", "classification": classification},
+    }
+
+
+USER_FEATURES = [
+    _user_feature({"name": "Tumor"}, "0d9a1f4e-0000-4000-8000-000000000001"),
+    _user_feature({"names": ["Tumor", "Mitosis"]}, "0d9a1f4e-0000-4000-8000-000000000002"),
+    _user_feature("Stroma", "0d9a1f4e-0000-4000-8000-000000000003"),
+    _user_feature({"name": "Region", "color": [1, 2, 3]}, "0d9a1f4e-0000-4000-8000-000000000004"),
+]
+
+
+@pytest.mark.parametrize("layout", ["written by a script", "our own layout"])
+def test_kept_classification_without_colour_gets_one(tmp_path, layout):
+    """A kept object whose classification has no colour would make QuPath refuse the whole
+    results file (GsonTools); it gets the fixed colour of its class, nothing else changes."""
+    path = tmp_path / "slide.geojson"
+    if layout == "our own layout":
+        write_features(path, USER_FEATURES)
+    else:
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": USER_FEATURES}))
+    with pytest.raises(AssertionError, match="QuPath would refuse"):
+        _qupath_reads_every_classification(path)
+    report = write_results_geojson(path, detections=[(1.0, 2.0, 0.5)])
+    assert (report.kept, report.written) == (4, 1)
+    _qupath_reads_every_classification(path)
+    *kept, ours = json.loads(path.read_text())["features"]
+    check_feature(ours)
+    classes = [f["properties"]["classification"] for f in kept]
+    assert classes == [
+        {"name": "Tumor", "color": list(class_color("Tumor"))},
+        {"names": ["Tumor", "Mitosis"], "color": list(class_color("Tumor: Mitosis"))},
+        "Stroma",
+        {"name": "Region", "color": [1, 2, 3]},
+    ]
+    assert [f["id"] for f in kept] == [f["id"] for f in USER_FEATURES]
+
+
+def test_kept_classification_takes_the_project_class_colour(tmp_path):
+    """In a project's exchange folder the colour comes from classifiers/classes.json, as
+    QuPath's DefaultProject writes it (full names, packed ARGB integers)."""
+    project = tmp_path / "study.v2"
+    write_qpproj(project, [])
+    (project / "classifiers").mkdir()
+    (project / "classifiers" / "classes.json").write_text(
+        json.dumps(
+            {
+                "pathClasses": [
+                    {"name": "Tumor", "color": -3670016},  # 0xFFC80000: (200, 0, 0)
+                    {"name": "Tumor: Mitosis", "color": -16776961},  # 0xFF0000FF: (0, 0, 255)
+                ]
+            }
+        )
+    )
+    path = project / "wsdal" / "results" / "1.geojson"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": USER_FEATURES[:2]}))
+    write_results_geojson(path, detections=np.zeros((0, 3)))
+    _qupath_reads_every_classification(path)
+    kept = json.loads(path.read_text())["features"]
+    assert kept[0]["properties"]["classification"]["color"] == [200, 0, 0]
+    assert kept[1]["properties"]["classification"]["color"] == [0, 0, 255]
+    # the same file outside a project's exchange folder gets the fixed colours
+    other = tmp_path / "elsewhere.geojson"
+    other.write_text(json.dumps({"type": "FeatureCollection", "features": USER_FEATURES[:1]}))
+    write_results_geojson(other, detections=np.zeros((0, 3)))
+    color = json.loads(other.read_text())["features"][0]["properties"]["classification"]["color"]
+    assert color == list(class_color("Tumor"))
+
+
+def test_a_rerun_keeps_the_pathologists_answers_and_adds_no_duplicate(tmp_path):
+    from wsdal_wsi.qupath.results import stable_id
+
+    path = tmp_path / "s.geojson"
+    write_results_geojson(path, detections=[(10.0, 10.0, 0.9), (50.0, 50.0, 0.8)], id_seed="s")
+    doc = json.loads(path.read_text())
+    # in QuPath: the first detection is relabelled a false positive, then the file re-exported
+    # (QuPath's layout: one document, not ours line by line)
+    first = next(f for f in doc["features"] if f["geometry"]["coordinates"] == [10.0, 10.0])
+    first["properties"]["classification"] = {"name": "Non-mitosis", "color": [0, 0, 255]}
+    path.write_text(json.dumps(doc, indent=1))
+    report = write_results_geojson(
+        path, detections=[(10.0, 10.0, 0.9), (50.0, 50.0, 0.8)], id_seed="s"
+    )
+    after = json.loads(path.read_text())["features"]
+    ids = [f["id"] for f in after]
+    assert len(ids) == len(set(ids)) == 2  # the answer kept, the other replaced: no duplicate
+    kept = next(f for f in after if f["id"] == stable_id("s", "detection", 10.0, 10.0))
+    assert kept["properties"]["classification"]["name"] == "Non-mitosis"
+    assert report.removed == 1 and report.kept == 1

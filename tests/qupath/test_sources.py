@@ -1,9 +1,16 @@
 import json
 import logging
 
+import numpy as np
 import pytest
 
-from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.errors import (
+    AnnotationFormatError,
+    ConfigError,
+    InputError,
+    ResolutionError,
+    SlideError,
+)
 from wsdal_wsi.qupath.coco import import_coco
 from wsdal_wsi.qupath.factory import open_source
 from wsdal_wsi.qupath.geojson_write import points_feature, write_features
@@ -68,6 +75,75 @@ def test_single_slide_file(slide_folder):
     records = open_source(slide_folder / "slide_b.tiff").images()
     assert [r.key for r in records] == ["slide_b"]
     assert records[0].usable
+
+
+def test_a_single_bad_slide_is_an_error_of_the_source(tmp_path):
+    """A slide given by itself that does not open, has no resolution, or whose sidecar is
+    malformed: the source itself is unreadable (exit 2), not one image among others."""
+    broken = tmp_path / "broken.svs"
+    broken.write_text("this is not a slide")
+    with pytest.raises(SlideError, match=r"broken\.svs"):
+        open_source(broken).images()
+    no_mpp = make_tiff(tmp_path / "no_mpp.tiff", mpp=None)
+    with pytest.raises(ResolutionError, match=r"no_mpp.tiff: no resolution .*--mpp"):
+        open_source(no_mpp).images()
+    assert open_source(no_mpp, mpp=0.25).images()[0].mpp == 0.25
+    bad = make_tiff(tmp_path / "bad.tiff")
+    (tmp_path / "bad.geojson").write_text('[{"type": "Feature", "geometry": null}]')
+    with pytest.raises(AnnotationFormatError, match=r"bad\.geojson"):
+        open_source(bad).images()
+    alone = make_tiff(tmp_path / "alone" / "a.tiff")  # no sidecar: fine for predict
+    (record,) = open_source(alone).images()
+    assert record.readable and record.annotations is None
+
+
+def test_points_outside_the_slide_are_dropped_with_a_warning(tmp_path):
+    folder = tmp_path / "f"
+    make_tiff(folder / "s.tiff")  # 512 x 512 px
+    inside = [[100, 100], [0, 0], [512, 512]]
+    outside = [[-500, -500], [99999, 99999], [1e12, 5]]
+    write_features(
+        folder / "s.geojson",
+        [
+            points_feature(inside + outside, "Mitosis"),
+            points_feature([[10, 10], [-1, 3]], "Mitosis-like"),
+        ],
+    )
+    (record,) = open_source(folder).images()
+    assert record.usable and record.dropped_points == 4
+    assert record.annotations.points_per_class() == {"Mitosis": 3, "Mitosis-like": 1}
+    (msg,) = [w for w in record.warnings if "outside the slide" in w]
+    assert str(folder / "s.geojson") in msg and "4 point(s) outside the slide" in msg
+    assert "512 x 512 px" in msg and "(-500, -500) Mitosis" in msg
+    assert record.to_dict()["dropped_points"] == 4
+
+
+def test_an_implausible_density_of_clicks_warns(tmp_path):
+    folder = tmp_path / "f"
+    make_tiff(folder / "dense.tiff")  # 512 px at 0.25 µm/px: 0.0164 mm²
+    rng = np.random.default_rng(0)
+    write_features(
+        folder / "dense.geojson", [points_feature(rng.uniform(0, 512, (200, 2)), "Mitosis")]
+    )
+    make_tiff(folder / "real.tiff")
+    write_features(
+        folder / "real.geojson", [points_feature(rng.uniform(0, 512, (15, 2)), "Mitosis")]
+    )
+    records = {r.key: r for r in open_source(folder).images()}
+    (msg,) = [w for w in records["dense"].warnings if "per mm²" in w]
+    assert "200 points of a positive class" in msg and "dense.geojson" in msg
+    assert "far above any real mitotic density" in msg
+    # 15 clicks on a small image: 900 per mm², and too few to judge anyway
+    assert not [w for w in records["real"].warnings if "per mm²" in w]
+    assert records["dense"].usable
+
+
+def test_input_files_name_every_file_an_output_must_not_replace(slide_folder):
+    src = open_source(slide_folder)
+    a = src.images()[0]
+    files = src.input_files(a)
+    assert slide_folder / "slide_a.tiff" in files and slide_folder / "slide_a.geojson" in files
+    assert slide_folder / "slide_a.json" in files  # a sidecar the folder could hold
 
 
 def test_problems_are_reported_per_image(tmp_path, caplog):

@@ -1,7 +1,8 @@
 import pytest
 
 from wsdal_wsi.counting import HotspotSettings
-from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.errors import ConfigError, InputError, OutputError
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.report import read_summary, recount_folder, slide_files
 
 
@@ -49,3 +50,13 @@ def test_threshold_below_the_prediction_is_refused_before_writing(out_dir):
     with pytest.raises(ConfigError, match=r"below 0\.6"):
         recount_folder(out_dir, settings=HotspotSettings(), threshold=0.3)
     assert (out_dir / "counts.csv").read_bytes() == before
+
+
+def test_a_count_while_a_prediction_writes_the_folder_is_refused(out_dir):
+    before = (out_dir / "counts.csv").read_bytes()
+    running = {"command": "wsdal predict", "model_sha256": "abc", "threshold": 0.6}
+    with FolderLock(out_dir, settings=running, command="wsdal predict"):
+        with pytest.raises(OutputError, match=r"wsdal predict \(process .* other settings"):
+            recount_folder(out_dir, settings=HotspotSettings(area_mm2=0.3))
+    assert (out_dir / "counts.csv").read_bytes() == before
+    assert recount_folder(out_dir, settings=HotspotSettings(area_mm2=0.3)).recounted

@@ -1,11 +1,14 @@
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from shapely.geometry import box
+import shapely
+from shapely.geometry import box, shape
 
+from wsdal_wsi.counting import HotspotSettings, find_hotspot
 from wsdal_wsi.errors import InputError
-from wsdal_wsi.qupath import make_feature
+from wsdal_wsi.qupath import class_color, make_feature
 from wsdal_wsi.qupath.geojson_read import read_objects
 from wsdal_wsi.report import (
     HOTSPOT_CLASS,
@@ -58,7 +61,9 @@ def test_replace_keeps_detections_and_user_objects(out_dir):
     path = slide_files(out_dir, "alpha").geojson
     doc = json.loads(path.read_text(encoding="utf-8"))
     user = make_feature(box(0, 0, 10, 10), class_name="Tumor", name="my tumour")
-    doc["features"].append(user)
+    no_colour = make_feature(box(0, 0, 5, 5), name="scripted")
+    no_colour["properties"]["classification"] = {"names": ["Tumor", "Mitosis"]}
+    doc["features"] += [user, no_colour]
     path.write_text(json.dumps(doc), encoding="utf-8")
     before_pts, before_scores = read_detections(path)
     new = [make_feature(box(1, 1, 5, 5), class_name=HOTSPOT_CLASS, name="WS-DAL hotspot: test")]
@@ -66,6 +71,9 @@ def test_replace_keeps_detections_and_user_objects(out_dir):
     after = json.loads(path.read_text(encoding="utf-8"))
     names = [f["properties"].get("name") for f in after["features"]]
     assert "my tumour" in names and "WS-DAL hotspot: test" in names
+    # QuPath refuses a whole file with a colourless classification: the kept object gets one
+    scripted = after["features"][names.index("scripted")]["properties"]["classification"]
+    assert scripted == {"names": ["Tumor", "Mitosis"], "color": list(class_color("Tumor: Mitosis"))}
     assert not any(n and n.startswith("WS-DAL count") for n in names)
     assert after["wsdal"]["counts"] == {"tool": "test"}
     assert after["wsdal"]["version"] == doc["wsdal"]["version"]  # predict's provenance kept
@@ -98,3 +106,31 @@ def test_bad_results_files(tmp_path):
     )
     with pytest.raises(InputError, match="feature 0: bad detection"):
         read_detections(p)
+
+
+def test_a_hotspot_at_the_image_edge_is_a_polygon_inside_the_image_holding_its_count():
+    """Also seen in issue 11: QuPath showed 362 detections inside our '361 mitoses' hotspot,
+    whose ellipse reached negative coordinates."""
+    mpp, ds = 0.5, 16.0
+    mask = np.zeros((40, 60), dtype=bool)
+    mask[:, :20] = True
+    rng = np.random.default_rng(5)
+    pts = np.concatenate(
+        [rng.uniform([0, 0], [320, 640], size=(50, 2)), [[330.0, 320.0], [335.0, 330.0]]]
+    )  # two just beside the tissue mask, where prediction still looks
+    hotspot = find_hotspot(
+        pts,
+        mpp=mpp,
+        tissue=mask,
+        tissue_downsample=ds,
+        settings=HotspotSettings(area_mm2=0.05),
+        slide_dimensions=(960, 640),
+    )
+    (feature,) = count_features(SimpleNamespace(hotspot=hotspot, hotspot_range=None, regions=[]))
+    assert feature["geometry"]["type"] == "Polygon"
+    assert "isEllipse" not in json.dumps(feature)  # a cut circle is no longer an ellipse
+    poly = shape(feature["geometry"])
+    xs, ys = np.array(poly.exterior.coords).T
+    assert xs.min() >= 0 and ys.min() >= 0 and xs.max() <= 960 and ys.max() <= 640
+    shown = int(shapely.intersects_xy(poly, pts[:, 0], pts[:, 1]).sum())  # what QuPath shows
+    assert feature["properties"]["measurements"]["WS-DAL mitoses"] == shown == hotspot.count

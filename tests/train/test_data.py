@@ -117,3 +117,49 @@ def test_groups_serve_one_member_each(arrays):
             mode="balanced",
             groups=groups,
         )
+
+
+@pytest.mark.parametrize(
+    ("mode", "drop_last", "groups", "batch_size"),
+    [("shuffle", False, None, 6), ("balanced", True, None, 7), ("shuffle", False, "pairs", 5)],
+)
+def test_processes_split_every_batch_of_the_single_process_epoch(
+    arrays, mode, drop_last, groups, batch_size
+):
+    """Two processes (torchrun): each takes every other sample of each global batch, so
+    together they serve the single-process epoch, in as many steps, two samples each."""
+    patches, rows, labels = arrays
+    kw = dict(batch_size=batch_size, device=torch.device("cpu"), mode=mode, seed=4,
+              drop_last=drop_last)  # fmt: skip
+    if groups:
+        kw["groups"] = np.arange(30) // 2
+    alone = PatchBatches(patches, rows, labels, **kw)
+    ranks = [PatchBatches(patches, rows, labels, rank=r, world=2, **kw) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1]) == len(alone)
+    assert ranks[0].n_samples + ranks[1].n_samples == alone.n_samples
+    for epoch in (0, 3):
+        for whole, a, b in zip(alone.epoch(epoch), *(r.epoch(epoch) for r in ranks), strict=True):
+            assert min(len(a.positions), len(b.positions)) >= 2
+            np.testing.assert_array_equal(a.positions.numpy(), whole.positions.numpy()[0::2])
+            np.testing.assert_array_equal(b.positions.numpy(), whole.positions.numpy()[1::2])
+
+
+def test_a_last_batch_too_small_to_split_joins_the_previous(arrays):
+    patches, rows, labels = arrays  # 30 samples in batches of 7: 7, 7, 7, 7 and 2
+    kw = dict(batch_size=7, device=torch.device("cpu"), mode="shuffle")
+    ranks = [PatchBatches(patches, rows, labels, rank=r, world=2, **kw) for r in (0, 1)]
+    sizes = [[len(x.positions) for x in r.epoch(0)] for r in ranks]
+    assert sizes == [[4, 4, 4, 5], [3, 3, 3, 4]]  # the 2 joined the fourth batch: 9 = 5 + 4
+
+
+def test_processes_split_sequential_scoring_and_need_samples(arrays):
+    patches, rows, labels = arrays
+    kw = dict(batch_size=8, device=torch.device("cpu"), mode="sequential")
+    shares = [PatchBatches(patches, rows, labels, rank=r, world=3, **kw) for r in range(3)]
+    served = np.concatenate([x.positions.numpy() for s in shares for x in s.epoch(0)])
+    assert sorted(served.tolist()) == list(range(30))  # every sample scored once
+    from wsdal_wsi.errors import TrainingError
+
+    with pytest.raises(TrainingError, match="too few for 4 processes"):
+        PatchBatches(patches, rows[:7], labels[:7], batch_size=4, device=torch.device("cpu"),
+                     mode="shuffle", rank=0, world=4)  # fmt: skip

@@ -67,3 +67,15 @@ def test_negative_clicks_are_audited_but_not_removed():
     }
     assert dmu_removed(table).tolist() == [True, False, True, False, True]
     assert dmu_removed(table, keep_negative_clicks=False).tolist() == [True] * 5
+
+
+def test_a_trusted_answer_is_never_removed_and_older_tables_trust_nothing():
+    table = {
+        "outcome": np.array(["noisy", "noisy", "clean", "noisy"], dtype=object),
+        "never_learned": np.array([0, 1, 0, 0]),
+        "origin": np.array(["click", "click", "click", "mined_negative"], dtype=object),
+        "trusted": np.array([1, 1, 0, 0]),
+    }
+    assert dmu_removed(table).tolist() == [False, False, False, True]
+    older = {k: v for k, v in table.items() if k != "trusted"}
+    assert dmu_removed(older).tolist() == [True, True, False, True]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 
 import numpy as np
@@ -9,8 +11,9 @@ import pytest
 import shapely
 
 from wsdal_wsi.errors import ConfigError, TrainingError
-from wsdal_wsi.qupath import ClassSettings, read_annotations
+from wsdal_wsi.qupath import ClassSettings, points_feature, read_annotations
 from wsdal_wsi.slide import open_slide
+from wsdal_wsi.train import extract as extract_mod
 from wsdal_wsi.train.extract import extract_store, split_by_slide
 from wsdal_wsi.train.presets import ExtractSettings
 
@@ -135,3 +138,60 @@ def test_unusable_images_are_skipped_with_their_reason(synth_slide, tmp_path):
     (folder / "good.geojson").unlink()
     with pytest.raises(TrainingError, match="no image can be used for training"):
         extract_store(folder, tmp_path / "store2", settings=SETTINGS)
+
+
+def _with_extra_clicks(synth_slide, folder, extra_xy):
+    """The synthetic slide in ``folder`` with its sidecar plus ``extra_xy`` Mitosis clicks."""
+    folder.mkdir()
+    shutil.copy(synth_slide.slide_path, folder / "s.tiff")
+    doc = json.loads(synth_slide.annotation_path.read_text(encoding="utf-8"))
+    doc["features"].append(points_feature(extra_xy, "Mitosis"))
+    (folder / "s.geojson").write_text(json.dumps(doc), encoding="utf-8")
+    return folder
+
+
+def test_clicks_outside_the_slide_are_not_trained_on(synth_slide, tmp_path, caplog):
+    """Finding 2: clicks at (-500, -500), (99999, 99999), (1e12, 5) became white positives."""
+    settings = ExtractSettings(context_px=96, n_jitter=0, max_candidates_per_image=5)
+    plain = extract_store(
+        synth_slide.slide_path.parent, tmp_path / "plain", settings=settings, val_fraction=0.0
+    )
+    folder = _with_extra_clicks(
+        synth_slide, tmp_path / "src", [[-500, -500], [99999, 99999], [1e12, 5]]
+    )
+    with caplog.at_level(logging.WARNING, logger="wsdal_wsi.train"):
+        store = extract_store(folder, tmp_path / "store", settings=settings, val_fraction=0.0)
+    assert len(store.select(source="click")) == len(plain.select(source="click"))
+    assert store.images[0]["n_positive"] == plain.images[0]["n_positive"]
+    xy = store.xy_level0
+    assert xy.min() >= 0 and (xy[:, 0] <= 2048).all() and (xy[:, 1] <= 1536).all()
+    assert "s.geojson: 3 point(s) outside the slide, left out of training" in caplog.text
+
+
+def test_patches_are_read_in_bounded_chunks(synth_slide, tmp_path, monkeypatch):
+    """Finding 3: 2.7 M clicks made one (5.4 M, 96, 96, 3) array; now a chunk at a time."""
+    n_clicks = 400
+    rng = np.random.default_rng(3)
+    extra = rng.uniform((100, 100), (1900, 1400), (n_clicks, 2))
+    folder = _with_extra_clicks(synth_slide, tmp_path / "src", extra)
+    settings = ExtractSettings(context_px=32, patch_px=32, n_jitter=1, max_candidates_per_image=5)
+    monkeypatch.setattr(extract_mod, "PATCH_CHUNK_BYTES", 25 * 3 * 32 * 32)  # 25 patches
+    sizes = []
+    real = extract_mod._read_patches
+
+    def spy(slide, xy, **kwargs):
+        out = real(slide, xy, **kwargs)
+        sizes.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(extract_mod, "_read_patches", spy)
+    store = extract_store(folder, tmp_path / "store", settings=settings, val_fraction=0.0)
+    n_pos = store.images[0]["n_positive"]
+    assert n_pos >= n_clicks
+    assert len(store) == 2 * n_pos + store.images[0]["n_negative_clicks"] + 5
+    assert max(sizes) == 25 and sum(sizes) == len(store)  # never more than a chunk at once
+    # the same store as one read would give: rows in order, jitter from the same draws
+    monkeypatch.setattr(extract_mod, "PATCH_CHUNK_BYTES", 1 << 30)
+    whole = extract_store(folder, tmp_path / "whole", settings=settings, val_fraction=0.0)
+    np.testing.assert_array_equal(whole.xy_level0, store.xy_level0)
+    np.testing.assert_array_equal(np.asarray(whole.patches), np.asarray(store.patches))

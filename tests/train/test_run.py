@@ -53,6 +53,7 @@ def test_wsdal_run_stops_resumes_and_writes_the_model(tmp_path, blob_store):
         assert (run / stage / "done.json").is_file()
     assert set(summary["stages"]) == {"ns", "dmu", "audit", "dle", "csdgl", "cascade"}
     assert (run / "cascade" / "done.json").is_file()  # distilled, or why not
+    assert summary["skipped_images"] == []
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["method"] == "wsdal" and cfg["preset"]["width"] == 4
     assert 0 <= summary["threshold"] <= 1 and summary["val_f1"] is not None
@@ -92,22 +93,37 @@ def _jitter_store(root, *, context_px, n_jitter=2, jitter_px=16.0):
 
 
 def test_negatives_are_jittered_as_the_store_jittered_its_positives(tmp_path, caplog):
+    from wsdal_wsi.train.context import stage_context
     from wsdal_wsi.train.presets import get_preset
-    from wsdal_wsi.train.run import _context
 
     demo = RunSettings(method="wsdal", preset=get_preset("demo"))
     store = _jitter_store(tmp_path / "a", context_px=112)
-    ctx = _context(store, torch.device("cpu"), demo, None, None, None)
+    ctx = stage_context(store, torch.device("cpu"), demo, None, None, None)
     assert ctx.negative_jitter_px == 16.0 and ctx.negative_jitter_prob == pytest.approx(2 / 3)
     assert ctx.shifts(torch.tensor([0, 1]), torch.Generator().manual_seed(0)).shape == (2, 2)
     off = RunSettings(
         method="wsdal", preset=get_preset("demo").replace(**{"extract.jitter_negatives": False})
     )
-    ctx = _context(store, torch.device("cpu"), off, None, None, None)
+    ctx = stage_context(store, torch.device("cpu"), off, None, None, None)
     assert ctx.negative_jitter_px == 0 and ctx.shifts(torch.tensor([0]), None) is None
     no_copies = _jitter_store(tmp_path / "b", context_px=112, n_jitter=0)
-    assert _context(no_copies, torch.device("cpu"), demo, None, None, None).negative_jitter_px == 0
+    assert (
+        stage_context(no_copies, torch.device("cpu"), demo, None, None, None).negative_jitter_px
+        == 0
+    )
     narrow = _jitter_store(tmp_path / "c", context_px=96)
     with caplog.at_level("WARNING"):
-        _context(narrow, torch.device("cpu"), demo, None, None, None)
+        stage_context(narrow, torch.device("cpu"), demo, None, None, None)
     assert "beyond the stored context" in caplog.text
+
+
+def test_images_the_extraction_skipped_are_in_summary_json(tmp_path, blob_store):
+    """Also seen in issue 11: a slide skipped for an unreadable sidecar was only a warning."""
+    store, _ = blob_store(n_pos=10, n_neg=10, n_images=2, n_val_images=1)
+    skipped = [{"key": "bad", "reason": "annotations unreadable: bad.geojson: not valid JSON"}]
+    store.meta["settings"]["skipped"] = skipped
+    settings = RunSettings(method="wsdal", preset=blob_preset(), seed=0)
+    run = tmp_path / "run"
+    summary = train_from_store(store, run, settings, device="cpu", stop_after="ns")
+    assert summary["skipped_images"] == skipped
+    assert json.loads((run / "summary.json").read_text())["skipped_images"] == skipped

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from wsdal_wsi.errors import ConfigError
+from wsdal_wsi.qupath import ClassSettings
 from wsdal_wsi.train.presets import get_preset
 from wsdal_wsi.train.settings import (
     RunSettings,
@@ -14,6 +15,7 @@ from wsdal_wsi.train.settings import (
     differing_keys,
     load_json,
     read_run_config,
+    resolve_run_settings,
 )
 
 
@@ -55,3 +57,33 @@ def test_load_json_missing_or_broken_is_none(tmp_path):
     (tmp_path / "ok.json").write_text(json.dumps({"a": 1}))
     assert load_json(tmp_path / "ok.json") == {"a": 1}
     assert read_run_config(tmp_path) is None
+
+
+def test_resolve_run_settings_takes_given_options_then_the_runs_then_defaults(tmp_path):
+    fresh = resolve_run_settings(tmp_path / "new", resume=False)
+    assert fresh == RunSettings()
+    run = tmp_path / "run"
+    first = resolve_run_settings(
+        run, resume=False, preset="tiny", seed=3, positive=["Mitotic figure"]
+    )
+    check_run_config(run, first, resume=False)
+    again = resolve_run_settings(run, resume=True)  # nothing given: the run's own
+    assert again == first and again.classes.positive == ("Mitotic figure",)
+    other = resolve_run_settings(run, resume=True, seed=4, negative=["Imposter"])
+    assert other.seed == 4 and other.classes.positive == ("Mitotic figure",)
+    assert other.classes.negative == ("Imposter",)
+    with pytest.raises(ConfigError, match="--method must be one of"):
+        resolve_run_settings(run, resume=False, method="magic")
+
+
+def test_a_run_started_before_classes_were_recorded_resumes_with_the_defaults(tmp_path):
+    settings = RunSettings(method="wsdal", preset=get_preset("tiny"))
+    check_run_config(tmp_path, settings, resume=False)
+    cfg = read_run_config(tmp_path)
+    del cfg["classes"]  # as an older wsdal-wsi wrote it
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    check_run_config(tmp_path, settings, resume=True)  # no "differs: classes"
+    lab = RunSettings(method="wsdal", preset=get_preset("tiny"),
+                      classes=ClassSettings(positive=("Mitotic figure",)))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"differs: classes\.positive"):
+        check_run_config(tmp_path, lab, resume=True)

@@ -93,9 +93,15 @@ def test_patch_centres_and_stores_written_before_them(tmp_path):
     np.testing.assert_array_equal(store.xy_level0, [[1.5, 2.25], [9.0, 2.25]])
     np.testing.assert_array_equal(store.centre_level0, [[3.0, 4.0], [9.0, 2.25]])
     assert store.images[0]["n_snapped"] == 1
-    # an index without the centre columns (an older store): centre = point
+    assert store.trusted.tolist() == [False, False]
+    # an index without the trusted column: nothing trusted
     index = tmp_path / "s" / "index.csv"
-    lines = [",".join(line.split(",")[:-2]) for line in index.read_text().splitlines()]
+    full = index.read_text().splitlines()
+    lines = [",".join(line.split(",")[:-1]) for line in full]
+    index.write_text("\n".join(lines) + "\n")
+    assert PatchStore(tmp_path / "s").trusted.tolist() == [False, False]
+    # an index without the centre columns (an older store): centre = point
+    lines = [",".join(line.split(",")[:-3]) for line in full]
     index.write_text("\n".join(lines) + "\n")
     old = PatchStore(tmp_path / "s")
     np.testing.assert_array_equal(old.centre_level0, old.xy_level0)

@@ -4,7 +4,8 @@ Each command lives in its own module and registers itself on :data:`app`;
 importing this package registers them all. A command parses its options, calls
 the library once and prints; the library parts that import torch (training,
 prediction, the model file, the demo) are imported inside the command function,
-so ``wsdal --help``, ``info``, ``inspect`` and ``count`` start without loading torch.
+so ``wsdal --help``, ``info``, ``inspect``, ``count`` and ``report`` start without loading
+torch.
 """
 
 from wsdal_wsi.cli._app import app, main
@@ -18,6 +19,7 @@ from wsdal_wsi.cli import qupath as _qupath  # noqa: F401
 from wsdal_wsi.cli import train as _train  # noqa: F401
 from wsdal_wsi.cli import predict as _predict  # noqa: F401
 from wsdal_wsi.cli import count as _count  # noqa: F401
+from wsdal_wsi.cli import report as _report  # noqa: F401
 from wsdal_wsi.cli import evaluate as _evaluate  # noqa: F401
 
 # isort: on

@@ -12,7 +12,9 @@ from rich.table import Table
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console, out_console
+from wsdal_wsi.cli._options import CLASSES_PANEL, unclassified_option
 from wsdal_wsi.evaluation.folders import evaluate_folders
+from wsdal_wsi.qupath import ClassSettings
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -22,6 +24,10 @@ if TYPE_CHECKING:
 __all__ = ["evaluate", "format_table"]
 
 
+#: How the table marks an image found on one side only (explained in its caption).
+_SIDE_MARK = {"both": "", "truth only": " *", "predictions only": " **"}
+
+
 def _ratio(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.3f}"
 
@@ -29,10 +35,17 @@ def _ratio(value: float) -> str:
 def format_table(result: FolderEvaluation) -> Table:
     """The rich table of ``wsdal evaluate``: one row per image, then the total."""
 
+    caption = f"total: TP, FP, FN summed over {len(result.images)} images (micro-average)"
+    one_sided = [i for i in result.images if i.side != "both"]
+    if one_sided:
+        caption += (
+            f"; {len(one_sided)} on one side only, counted as MIDOG does: "
+            "* no predictions (false negatives), ** no ground truth (false positives)"
+        )
     table = Table(
         title=f"Mitosis detection, one-to-one matching within {result.radius_um:g} µm",
         title_justify="left",
-        caption=f"total: TP, FP, FN summed over {len(result.images)} images (micro-average)",
+        caption=caption,
         caption_justify="left",
     )
     table.add_column("image")
@@ -41,7 +54,7 @@ def format_table(result: FolderEvaluation) -> Table:
     table.add_column("µm/px", justify="right")
     for image in result.images:
         table.add_row(
-            image.key,
+            image.key + _SIDE_MARK[image.side],
             str(image.n_truth),
             str(image.n_pred),
             str(image.tp),
@@ -50,7 +63,7 @@ def format_table(result: FolderEvaluation) -> Table:
             _ratio(image.precision),
             _ratio(image.recall),
             _ratio(image.f1),
-            f"{image.mpp:.4g}",
+            "-" if image.mpp is None else f"{image.mpp:.4g}",
         )
     precision, recall, f1 = result.prf()
     table.add_section()
@@ -100,10 +113,21 @@ def evaluate(
             "or a slide beside them says."
         ),
     ),
-    classes: list[str] = typer.Option(
-        ["Mitosis"],
+    positive: list[str] = typer.Option(
+        [],
+        "--positive",
         "--class",
-        help="Class of mitoses (repeatable; shell patterns such as 'Mitosis*' allowed).",
+        help="Class of mitoses in the ground truth (repeatable; shell patterns such as "
+        f"'Mitosis*' allowed; default {', '.join(ClassSettings().positive)}).",
+        rich_help_panel=CLASSES_PANEL,
+    ),
+    unclassified_as: str | None = unclassified_option(),
+    paired_only: bool = typer.Option(
+        False,
+        "--paired-only",
+        help="Leave out the images found on one side only (by default they count: truth "
+        "without predictions as false negatives, predictions without truth as false "
+        "positives, as MIDOG counts them).",
     ),
     as_json: bool = typer.Option(
         False,
@@ -116,19 +140,36 @@ def evaluate(
     Each ground-truth point of class Mitosis, in turn, takes the nearest unused
     detection within --radius-um; unmatched detections are false positives,
     unmatched mitoses false negatives. TP, FP and FN are summed over all images
-    before precision, recall and F1 (micro-averaging). Images found on one side
-    only are listed and not counted. Exits 2 on a missing folder, no paired
-    image, a malformed file or an image without a known resolution.
+    before precision, recall and F1 (micro-averaging). An image found on one side
+    only counts as MIDOG counts it: its mitoses without predictions are false
+    negatives, its predictions without ground truth false positives
+    (--paired-only leaves it out). Exits 2 on a missing folder, no paired image,
+    a malformed file or an image without a known resolution.
     """
 
     with RichProgress(transient=True) as progress:
         result = evaluate_folders(
-            pred, truth, radius_um=radius_um, mpp=mpp, classes=classes, progress=progress
+            pred,
+            truth,
+            radius_um=radius_um,
+            mpp=mpp,
+            classes=ClassSettings.from_options(positive=positive, unclassified_as=unclassified_as),
+            count_unpaired=not paired_only,
+            progress=progress,
         )
-    for path in result.pred_only:
-        err_console.print(f"Note: no ground truth for {path}; not counted", markup=False)
-    for path in result.truth_only:
-        err_console.print(f"Note: no predictions for {path}; not counted", markup=False)
+    counted = {i.pred_path or i.truth_path: i for i in result.images if i.side != "both"}
+    for paths, what, points, how in (
+        (result.pred_only, "no ground truth for", "detections", "false positives"),
+        (result.truth_only, "no predictions for", "mitoses", "false negatives"),
+    ):
+        for path in paths:
+            image = counted.get(path)
+            note = (
+                f"its {points} ({image.n_pred + image.n_truth}) count as {how}"
+                if image is not None
+                else "not counted (--paired-only)"
+            )
+            err_console.print(f"Note: {what} {path}: {note}", markup=False, soft_wrap=True)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -12,14 +12,21 @@ from rich.logging import RichHandler
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.cli._options import (
+    class_roles,
+    ignore_option,
+    mpp_option,
+    negative_option,
+    positive_option,
+    region_option,
+    relink_option,
+    unclassified_option,
+)
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.qupath import open_source
 from wsdal_wsi.qupath.coco import import_coco
-from wsdal_wsi.qupath.model import ClassSettings
 
-__all__ = ["class_settings", "format_inspection", "import_coco_command", "inspect"]
-
-_CLASSES = "Classes"
+__all__ = ["format_inspection", "import_coco_command", "inspect"]
 
 
 def _logs_to_stderr() -> None:
@@ -34,29 +41,16 @@ def _logs_to_stderr() -> None:
             handler.console = err_console
 
 
-def class_settings(
-    positive: list[str] | None,
-    negative: list[str] | None,
-    region: list[str] | None,
-    ignored: list[str] | None,
-    unclassified_as: str | None,
-) -> Any:
-    """ClassSettings from the class options (an option not given keeps its default)."""
-
-    kwargs: dict[str, Any] = {"unclassified_as": unclassified_as}
-    for name, value in (
-        ("positive", positive),
-        ("negative", negative),
-        ("region", region),
-        ("ignored", ignored),
-    ):
-        if value:
-            kwargs[name] = tuple(value)
-    return ClassSettings(**kwargs)
-
-
 def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{cls} {n}" for cls, n in sorted(counts.items())) or "none"
+
+
+def _total_corrections(records: list[Any]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for r in records:
+        for kind, n in (r.annotations.corrections() if r.annotations else {}).items():
+            total[kind] = total.get(kind, 0) + n
+    return total
 
 
 def format_inspection(doc: dict[str, Any]) -> str:
@@ -77,6 +71,11 @@ def format_inspection(doc: dict[str, Any]) -> str:
             f"Slides missing ({len(summary['missing_slides'])}): "
             + ", ".join(summary["missing_slides"])
         )
+    if summary.get("corrections"):
+        lines.append(
+            f"Answers  {_counts(summary['corrections'])} (the pathologist's review of the "
+            "tool's objects; trusted in training)"
+        )
     if summary["unknown_classes"]:
         lines.append(f"Unknown classes (not used): {_counts(summary['unknown_classes'])}")
     for im in doc["images"]:
@@ -96,6 +95,8 @@ def format_inspection(doc: dict[str, Any]) -> str:
             lines.append(f"  slide     {im['slide']} ({state})")
         lines.append(f"  points    {_counts(im['points'])}")
         lines.append(f"  areas     {_counts(im['areas'])}")
+        if im.get("corrections"):
+            lines.append(f"  answers   {_counts(im['corrections'])} (trusted in training)")
         lines.extend(f"  problem   {p}" for p in im["problems"])
         lines.extend(f"  warning   {w}" for w in im["warnings"])
     return "\n".join(lines)
@@ -109,55 +110,19 @@ def inspect(
         "<slide>.geojson sidecars, or one slide.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document instead."),
-    relink: list[str] = typer.Option(
-        [],
-        "--relink",
-        help="OLD=NEW: slide path prefix to replace, for projects whose slides moved (repeatable).",
-    ),
-    mpp: float | None = typer.Option(
-        None,
-        "--mpp",
-        help=(
-            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
-            "pixel size); never replaces a slide's own."
-        ),
-    ),
+    relink: list[str] = relink_option(),
+    mpp: float | None = mpp_option(),
     backend: str = typer.Option(
         "auto",
         "--backend",
         help="QuPath projects: 'paquo' (read the project with QuPath), 'export' (read the "
         "export_annotations.groovy exports), or 'auto' (paquo where QuPath is found).",
     ),
-    positive: list[str] = typer.Option(
-        [],
-        "--positive",
-        help="Class of mitoses (repeatable; default Mitosis).",
-        rich_help_panel=_CLASSES,
-    ),
-    negative: list[str] = typer.Option(
-        [],
-        "--negative",
-        help="Class of look-alikes (repeatable; default Non-mitosis, Mitosis-like, Imposter).",
-        rich_help_panel=_CLASSES,
-    ),
-    region: list[str] = typer.Option(
-        [],
-        "--region",
-        help="Class of exhaustively annotated areas (repeatable; patterns; default Region*).",
-        rich_help_panel=_CLASSES,
-    ),
-    ignored: list[str] = typer.Option(
-        [],
-        "--ignored",
-        help="Class of objects to leave out (repeatable; default Ignore*).",
-        rich_help_panel=_CLASSES,
-    ),
-    unclassified_as: str | None = typer.Option(
-        None,
-        "--unclassified-as",
-        help="Class for unclassified clicks (e.g. Mitosis); by default they are unknown.",
-        rich_help_panel=_CLASSES,
-    ),
+    positive: list[str] = positive_option(),
+    negative: list[str] = negative_option(),
+    region: list[str] = region_option(),
+    ignore: list[str] = ignore_option(),
+    unclassified_as: str | None = unclassified_option(),
 ) -> None:
     """Show what the tool sees before training: slides, resolution, clicks, problems.
 
@@ -170,7 +135,7 @@ def inspect(
     """
 
     _logs_to_stderr()
-    classes = class_settings(positive, negative, region, ignored, unclassified_as)
+    classes = class_roles(positive, negative, region, ignore, unclassified_as)
     src = open_source(source, classes=classes, relink=relink, mpp=mpp, backend=backend)
     with RichProgress(transient=True) as progress:
         records = src.images(progress=progress)
@@ -182,6 +147,7 @@ def inspect(
             "usable": sum(r.usable for r in records),
             "unknown_classes": src.unknown_classes,
             "missing_slides": [r.name for r in records if r.slide_path is None],
+            "corrections": _total_corrections(records),
         },
         "images": [r.to_dict() for r in records],
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +10,22 @@ import typer
 
 from wsdal_wsi.cli._app import app
 from wsdal_wsi.cli._console import RichProgress, err_console
+from wsdal_wsi.cli._options import (
+    ignore_option,
+    mpp_option,
+    negative_option,
+    positive_option,
+    region_option,
+    relink_option,
+    unclassified_option,
+)
+from wsdal_wsi.errors import WsdalError
 from wsdal_wsi.train.presets import DEFAULT_PRESET
 from wsdal_wsi.train.settings import RunSettings, resolve_run_settings
 
 _DEFAULT = RunSettings()
 
-__all__ = ["format_summary", "train"]
+__all__ = ["format_summary", "resume_command", "train"]
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -30,7 +41,12 @@ def format_summary(summary: dict[str, Any]) -> str:
     st = summary.get("stages", {})
     lines = [f"Method       {summary['method']} (preset {summary['preset']})"]
     if "device" in summary:
-        lines.append(f"Device       {summary['device']}; trunk: {summary.get('init', '?')}")
+        procs = summary.get("processes", 1)
+        on = f"{summary['device']} x {procs} processes (DDP)" if procs > 1 else summary["device"]
+        lines.append(f"Device       {on}; trunk: {summary.get('init', '?')}")
+    for i, im in enumerate(summary.get("skipped_images", [])):
+        label = f"Skipped ({len(summary['skipped_images'])})" if i == 0 else ""
+        lines.append(f"{label:<12} {im['key']}: {im['reason']}")
     if "ns" in st:
         ns = st["ns"]
         lines.append(
@@ -78,6 +94,12 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"Held-out     {held.get('n', 0)} patches of validation slides: "
             f"AUC {_fmt(held.get('auc'))}, accuracy {_fmt(held.get('accuracy'))}"
         )
+        cal = summary.get("calibration") or {}
+        if cal.get("n"):
+            lines.append(
+                f"Calibration  ECE {_fmt(cal.get('ece_before'))} -> {_fmt(cal.get('ece_after'))} "
+                f"on {cal['n']} validation candidates ({cal.get('n_positive', 0)} mitoses)"
+            )
         lines.append(f"Model        {summary['model']}")
     else:
         lines.append(f"Stopped after {summary.get('stopped_after')} (continue with --resume)")
@@ -86,6 +108,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 @app.command()
 def train(
+    ctx: typer.Context,
     source: Path = typer.Argument(
         ...,
         help="Annotated images: a QuPath project (project.qpproj or its folder), a folder of "
@@ -121,29 +144,37 @@ def train(
     resume: bool = typer.Option(
         False, "--resume", help="Continue the run in --out after its last finished stage/epoch."
     ),
-    mpp: float | None = typer.Option(
-        None,
-        "--mpp",
-        help=(
-            "Resolution in µm/px for slides that record none (in the file or as QuPath's "
-            "pixel size); never replaces a slide's own."
-        ),
-    ),
+    mpp: float | None = mpp_option(),
+    relink: list[str] = relink_option(),
     pretrained: Path | None = typer.Option(
         None,
         "--pretrained",
         help="ResNet-18 weights (torchvision layout) to start from; by default ImageNet "
         "weights are used only if already in the torch hub cache.",
     ),
+    init: Path | None = typer.Option(
+        None,
+        "--init",
+        help="An earlier model (RUN/model.pt) to fine-tune from instead of starting over, "
+        "e.g. after a review round in QuPath (same preset).",
+    ),
     stop_after: str | None = typer.Option(
         None, "--stop-after", help="Stop after stage ns, dmu or dle (inspect it, then --resume)."
     ),
+    positive: list[str] = positive_option(),
+    negative: list[str] = negative_option(),
+    region: list[str] = region_option(),
+    ignore: list[str] = ignore_option(),
+    unclassified_as: str | None = unclassified_option(),
 ) -> None:
     """Train a mitosis classifier from one click per mitosis (WS-DAL) and write RUN/model.pt.
 
-    With --resume, options not given are taken from the run's config.json.
+    With --resume, options not given are taken from the run's config.json. On several
+    GPUs: torchrun --standalone --nproc-per-node N -m wsdal_wsi train ... trains every
+    stage with DistributedDataParallel (rank 0 prints and writes).
     """
     # torch-heavy: imported when the command runs, so `wsdal --help` stays fast
+    from wsdal_wsi.train.distributed import launched_rank
     from wsdal_wsi.train.run import train_run
 
     settings = resolve_run_settings(
@@ -155,16 +186,54 @@ def train(
         val_fraction=val_fraction,
         mpp=mpp,
         pretrained=pretrained,
+        init_model=init,
+        positive=positive,
+        negative=negative,
+        region=region,
+        ignored=ignore,
+        unclassified_as=unclassified_as,
     )
+    if launched_rank() != 0:  # another torchrun process: rank 0 prints, and says what failed
+        try:
+            train_run(source, out, settings, device=device, resume=resume, stop_after=stop_after)
+        except WsdalError as exc:
+            raise typer.Exit(exc.exit_code) from None
+        return
     err_console.print(f"Training {settings.method} with preset {settings.preset.name} into {out}")
-    with RichProgress() as progress:
-        summary = train_run(
-            source,
-            out,
-            settings,
-            device=device,
-            resume=resume,
-            stop_after=stop_after,
-            progress=progress,
-        )
+    try:
+        with RichProgress() as progress:
+            summary = train_run(
+                source,
+                out,
+                settings,
+                device=device,
+                resume=resume,
+                stop_after=stop_after,
+                progress=progress,
+                relink=relink or None,
+            )
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted. Resume with: {resume_command(ctx)}", err=True)
+        raise typer.Exit(130) from None
     typer.echo(format_summary(summary))
+
+
+def resume_command(ctx: typer.Context) -> str:
+    """The command that resumes an interrupted ``wsdal train``: the arguments and the options
+    the user gave (not the defaults), and ``--resume``, quoted for a POSIX shell."""
+    args = ["wsdal", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if param.param_type_name == "argument":
+            args.append(str(value))
+            continue
+        source = ctx.get_parameter_source(param.name)
+        if param.name == "resume" or source is None or source.name != "COMMANDLINE":
+            continue
+        flag = max(param.opts, key=len)  # the long name
+        if getattr(param, "is_flag", False):
+            args += [flag] if value else []
+            continue
+        for v in value if getattr(param, "multiple", False) else [value]:
+            args += [flag, str(v)]
+    return shlex.join([*args, "--resume"])

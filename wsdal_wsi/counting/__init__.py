@@ -2,7 +2,8 @@
 
 - :mod:`~wsdal_wsi.counting.regions`: detections per region, per class and per slide
   (:func:`count_slide` is what prediction and ``wsdal count`` call);
-- :mod:`~wsdal_wsi.counting.hotspot`: the counting window with the most detections in tissue;
+- :mod:`~wsdal_wsi.counting.hotspot`: the counting window with the most detections (at least half
+  tissue);
 - :mod:`~wsdal_wsi.counting.grid`: exact window counts on a grid of centres (the search);
 - :mod:`~wsdal_wsi.counting.grading`: mitoses per mm² and the Nottingham mitotic score.
 
@@ -43,6 +44,7 @@ from wsdal_wsi.counting.regions import (
     count_regions,
     count_slide,
 )
+from wsdal_wsi.counting.uncertainty import CountRange, count_range, poisson_binomial_pmf
 
 __all__ = [
     "DEFAULT_FIELD_DIAMETER_MM",
@@ -50,6 +52,7 @@ __all__ = [
     "SUPPORTED_FIELD_DIAMETERS_MM",
     "WINDOW_SHAPES",
     "ClassCount",
+    "CountRange",
     "Hotspot",
     "HotspotSearch",
     "HotspotSettings",
@@ -62,6 +65,7 @@ __all__ = [
     "as_tissue",
     "check_field_diameter",
     "count_by_class",
+    "count_range",
     "count_regions",
     "count_slide",
     "find_hotspot",
@@ -70,6 +74,7 @@ __all__ = [
     "mitotic_score",
     "nottingham_row",
     "per_mm2_cutoffs",
+    "poisson_binomial_pmf",
     "score_window",
     "ten_hpf_area_mm2",
     "window_geometry",

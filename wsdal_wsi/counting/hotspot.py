@@ -1,4 +1,4 @@
-"""The hotspot: the counting window that holds the most detections in tissue.
+"""The hotspot: the counting window, at least half tissue, that holds the most detections.
 
 See :mod:`wsdal_wsi.counting` for the definitions (tissue, window, admissible
 placements) and :mod:`wsdal_wsi.counting.grid` for the exact grid engine. The
@@ -200,19 +200,20 @@ class HotspotSettings:
 
 @dataclass(frozen=True)
 class Hotspot:
-    """The counting window holding the most detections in tissue.
+    """The counting window holding the most detections (among those with enough tissue).
 
     Attributes
     ----------
     geometry : shapely Polygon
-        The window, level-0 px (a 256-gon for a circle).
+        The window, level-0 px (a 256-gon for a circle), cut to the image where it
+        reaches beyond it (:attr:`is_whole_window` is then False).
     centre_level0 : (float, float)
         Window centre, level-0 ``(x, y)``.
     window : {"circle", "rect"}
     half_sizes_level0 : (float, float)
         Radius twice for a circle; half-width and half-height for a rectangle.
     count : int
-        Detections in tissue inside the window.
+        Detections inside the window (what QuPath shows inside ``geometry``).
     area_mm2 : float
         Window area (mm²).
     per_mm2 : float
@@ -242,6 +243,22 @@ class Hotspot:
     def field_diameter_mm(self) -> float:
         """The field diameter whose Nottingham row scored the count (mm)."""
         return self.score.field_diameter_mm
+
+    @property
+    def is_whole_window(self) -> bool:
+        """Whether ``geometry`` is the whole window (not cut at the image's edge)."""
+        whole = window_geometry(self.window, self.centre_level0, self.half_sizes_level0)
+        return abs(self.geometry.area - whole.area) <= 1e-9 * whole.area
+
+    def contains(self, xy_level0: np.ndarray) -> np.ndarray:
+        """``(N,)`` bool: which level-0 ``(N, 2)`` points lie in the closed window."""
+        xy = np.asarray(xy_level0, dtype=np.float64).reshape(-1, 2)
+        dx = xy[:, 0] - self.centre_level0[0]
+        dy = xy[:, 1] - self.centre_level0[1]
+        hx, hy = self.half_sizes_level0
+        if self.window == "circle":
+            return dx * dx + dy * dy <= hx * hx
+        return (np.abs(dx) <= hx) & (np.abs(dy) <= hy)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (geometry as a GeoJSON mapping, level-0; settings not included)."""
@@ -286,7 +303,7 @@ class HotspotSearch:
     grid : AnalysisGrid
     half_sizes_level0 : (float, float)
     counts : numpy.ndarray
-        ``grid.shape`` int32: detections in tissue in the window at each centre.
+        ``grid.shape`` int32: detections in the window at each centre.
     tissue : numpy.ndarray or None
         ``grid.shape`` int64: tissue mask pixels in each window (None: no mask).
     tissue_total : int
@@ -318,9 +335,7 @@ def hotspot_search(
     """
     mpp = check_mpp(mpp)
     tis = as_tissue(tissue, tissue_downsample)
-    xy = as_points(points)
-    if tis is not None:
-        xy = xy[tis.contains(xy)]
+    xy = as_points(points)  # every detection the window holds counts (as QuPath shows it)
     half = window_half_sizes_level0(settings.window, mm2_to_px2(settings.window_area_mm2, mpp))
     extent = None
     if tis is None:
@@ -349,6 +364,16 @@ def window_geometry(window: str, centre_level0: tuple[float, float], half_sizes_
     return box(cx - hx, cy - hy, cx + hx, cy + hy)
 
 
+def _image_box(slide_dimensions: tuple[int, int] | None, tissue: Any) -> Polygon | None:
+    """The image's level-0 rectangle: the slide's dimensions, else the tissue mask's extent."""
+    if slide_dimensions is not None:
+        return box(0.0, 0.0, float(slide_dimensions[0]), float(slide_dimensions[1]))
+    if tissue is not None:
+        h, w = tissue.mask.shape
+        return box(0.0, 0.0, w * tissue.downsample, h * tissue.downsample)
+    return None
+
+
 def find_hotspot(
     points: np.ndarray,
     *,
@@ -358,7 +383,12 @@ def find_hotspot(
     settings: HotspotSettings = HotspotSettings(),
     slide_dimensions: tuple[int, int] | None = None,
 ) -> Hotspot | None:
-    """Find the hotspot: the admissible window holding the most detections in tissue.
+    """Find the hotspot: the admissible window holding the most detections.
+
+    Every detection inside the window counts, so that the count is what QuPath
+    shows inside the hotspot annotation; the tissue mask decides where a window
+    may be (``min_tissue_fraction``). The polygon is cut to the image (its level-0
+    rectangle: ``slide_dimensions``, else the mask's extent).
 
     Parameters
     ----------
@@ -403,8 +433,12 @@ def find_hotspot(
     count = int(search.counts[i, j])
     frac = None if search.tissue is None else float(search.tissue[i, j]) / search.tissue_total
     area = settings.window_area_mm2
+    geometry = window_geometry(settings.window, centre, search.half_sizes_level0)
+    image = _image_box(slide_dimensions, as_tissue(tissue, tissue_downsample))
+    if image is not None and not image.contains(geometry):
+        geometry = geometry.intersection(image)  # drawn inside the image; holds the same points
     return Hotspot(
-        geometry=window_geometry(settings.window, centre, search.half_sizes_level0),
+        geometry=geometry,
         centre_level0=centre,
         window=settings.window,
         half_sizes_level0=search.half_sizes_level0,

@@ -11,19 +11,24 @@ Tissue
     A detection is *in tissue* when the mask pixel holding it is True (outside
     the mask: not tissue). Tissue area = tissue pixels × ds².
 Region counts
-    A detection counts for a region when it is in tissue and inside the
-    region's polygon (boundary included). The density denominator is the
-    region's *tissue* area (mask pixels whose centre lies in the polygon ×
-    ds²), so glass inside a hand-drawn region does not dilute the density;
-    the region's full polygon area is reported beside it. Without a mask, all
-    detections count and the polygon area is the denominator.
+    A detection counts for a region when it lies inside the region's polygon
+    (boundary included): the count is what QuPath shows inside the region.
+    (Detections exist only where prediction looked: the tissue and one mask
+    pixel around it, so a figure at the very edge of the tissue is counted
+    where the pathologist sees it.) The density denominator is the region's
+    *tissue* area (mask pixels whose centre lies in the polygon × ds²), so
+    glass inside a hand-drawn region does not dilute the density; the region's
+    full polygon area is reported beside it. Without a mask, the polygon area
+    is the denominator.
 Hotspot
     The placement of a counting window (a circle or a 4:3 rectangle, axis
     aligned, of area ``area_mm2``, or of 10 HPF of a field diameter) that holds
-    the most detections *in tissue*, among the placements whose window is at
-    least ``min_tissue_fraction`` tissue (default 0.5: a window may reach over
-    the tissue edge, but cannot sit half on glass). A detection is in the
-    window when it lies in the closed disc / rectangle.
+    the most detections, among the placements whose window is at least
+    ``min_tissue_fraction`` tissue (default 0.5: a window may reach over the
+    tissue edge, but cannot sit half on glass). A detection is in the window
+    when it lies in the closed disc / rectangle; the count is what QuPath shows
+    inside the hotspot annotation, whose polygon is cut to the image where the
+    window reaches beyond it (no detection lies outside the image).
 Search (exact on a stated grid)
     Candidate window centres are the centres of an *analysis grid* aligned
     with the tissue mask, whose cell is about ``grid_um`` (default 10 µm: the
@@ -63,6 +68,7 @@ from wsdal_wsi.counting.hotspot import (
     finite_or_none,
     geojson_geometry,
 )
+from wsdal_wsi.counting.uncertainty import CountRange, count_range
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.units import check_mpp, px2_to_mm2
@@ -112,7 +118,7 @@ class RegionCount:
     tissue_area_mm2 : float or None
         Tissue inside the polygon (mm²); None without a tissue mask.
     mitoses : int
-        Detections in tissue inside the polygon.
+        Detections inside the polygon.
     per_mm2 : float or None
         ``mitoses`` / tissue area (polygon area without a mask); None if that is 0.
     geometry : shapely Polygon or MultiPolygon, or None
@@ -210,7 +216,8 @@ def count_regions(
     mpp : float
         Slide resolution (µm/px).
     tissue, tissue_downsample
-        See :func:`as_tissue`; None: no tissue restriction.
+        See :func:`as_tissue`: the tissue areas (density denominators); None: the
+        polygon areas.
 
     Returns
     -------
@@ -220,8 +227,6 @@ def count_regions(
     mpp = check_mpp(mpp)
     tis = as_tissue(tissue, tissue_downsample)
     xy = as_points(points)
-    if tis is not None:
-        xy = xy[tis.contains(xy)]
     return [
         _count_in(r.geometry, xy, mpp=mpp, tissue=tis, name=r.name, class_name=r.class_name)
         for r in regions
@@ -274,6 +279,9 @@ class SlideCounts:
         One per region class (union of its regions).
     hotspot : Hotspot or None
     settings : HotspotSettings
+    hotspot_range : CountRange or None
+        The count range of the hotspot from its candidates' calibrated probabilities
+        (None without a hotspot or without probabilities).
     """
 
     detections: int
@@ -284,6 +292,7 @@ class SlideCounts:
     classes: list[ClassCount]
     hotspot: Hotspot | None
     settings: HotspotSettings
+    hotspot_range: CountRange | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form: the summary's ``detections``/``tissue`` numbers, regions, hotspot."""
@@ -295,6 +304,7 @@ class SlideCounts:
             "regions": [r.to_dict() for r in self.regions],
             "classes": [c.to_dict(with_geometry=False) for c in self.classes],
             "hotspot": None if self.hotspot is None else self.hotspot.to_dict(),
+            "hotspot_range": None if self.hotspot_range is None else self.hotspot_range.to_dict(),
             "settings": self.settings.to_dict(),
         }
 
@@ -308,6 +318,9 @@ def count_slide(
     regions: Iterable[Any] = (),
     settings: HotspotSettings = HotspotSettings(),
     slide_dimensions: tuple[int, int] | None = None,
+    probabilities: np.ndarray | None = None,
+    near_points: np.ndarray | None = None,
+    near_probabilities: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> SlideCounts:
     """Count one slide: whole tissue, regions, region classes and the hotspot.
@@ -325,6 +338,12 @@ def count_slide(
     settings : HotspotSettings
     slide_dimensions : (int, int), optional
         Level-0 ``(w, h)`` (used without a tissue mask).
+    probabilities : numpy.ndarray, optional
+        ``(N,)`` calibrated p(mitosis) of ``points``: with them the hotspot gets its
+        count range (:mod:`wsdal_wsi.counting.uncertainty`).
+    near_points, near_probabilities : numpy.ndarray, optional
+        ``(M, 2)`` level-0 near misses and their ``(M,)`` calibrated probabilities
+        (candidates below the threshold: they widen the range upwards).
     progress : Progress, optional
 
     Returns
@@ -345,6 +364,9 @@ def count_slide(
             xy, mpp=mpp, tissue=tis, settings=settings, slide_dimensions=slide_dimensions
         )
         task.advance(2)
+    rng = None
+    if hotspot is not None and probabilities is not None:
+        rng = _hotspot_range(hotspot, xy, probabilities, near_points, near_probabilities, settings)
     return SlideCounts(
         detections=len(xy),
         in_tissue=in_tis,
@@ -354,4 +376,26 @@ def count_slide(
         classes=class_counts,
         hotspot=hotspot,
         settings=settings,
+        hotspot_range=rng,
     )
+
+
+def _hotspot_range(
+    hotspot: Hotspot,
+    xy: np.ndarray,
+    prob: np.ndarray,
+    near_xy: np.ndarray | None,
+    near_prob: np.ndarray | None,
+    settings: HotspotSettings,
+) -> CountRange:
+    """The count range of the candidates (detections and near misses) in the window (every
+    one the window holds, as its count)."""
+    pts = [xy]
+    ps = [np.asarray(prob, dtype=np.float64).reshape(-1)]
+    if near_xy is not None and near_prob is not None:
+        pts.append(as_points(near_xy))
+        ps.append(np.asarray(near_prob, dtype=np.float64).reshape(-1))
+    all_xy, all_p = np.concatenate(pts), np.concatenate(ps)
+    if len(all_p) != len(all_xy):
+        raise InputError(f"{len(all_xy)} candidate points but {len(all_p)} probabilities")
+    return count_range(all_p[hotspot.contains(all_xy)], settings=settings)

@@ -4,8 +4,11 @@ PRED and TRUTH are folders of QuPath GeoJSON files (a prediction output folder,
 a slide folder with annotations beside the slides, the ``truth/`` folder of a
 synthetic dataset) or two single files. Files are paired by slide stem:
 ``<stem>.geojson``, where a slide extension left in the stem
-(``CMU-1.svs.geojson``) is ignored. Images present on one side only are
-reported, not counted.
+(``CMU-1.svs.geojson``) is ignored. An image present on one side only counts
+as MIDOG counts it: ground truth without a prediction file is all false
+negatives (a slide whose prediction failed, for instance), predictions without
+ground truth all false positives; ``count_unpaired=False`` leaves such images
+out (when the truth covers only some of the predicted slides).
 
 What counts
 -----------
@@ -28,7 +31,6 @@ file (in either folder).
 
 from __future__ import annotations
 
-import fnmatch
 import gzip
 import json
 import math
@@ -40,10 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from wsdal_wsi.errors import ConfigError, InputError, ResolutionError
+from wsdal_wsi.errors import ConfigError, ResolutionError
 from wsdal_wsi.evaluation.matching import match_points, prf
+from wsdal_wsi.evaluation.pairing import image_key, pair_files
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
-from wsdal_wsi.qupath import SLIDE_EXTENSIONS, read_objects
+from wsdal_wsi.qupath import SLIDE_EXTENSIONS, ClassSettings, read_objects
 from wsdal_wsi.slide import open_slide
 from wsdal_wsi.units import check_mpp, um_to_px
 
@@ -55,9 +58,6 @@ __all__ = [
     "read_mitosis_points",
 ]
 
-#: File name ending of the GeoJSON files that are paired.
-GEOJSON_SUFFIX = ".geojson"
-
 
 @dataclass(frozen=True)
 class ImageEvaluation:
@@ -67,30 +67,38 @@ class ImageEvaluation:
     ----------
     key : str
         The pairing key (slide stem).
-    pred_path, truth_path : pathlib.Path
-        The two GeoJSON files.
-    mpp : float
-        Level-0 resolution used (µm/px).
-    mpp_source : str
+    pred_path, truth_path : pathlib.Path or None
+        The two GeoJSON files; None for the side an unpaired image lacks.
+    mpp : float or None
+        Level-0 resolution used (µm/px); None for an unpaired image (nothing
+        to match).
+    mpp_source : str or None
         Where ``mpp`` came from (``"--mpp"``, ``"prediction provenance"``,
         ``"truth provenance"``, ``"slide <path>"``).
-    radius_px : float
+    radius_px : float or None
         Matching radius in level-0 pixels.
     n_pred, n_truth, tp, fp, fn : int
         Counts.
     """
 
     key: str
-    pred_path: Path
-    truth_path: Path
-    mpp: float
-    mpp_source: str
-    radius_px: float
+    pred_path: Path | None
+    truth_path: Path | None
+    mpp: float | None
+    mpp_source: str | None
+    radius_px: float | None
     n_pred: int
     n_truth: int
     tp: int
     fp: int
     fn: int
+
+    @property
+    def side(self) -> str:
+        """``"both"``, ``"truth only"`` (no prediction file) or ``"predictions only"``."""
+        if self.pred_path is None:
+            return "truth only"
+        return "predictions only" if self.truth_path is None else "both"
 
     @property
     def precision(self) -> float:
@@ -111,8 +119,9 @@ class ImageEvaluation:
         """JSON-able form (undefined ratios are ``None``)."""
         return {
             "image": self.key,
-            "pred": str(self.pred_path),
-            "truth": str(self.truth_path),
+            "pred": None if self.pred_path is None else str(self.pred_path),
+            "truth": None if self.truth_path is None else str(self.truth_path),
+            "side": self.side,
             "mpp": self.mpp,
             "mpp_source": self.mpp_source,
             "radius_px": self.radius_px,
@@ -134,15 +143,20 @@ class FolderEvaluation:
     Attributes
     ----------
     images : tuple of ImageEvaluation
-        One per pair, sorted by key.
+        One per counted image, sorted by key: every pair, and the unpaired
+        images when they are counted.
     pred_only : tuple of pathlib.Path
-        Prediction files without a ground-truth file (not counted).
+        Prediction files without a ground-truth file (their points are false
+        positives when ``unpaired_counted``).
     truth_only : tuple of pathlib.Path
-        Ground-truth files without a prediction file (not counted).
+        Ground-truth files without a prediction file (their points are false
+        negatives when ``unpaired_counted``).
     radius_um : float
         Matching radius (µm).
     classes : tuple of str
         The positive class names or patterns.
+    unpaired_counted : bool
+        Whether the images on one side only are in ``images`` and the totals.
     """
 
     images: tuple[ImageEvaluation, ...]
@@ -150,6 +164,7 @@ class FolderEvaluation:
     truth_only: tuple[Path, ...] = ()
     radius_um: float = 7.5
     classes: tuple[str, ...] = ("Mitosis",)
+    unpaired_counted: bool = True
 
     @property
     def tp(self) -> int:
@@ -185,6 +200,7 @@ class FolderEvaluation:
             "images": [i.to_dict() for i in self.images],
             "pred_only": [str(p) for p in self.pred_only],
             "truth_only": [str(p) for p in self.truth_only],
+            "unpaired_counted": self.unpaired_counted,
         }
 
 
@@ -195,12 +211,22 @@ def _json_float(value: float) -> float | None:
 # ----------------------------------------------------------------------------- reading
 
 
-def _matches(class_name: str | None, classes: Sequence[str]) -> bool:
-    return class_name is not None and any(fnmatch.fnmatchcase(class_name, c) for c in classes)
+def _class_roles(classes: Iterable[str] | ClassSettings) -> ClassSettings:
+    """Positive class names/patterns as :class:`ClassSettings` (which may also say what
+    unclassified points are)."""
+    if isinstance(classes, ClassSettings):
+        return classes
+    patterns = (classes,) if isinstance(classes, str) else tuple(classes)
+    if not patterns or not all(isinstance(c, str) and c.strip() for c in patterns):
+        raise ConfigError(f"classes must be non-empty class names, got {patterns!r}")
+    return ClassSettings(positive=patterns)
 
 
 def read_mitosis_points(
-    path: str | os.PathLike[str], *, role: str, classes: Sequence[str] = ("Mitosis",)
+    path: str | os.PathLike[str],
+    *,
+    role: str,
+    classes: Iterable[str] | ClassSettings = ("Mitosis",),
 ) -> np.ndarray:
     """Read the points of a QuPath GeoJSON file that count for evaluation.
 
@@ -212,8 +238,9 @@ def read_mitosis_points(
         ``"truth"``: positive-class points not made by wsdal-wsi. ``"pred"``: the
         tool's own positive-class points if the file holds any object the tool
         made, else every positive-class point.
-    classes : sequence of str
-        Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    classes : sequence of str, or ClassSettings
+        Positive class names or shell-style patterns (default ``("Mitosis",)``), or
+        class roles (their positive classes, and ``unclassified_as``).
 
     Returns
     -------
@@ -227,6 +254,7 @@ def read_mitosis_points(
     """
     if role not in ("truth", "pred"):
         raise ConfigError(f"role must be 'truth' or 'pred', got {role!r}")
+    roles = _class_roles(classes)
     objects = read_objects(path)
     if role == "truth":
         wanted_tool = False
@@ -236,7 +264,8 @@ def read_mitosis_points(
     for obj in objects:
         if wanted_tool is not None and obj.tool_made != wanted_tool:
             continue
-        if obj.geometry_type in ("Point", "MultiPoint") and _matches(obj.class_name, classes):
+        is_point = obj.geometry_type in ("Point", "MultiPoint")
+        if is_point and roles.role(obj.class_name) == "positive":
             xy.extend(obj.points)
     return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
 
@@ -310,69 +339,17 @@ def _resolve_mpp(
     )
 
 
-# ----------------------------------------------------------------------------- pairing
-
-
-def _strip_slide_extension(stem: str) -> str:
-    lower = stem.lower()
-    for ext in SLIDE_EXTENSIONS:
-        if lower.endswith(ext) and len(stem) > len(ext):
-            return stem[: -len(ext)]
-    return stem
-
-
-def _geojson_files(folder: Path, what: str) -> dict[str, Path]:
-    files: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if name.startswith(".") or not name.lower().endswith(GEOJSON_SUFFIX) or not path.is_file():
-            continue
-        key = _strip_slide_extension(name[: -len(GEOJSON_SUFFIX)])
-        if key in files:
-            raise InputError(
-                f"{what} folder {folder}: {files[key].name} and {name} are both for image {key!r}; "
-                "keep one"
-            )
-        files[key] = path
-    return files
-
-
-def _pairs(pred: Path, truth: Path) -> tuple[list[tuple[str, Path, Path]], list[Path], list[Path]]:
-    for path, what in ((pred, "prediction"), (truth, "ground-truth")):
-        if not path.exists():
-            raise InputError(f"{what} path {path} does not exist")
-    if pred.is_file() and truth.is_file():
-        name = pred.name
-        stem = name[: -len(GEOJSON_SUFFIX)] if name.lower().endswith(GEOJSON_SUFFIX) else pred.stem
-        key = _strip_slide_extension(stem)
-        return [(key, pred, truth)], [], []
-    if pred.is_file() != truth.is_file():
-        raise InputError(
-            f"PRED {pred} and TRUTH {truth} must both be folders or both be GeoJSON files"
-        )
-    pred_files = _geojson_files(pred, "prediction")
-    truth_files = _geojson_files(truth, "ground-truth")
-    common = sorted(set(pred_files) & set(truth_files))
-    pred_only = [pred_files[k] for k in sorted(set(pred_files) - set(truth_files))]
-    truth_only = [truth_files[k] for k in sorted(set(truth_files) - set(pred_files))]
-    if not common:
-        raise InputError(
-            f"no image has a GeoJSON file in both {pred} ({len(pred_files)} files) and {truth} "
-            f"({len(truth_files)} files); files are paired by slide stem (<stem>.geojson)"
-        )
-    return [(k, pred_files[k], truth_files[k]) for k in common], pred_only, truth_only
-
-
 def evaluate_folders(
     pred: str | os.PathLike[str],
     truth: str | os.PathLike[str],
     *,
     radius_um: float = 7.5,
     mpp: float | None = None,
-    classes: Iterable[str] = ("Mitosis",),
+    classes: Iterable[str] | ClassSettings = ("Mitosis",),
+    count_unpaired: bool = True,
     progress: Progress | None = None,
 ) -> FolderEvaluation:
-    """Match predictions to ground truth in every paired image and sum the counts.
+    """Match predictions to ground truth in every image and sum the counts.
 
     Parameters
     ----------
@@ -382,8 +359,13 @@ def evaluate_folders(
         Matching radius (µm); MIDOG uses 7.5 µm.
     mpp : float, optional
         Level-0 resolution (µm/px) of every image, overriding what the files say.
-    classes : iterable of str
-        Positive class names or shell-style patterns (default ``("Mitosis",)``).
+    classes : iterable of str, or ClassSettings
+        Positive class names or shell-style patterns (default ``("Mitosis",)``), or
+        class roles (their positive classes, and ``unclassified_as``).
+    count_unpaired : bool
+        Count the images found on one side only, as MIDOG does: ground truth
+        without predictions as false negatives, predictions without ground
+        truth as false positives (default). False: list them, count nothing.
     progress : Progress, optional
         Progress reporter (one step per image).
 
@@ -405,16 +387,16 @@ def evaluate_folders(
     if not math.isfinite(radius) or radius <= 0:
         raise ConfigError(f"--radius-um must be a positive number of µm, got {radius_um!r}")
     user_mpp = None if mpp is None else check_mpp(mpp, what="--mpp")
-    class_patterns = tuple(classes)
-    if not class_patterns or not all(isinstance(c, str) and c.strip() for c in class_patterns):
-        raise ConfigError(f"classes must be non-empty class names, got {class_patterns!r}")
-    pairs, pred_only, truth_only = _pairs(Path(pred), Path(truth))
+    roles = _class_roles(classes)
+    pairs, pred_only, truth_only = pair_files(Path(pred), Path(truth))
     progress = progress or NULL_PROGRESS
     results: list[ImageEvaluation] = []
+    if count_unpaired:
+        results += _unpaired(pred_only, truth_only, roles)
     with progress.task("Evaluating", total=len(pairs)) as task:
         for key, pred_path, truth_path in pairs:
-            pred_xy = read_mitosis_points(pred_path, role="pred", classes=class_patterns)
-            truth_xy = read_mitosis_points(truth_path, role="truth", classes=class_patterns)
+            pred_xy = read_mitosis_points(pred_path, role="pred", classes=roles)
+            truth_xy = read_mitosis_points(truth_path, role="truth", classes=roles)
             image_mpp, source = _resolve_mpp(key, pred_path, truth_path, user_mpp)
             radius_px = um_to_px(radius, image_mpp)
             match = match_points(pred_xy, truth_xy, radius_px=radius_px)
@@ -435,9 +417,35 @@ def evaluate_folders(
             )
             task.advance()
     return FolderEvaluation(
-        images=tuple(results),
+        images=tuple(sorted(results, key=lambda r: r.key)),
         pred_only=tuple(pred_only),
         truth_only=tuple(truth_only),
         radius_um=radius,
-        classes=class_patterns,
+        classes=roles.positive,
+        unpaired_counted=count_unpaired,
     )
+
+
+def _unpaired(
+    pred_only: Sequence[Path], truth_only: Sequence[Path], classes: ClassSettings
+) -> list[ImageEvaluation]:
+    """The images on one side only: all false positives, or all false negatives."""
+    out = []
+    for path, role in [*((p, "pred") for p in pred_only), *((p, "truth") for p in truth_only)]:
+        n = len(read_mitosis_points(path, role=role, classes=classes))
+        out.append(
+            ImageEvaluation(
+                key=image_key(path),
+                pred_path=path if role == "pred" else None,
+                truth_path=path if role == "truth" else None,
+                mpp=None,
+                mpp_source=None,
+                radius_px=None,
+                n_pred=n if role == "pred" else 0,
+                n_truth=n if role == "truth" else 0,
+                tp=0,
+                fp=n if role == "pred" else 0,
+                fn=n if role == "truth" else 0,
+            )
+        )
+    return out

@@ -114,12 +114,23 @@ def _check_radius(radius_px: float) -> float:
     return value
 
 
+#: Points farther out than this (px) lie in no image (QuPath's are under 2^31 px) and match
+#: nothing: squared distances between them would overflow the tree's arithmetic.
+_FAR_PX = 1e15
+
+
 def _candidate_lists(pred: np.ndarray, truth: np.ndarray, radius: float) -> list[np.ndarray]:
     """For each truth point, the predictions within ``radius`` sorted by (distance, index)."""
-    if len(pred) == 0 or len(truth) == 0:
-        return [np.zeros(0, dtype=np.int64) for _ in range(len(truth))]
+    empty = np.zeros(0, dtype=np.int64)
+    pred_ok = np.flatnonzero(np.abs(pred).max(axis=1, initial=0.0) < _FAR_PX)
+    truth_ok = np.abs(truth).max(axis=1, initial=0.0) < _FAR_PX
+    if len(pred_ok) == 0 or not truth_ok.any():
+        return [empty for _ in range(len(truth))]
     # A hair of slack for the tree; the exact test (d <= radius) is done below.
-    near = cKDTree(pred).query_ball_point(truth, r=radius * (1.0 + 1e-9) + 1e-12)
+    found = iter(
+        cKDTree(pred[pred_ok]).query_ball_point(truth[truth_ok], r=radius * (1.0 + 1e-9) + 1e-12)
+    )
+    near = [pred_ok[next(found)] if ok else empty for ok in truth_ok]
     out = []
     for j, idx in enumerate(near):
         idx = np.asarray(idx, dtype=np.int64)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -36,9 +35,11 @@ from torch import Tensor, nn
 
 from wsdal_wsi.atomic import atomic_path
 from wsdal_wsi.errors import ConfigError, ModelFileError
+from wsdal_wsi.model.calibration import Calibration
 from wsdal_wsi.model.cascade import Cascade, CascadeSpec
 from wsdal_wsi.model.device import autocast, prepare_inference
 from wsdal_wsi.model.nets import build_network
+from wsdal_wsi.model.torch_files import read_torch_file
 from wsdal_wsi.units import check_probability
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "LoadedModel",
     "ModelSpec",
     "load_model",
+    "load_model_bytes",
     "read_spec",
     "save_model",
 ]
@@ -55,6 +57,8 @@ __all__ = [
 FORMAT_NAME = "wsdal-wsi-model"
 #: The newest format version this code reads and the one it writes.
 FORMAT_VERSION = 1
+#: The largest patch a model file may ask for (px at its resolution).
+MAX_PATCH_PX = 1024
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,13 @@ class ModelSpec:
         Data, preset, stage statistics, versions (JSON-able).
     arch_kwargs : dict
         Constructor arguments of ``arch`` (e.g. ``{"width": 64}``).
+    calibration : dict
+        Platt scaling of p(mitosis) fitted on the validation slides
+        (:class:`wsdal_wsi.model.calibration.Calibration`; empty: the identity).
+    annotation_classes : dict
+        The training run's class roles (``ClassSettings.to_dict()``): prediction
+        counts the same region classes unless told otherwise. Empty in models made
+        before it was recorded.
     """
 
     arch: str
@@ -98,16 +109,30 @@ class ModelSpec:
     merge_radius_um: float
     provenance: dict[str, Any]
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    annotation_classes: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if int(self.patch_size_px) < 8:
-            raise ConfigError(f"patch_size_px must be >= 8, got {self.patch_size_px}")
-        if not (math.isfinite(self.target_mpp) and self.target_mpp > 0):
-            raise ConfigError(f"target_mpp must be a positive number, got {self.target_mpp}")
+        # bounds a model file from a stranger must keep too: a patch of 10^9 px, a
+        # resolution of 10^6 µm/px or a merge radius of a metre would exhaust memory
+        if not 8 <= int(self.patch_size_px) <= MAX_PATCH_PX:
+            raise ConfigError(
+                f"patch_size_px must be in [8, {MAX_PATCH_PX}], got {self.patch_size_px}"
+            )
+        if not (math.isfinite(self.target_mpp) and 0 < self.target_mpp <= 16):
+            raise ConfigError(f"target_mpp must be in (0, 16] µm/px, got {self.target_mpp}")
+        if not (math.isfinite(self.merge_radius_um) and 0 <= self.merge_radius_um <= 100):
+            raise ConfigError(f"merge_radius_um must be in [0, 100], got {self.merge_radius_um}")
+        for name in ("arch_kwargs", "candidate_params", "provenance"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a JSON object, got {getattr(self, name)!r:.60}")
+        norm = (*self.mean, *self.std)
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(
                 f"mean/std must be 3 values with std > 0, got {self.mean} / {self.std}"
             )
+        if not all(math.isfinite(v) for v in norm):
+            raise ConfigError(f"mean/std must be finite, got {self.mean} / {self.std}")
         if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if len(self.class_names) < 2:
@@ -139,6 +164,10 @@ class ModelSpec:
             ``override`` is not a probability in [0, 1].
         """
         return self.threshold if override is None else check_probability(override)
+
+    def calibration_map(self) -> Calibration:
+        """The calibration of the model's probabilities (the identity if none was fitted)."""
+        return Calibration.from_dict(self.calibration)
 
     def with_threshold(self, threshold: float) -> ModelSpec:
         """A copy with another decision threshold."""
@@ -290,20 +319,9 @@ class LoadedModel:
         return torch.cat(out)
 
 
-def _read_payload(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if not path.is_file():
-        raise ModelFileError(f"{path}: not a file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{path}: not a model file, or truncated ({exc})") from exc
-    except Exception as exc:  # UnpicklingError, RuntimeError (bad zip), ...: torch's variety
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelFileError(
-            f"{path}: not a model file, or truncated, or not safe to load ({reason})"
-        ) from exc
+def _read_payload(path: Path, data: bytes | None = None) -> dict[str, Any]:
+    """The file's dict (``data``: the file's bytes, already read; ``path`` names it)."""
+    payload = read_torch_file(path, what="model file", data=data)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise ModelFileError(
             f"{path}: a torch file but not a wsdal-wsi model (no {FORMAT_NAME!r} header)"
@@ -338,6 +356,28 @@ def _spec_of(path: Path, payload: dict[str, Any]) -> ModelSpec:
         raise ModelFileError(f"{path}: model metadata is missing or malformed ({exc})") from exc
 
 
+def _check_shapes(path: Path, spec: ModelSpec, state: Mapping[str, Tensor]) -> None:
+    """Refuse weights that do not fit the architecture before any memory is allocated.
+
+    The network is built on PyTorch's "meta" device (shapes only), so absurd
+    constructor arguments in a file (a width of a million channels) cost nothing.
+    """
+    try:
+        with torch.device("meta"):
+            skeleton = build_network(spec.arch, **spec.arch_kwargs)
+    except (ConfigError, ValueError, RuntimeError) as exc:
+        raise ModelFileError(f"{path}: bad architecture in the model file ({exc})") from exc
+    want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    have = {k: tuple(v.shape) for k, v in state.items()}
+    if want != have:
+        wrong = sorted(k for k in want.keys() & have.keys() if want[k] != have[k])
+        raise ModelFileError(
+            f"{path}: weights do not fit architecture {spec.arch!r} "
+            f"({len(want.keys() - have.keys())} missing, {len(have.keys() - want.keys())} "
+            f"unexpected, {len(wrong)} of another shape{': ' + wrong[0] if wrong else ''})"
+        )
+
+
 def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model file safely and prepare it for inference on ``device``.
 
@@ -356,11 +396,38 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> Loade
         architecture. The message names the file and the reason.
     """
     path = Path(path)
-    payload = _read_payload(path)
+    return _model_of(path, _read_payload(path), device)
+
+
+def load_model_bytes(
+    data: bytes, *, path: str | Path, device: str | torch.device = "cpu"
+) -> LoadedModel:
+    """:func:`load_model` from the bytes of a model file (e.g. shipped to a Ray worker).
+
+    Parameters
+    ----------
+    data : bytes
+        The file's content.
+    path : str or Path
+        The file it came from (named in errors, kept as ``LoadedModel.path``).
+    device : str or torch.device
+
+    Raises
+    ------
+    ModelFileError
+        As :func:`load_model`.
+    """
+    path = Path(path)
+    return _model_of(path, _read_payload(path, bytes(data)), device)
+
+
+def _model_of(path: Path, payload: dict[str, Any], device: str | torch.device) -> LoadedModel:
+    """Build, check and place the network of a read model file."""
     spec = _spec_of(path, payload)
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ModelFileError(f"{path}: model weights are missing or malformed")
+    _check_shapes(path, spec, state)
     try:
         module = build_network(spec.arch, **spec.arch_kwargs)
     except ConfigError as exc:

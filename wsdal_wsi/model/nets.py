@@ -35,6 +35,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models.resnet import BasicBlock
 
 from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.model.torch_files import read_torch_file
 
 __all__ = [
     "ARCHITECTURES",
@@ -190,6 +191,13 @@ class ProjNet(nn.Module):
         input_px: int | None = None,
     ) -> None:
         super().__init__()
+        if input_px is not None and not 8 <= input_px <= 1024:
+            raise ConfigError(f"input_px must be in [8, 1024] or None, got {input_px}")
+        if not 2 <= num_classes <= 64 or not 1 <= proj_dim <= 4096:
+            raise ConfigError(
+                f"num_classes must be in [2, 64] and proj_dim in [1, 4096], got "
+                f"{num_classes} and {proj_dim}"
+            )
         self.trunk = ResNet18Trunk(width=width)
         self.input_px = input_px
         c = self.trunk.out_channels
@@ -366,15 +374,14 @@ def load_trunk_weights(trunk: ResNet18Trunk, path: str | Path) -> int:
         (a trunk narrower than 64 channels cannot take ImageNet weights).
     """
     path = Path(path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a bad file
-        raise InputError(f"{path}: cannot read pretrained weights ({exc})") from exc
+    state = read_torch_file(path, what="ResNet-18 weights file")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise InputError(f"{path}: pretrained weights are not a state dict")
     state = {k.removeprefix("module."): v for k, v in state.items() if not k.startswith("fc.")}
+    if any(k.startswith("trunk.") for k in state):  # a wsdal model file: its trunk only
+        state = {k.removeprefix("trunk."): v for k, v in state.items() if k.startswith("trunk.")}
     own = trunk.state_dict()
     bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
     missing = [k for k in own if k not in state]

@@ -9,7 +9,9 @@ Public API::
     predict_image(record, model, out_dir, ...) -> SlideSummary        # one image of a batch
     predict_one(source, record, model, out_dir, *, model_info, settings) -> SlideSummary
                                          # one image, failures as failed summaries (schedulers)
-    PredictSettings, BatchState (OUT/batch.json)
+    run_batch(..., executor=RayExecutor("auto"))   # wsdal predict --ray auto: a task per slide
+    run_batch(..., shard=Shard.parse("0/4"))       # wsdal predict --shard 0/4 (job arrays)
+    PredictSettings, BatchState (OUT/batch.json), ImageJob / ImageOutcome (the unit of work)
 """
 
 from wsdal_wsi.predict.batch import (
@@ -21,6 +23,7 @@ from wsdal_wsi.predict.batch import (
 )
 from wsdal_wsi.predict.engine import SlidePrediction, predict_slide
 from wsdal_wsi.predict.image import predict_image, previous_result, regions_of
+from wsdal_wsi.predict.jobs import Executor, ImageJob, ImageOutcome, LocalExecutor
 from wsdal_wsi.predict.plan import (
     TilePlan,
     default_batch_size,
@@ -30,7 +33,9 @@ from wsdal_wsi.predict.plan import (
     margin_px_for,
     plan_tiles,
 )
+from wsdal_wsi.predict.ray_executor import RayExecutor, RayUnavailableError
 from wsdal_wsi.predict.settings import ENGINE_VERSION, PredictSettings, detection_key, file_sha256
+from wsdal_wsi.predict.shard import Shard
 from wsdal_wsi.predict.state import BATCH_FILE, BatchState, ImageState
 
 __all__ = [
@@ -38,8 +43,15 @@ __all__ = [
     "ENGINE_VERSION",
     "BatchResult",
     "BatchState",
+    "Executor",
+    "ImageJob",
+    "ImageOutcome",
     "ImageState",
+    "LocalExecutor",
     "PredictSettings",
+    "RayExecutor",
+    "RayUnavailableError",
+    "Shard",
     "SlidePrediction",
     "TilePlan",
     "check_write_qupath",

@@ -50,7 +50,13 @@ from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.slide import TissueMask, tissue_mask
 from wsdal_wsi.units import um_to_px
 
-__all__ = ["SlidePrediction", "predict_slide"]
+__all__ = ["NEAR_MISS_FRACTION", "SlidePrediction", "predict_slide"]
+
+#: Near misses are the candidates scoring at least this fraction of the threshold (kept for
+#: the hotspot's count interval and the review list). Greedy merging visits candidates by
+#: descending score, so keeping them changes no detection. With the model's cascade only the
+#: candidates its first stage lets through (its cut is the threshold's) can be near misses.
+NEAR_MISS_FRACTION = 0.25
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,12 @@ class SlidePrediction:
         ``(N,)`` float64 p(mitosis) of each detection (>= ``threshold``).
     threshold : float
         The probability threshold applied.
+    near_points_level0 : numpy.ndarray
+        ``(M, 2)`` float64 level-0 ``(x, y)`` of the near misses: candidates scoring
+        below the threshold but at least :data:`NEAR_MISS_FRACTION` of it, not within
+        the merge radius of a higher-scoring candidate (so none beside a detection).
+    near_scores : numpy.ndarray
+        ``(M,)`` float64 p(mitosis) of the near misses.
     n_candidates : int
         Candidates classified (each once, in the inference area).
     n_full : int
@@ -102,6 +114,8 @@ class SlidePrediction:
     points_level0: np.ndarray
     scores: np.ndarray
     threshold: float
+    near_points_level0: np.ndarray
+    near_scores: np.ndarray
     n_candidates: int
     n_full: int
     first_threshold: float | None
@@ -213,8 +227,6 @@ def predict_slide(
     )
     thr = spec.decision_threshold(threshold)
     target_mpp = float(spec.target_mpp)
-    patch_px = int(spec.patch_size_px)
-    params = CandidateParams.from_dict(spec.candidate_params or {})
     slide.require_mpp()
     timings: dict[str, float] = {}
 
@@ -226,26 +238,17 @@ def predict_slide(
     tile_decoder = _tile_decoder(slide, device)
     area, tiles, margin_px, read_px = plan.area, plan.tiles, plan.margin_px, plan.read_px
     f = slide.level0_per_px(target_mpp)
-    area_dev = torch.from_numpy(np.ascontiguousarray(area.mask)).to(device)
-    mask_h, mask_w = area.mask.shape
-    scale = f / area.downsample  # mask px per target px
-
-    classifier = PatchClassifier(model, batch_size=batch_size, threshold=thr, cascade=cascade)
+    classifier = PatchClassifier(
+        model,
+        batch_size=batch_size,
+        threshold=thr,
+        keep_from=NEAR_MISS_FRACTION * thr,
+        cascade=cascade,
+    )
     stream = TileStream(slide, tiles, read_px=read_px, target_mpp=target_mpp,
                         threads=reader_threads, depth=reader_threads + tiles_per_step,
                         pinned=cuda, held=tiles_per_step)  # fmt: skip
-    step = functools.partial(
-        _step,
-        stream=stream,
-        classifier=classifier,
-        area_dev=area_dev,
-        scale=scale,
-        mask_wh=(mask_w, mask_h),
-        device=device,
-        target_mpp=target_mpp,
-        params=params,
-        patch_px=patch_px,
-    )
+    step = _stepper(stream, classifier, area, spec=spec, level0_per_px=f, device=device)
     progress = progress or NULL_PROGRESS
     with progress.task(f"Predicting {slide.name}", total=len(tiles)) as task:
         detect_s = _stream_tiles(stream, step, classifier, tiles_per_step=tiles_per_step, task=task)
@@ -253,6 +256,8 @@ def predict_slide(
 
     t0 = time.perf_counter()
     points, scores = _merge_detections(gxy, prob, spec=spec, level0_per_px=f)
+    det = scores >= thr
+    n_above = int(np.count_nonzero(prob >= thr))
     timings["merge_s"] = time.perf_counter() - t0
     timings["read_s"] = stream.read_s
     timings["read_wait_s"] = stream.wait_s
@@ -261,13 +266,15 @@ def predict_slide(
     timings["total_s"] = time.perf_counter() - t_start
     tissue_mp = float(tissue.mask.sum()) * (tissue.downsample / f) ** 2 / 1e6
     return SlidePrediction(
-        points_level0=points,
-        scores=scores,
+        points_level0=points[det],
+        scores=scores[det],
         threshold=thr,
+        near_points_level0=points[~det],
+        near_scores=scores[~det],
         n_candidates=classifier.n_classified,
         n_full=classifier.n_full,
         first_threshold=classifier.first_threshold,
-        n_above_threshold=len(gxy),
+        n_above_threshold=n_above,
         n_tiles=len(tiles),
         tile_size_px=tile_size_px,
         margin_px=margin_px,
@@ -281,6 +288,32 @@ def predict_slide(
         read_mp=len(tiles) * read_px * read_px / 1e6,
         timings={k: round(v, 4) for k, v in timings.items()},
         tile_decoder=tile_decoder,
+    )
+
+
+def _stepper(
+    stream: TileStream,
+    classifier: PatchClassifier,
+    area: Any,
+    *,
+    spec: Any,
+    level0_per_px: float,
+    device: torch.device,
+) -> Callable[[list[Any]], float]:
+    """:func:`_step` bound to one slide: its analysed area (``area.mask`` at
+    ``area.downsample``) on the device and the model's candidate and patch settings."""
+    mask_h, mask_w = area.mask.shape
+    return functools.partial(
+        _step,
+        stream=stream,
+        classifier=classifier,
+        area_dev=torch.from_numpy(np.ascontiguousarray(area.mask)).to(device),
+        scale=level0_per_px / area.downsample,  # mask px per target px
+        mask_wh=(mask_w, mask_h),
+        device=device,
+        target_mpp=float(spec.target_mpp),
+        params=CandidateParams.from_dict(spec.candidate_params or {}),
+        patch_px=int(spec.patch_size_px),
     )
 
 
@@ -331,7 +364,7 @@ def _stream_tiles(
 def _merge_detections(
     gxy: np.ndarray, prob: np.ndarray, *, spec: Any, level0_per_px: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge the candidates above the threshold into detections.
+    """Merge the kept candidates (detections and near misses) greedily by score.
 
     Parameters
     ----------

@@ -135,8 +135,23 @@ def previous_result(
         summary.threshold is not None
         and abs(summary.threshold - threshold) < 1e-12
         and summary.hotspot_settings.to_dict() == settings.hotspot.to_dict()
+        and summary.review_requested == settings.review_n
     )
     return ("skip" if same_counts else "recount"), summary
+
+
+def _settings_record(
+    settings: PredictSettings, threshold: float, key: dict[str, Any], pred: Any
+) -> dict[str, Any]:
+    """What the provenance records of the settings that made a slide's results."""
+    return {
+        "threshold": threshold,
+        "threshold_source": "--threshold" if settings.threshold is not None else "model",
+        "hotspot": settings.hotspot.to_dict(),
+        "detection": key,
+        "engine": pred.engine_info(),
+        "predict": settings.to_dict(),
+    }
 
 
 def predict_image(
@@ -231,14 +246,7 @@ def predict_image(
     prov = make_provenance(
         slide=dataclasses.asdict(info),
         model=dataclasses.asdict(model_info),
-        settings={
-            "threshold": threshold,
-            "threshold_source": "--threshold" if settings.threshold is not None else "model",
-            "hotspot": settings.hotspot.to_dict(),
-            "detection": key,
-            "engine": pred.engine_info(),
-            "predict": settings.to_dict(),
-        },
+        settings=_settings_record(settings, threshold, key, pred),
         source={**source_info, "entry_id": record.entry_id, "image": record.name},
     )
     return finish_slide(
@@ -257,5 +265,8 @@ def predict_image(
         provenance=prov,
         timings=timings,
         geojson_copies=copies,
+        near_points_level0=pred.near_points_level0,
+        near_scores=pred.near_scores,
+        review_n=settings.review_n,
         progress=None,
     )

@@ -61,7 +61,13 @@ class PatchClassifier:
     batch_size : int
         Patches per batch of each network.
     threshold : float
-        Detection threshold on p(mitosis): only candidates at or above it are kept.
+        Detection threshold on p(mitosis): the cascade's cut is the one for it.
+    keep_from : float, optional
+        Candidates scored by the final network with p(mitosis) at or above it
+        are kept (default ``threshold``; lower to keep the near misses too). With
+        the cascade, a candidate its first stage stops is not kept, whatever its
+        p would have been: the cut keeps at least 99.5 % of the detections at
+        ``threshold``, and the near misses are those that reached the final network.
     cascade : bool
         Use the model's cascade when it has one for ``threshold`` (False: every
         candidate gets the final network).
@@ -79,11 +85,18 @@ class PatchClassifier:
     """
 
     def __init__(
-        self, model: Any, *, batch_size: int, threshold: float, cascade: bool = True
+        self,
+        model: Any,
+        *,
+        batch_size: int,
+        threshold: float,
+        keep_from: float | None = None,
+        cascade: bool = True,
     ) -> None:
         self.model = model
         self.batch_size = batch_size
         self.threshold = threshold
+        self.keep_from = threshold if keep_from is None else keep_from
         self.first_threshold = model.first_threshold(threshold) if cascade else None
         self._first = _Pool()
         self._full = _Pool()
@@ -142,13 +155,13 @@ class PatchClassifier:
             return
         p = torch.cat(self._out_p)
         xy = torch.cat(self._out_xy)
-        keep = p >= self.threshold
+        keep = p >= self.keep_from
         self._kept_xy.append(xy[keep].cpu().numpy())
         self._kept_p.append(p[keep].float().cpu().numpy())
         self._out_xy, self._out_p = [], []
 
     def results(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(M, 2)`` int64 global px and ``(M,)`` float32 p of the candidates >= threshold."""
+        """``(M, 2)`` int64 global px and ``(M,)`` float32 p of the candidates >= ``keep_from``."""
         self._compact()
         if not self._kept_p:
             return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)

@@ -39,9 +39,13 @@ __all__ = [
 _MARGIN_SLACK_UM = 2.0
 
 
-def default_reader_threads(device: torch.device | str) -> int:
-    """Reader threads by default: all cores but one for the device loop (1 to 16)."""
-    cores = os.cpu_count() or 1
+def default_reader_threads(device: torch.device | str, *, cores: int | None = None) -> int:
+    """Reader threads by default: all cores but one for the device loop (1 to 16).
+
+    ``cores``: the cores this prediction may use (default: the machine's; a Ray task
+    passes the CPUs it was given).
+    """
+    cores = cores or os.cpu_count() or 1
     if torch.device(device).type == "cuda":
         return max(1, min(16, cores - 1))
     # On the CPU the model needs the cores too: one reader is plenty.

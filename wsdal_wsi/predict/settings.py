@@ -58,6 +58,9 @@ class PredictSettings:
         Let the model's cascade (when its file has one) decide which candidates
         the final network scores; False scores every candidate with it (for
         comparison: at most about 0.5 % of the detections differ).
+    review_n : int
+        ``WS-DAL check`` objects per slide: the least certain decisions, hotspot first
+        (``--review N``; 0: none).
     """
 
     device: str = "auto"
@@ -69,9 +72,15 @@ class PredictSettings:
     thumbnail_px: int = 1600
     gallery_n: int = 24
     cascade: bool = True
+    review_n: int = 0
 
     def __post_init__(self) -> None:
-        for name, minimum in (("tile_size_px", 64), ("thumbnail_px", 64), ("gallery_n", 0)):
+        for name, minimum in (
+            ("tile_size_px", 64),
+            ("thumbnail_px", 64),
+            ("gallery_n", 0),
+            ("review_n", 0),
+        ):
             value = getattr(self, name)
             if value is None and name == "tile_size_px":
                 continue
@@ -106,6 +115,7 @@ class PredictSettings:
             "thumbnail_px": self.thumbnail_px,
             "gallery_n": self.gallery_n,
             "cascade": self.cascade,
+            "review_n": self.review_n,
         }
 
 

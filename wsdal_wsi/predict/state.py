@@ -24,10 +24,17 @@ says why; ``traceback`` for unexpected errors).
 
 The slide summaries, not this file, decide what a re-run skips: the batch
 state is a record for people and tools.
+
+Shards (``--shard K/N``) of one batch share the file: each owns the lines of its
+own images, and :meth:`BatchState.save` merges them into the file under the folder's
+lock (the other lines are taken from the file as the other shards left them). Its
+``status`` is then ``finished`` only once no image of any shard is pending or running,
+and ``shards`` records the shard count.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -36,6 +43,7 @@ from typing import Any
 
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import InputError
+from wsdal_wsi.lock import FolderLock
 from wsdal_wsi.provenance import utc_now_iso
 
 __all__ = ["BATCH_FILE", "SCHEMA", "SCHEMA_VERSION", "BatchState", "ImageState", "check_batch_file"]
@@ -85,12 +93,22 @@ class BatchState:
     images : list of ImageState
     status : str
         ``"running"``, ``"finished"`` or ``"interrupted"``.
+    owned : set of str, optional
+        A shard's own image keys: :meth:`save` then merges them into the file
+        (the other images' lines come from the file, as the other shards wrote
+        them). None: this process owns every line.
+    lock : FolderLock, optional
+        The output folder's lock: :meth:`save` writes inside its
+        :meth:`~wsdal_wsi.lock.FolderLock.batch_writes` (runs sharing the folder
+        never interleave their writes of the file).
     """
 
     path: Path
     header: dict[str, Any]
     images: list[ImageState]
     status: str = "running"
+    owned: set[str] | None = None
+    lock: FolderLock | None = field(default=None, repr=False, compare=False)
 
     def counts(self) -> dict[str, int]:
         """Images per status."""
@@ -112,8 +130,32 @@ class BatchState:
         }
 
     def save(self) -> None:
-        """Write the file atomically."""
-        write_json_atomic(self.path, self.to_dict())
+        """Write the file atomically (a shard: merged with the file), under the folder's lock."""
+        with self.lock.batch_writes() if self.lock is not None else contextlib.nullcontext():
+            if self.owned is not None:
+                self._merge_from_file()
+            write_json_atomic(self.path, self.to_dict())
+
+    def _merge_from_file(self) -> None:
+        """Take the lines this shard does not own from the file; set the batch's status."""
+        try:
+            doc = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            doc = {}
+        theirs = {}
+        if isinstance(doc, dict) and doc.get("schema") == SCHEMA:
+            fields = {f for f in ImageState.__dataclass_fields__}
+            for line in doc.get("images") or []:
+                if isinstance(line, dict) and line.get("key") not in (self.owned or ()):
+                    theirs[line.get("key")] = ImageState(
+                        **{k: v for k, v in line.items() if k in fields}
+                    )
+        self.images = [
+            im if im.key in (self.owned or ()) else theirs.get(im.key, im) for im in self.images
+        ]
+        if self.status != "interrupted":
+            busy = any(im.status in ("pending", "running") for im in self.images)
+            self.status = "running" if busy else "finished"
 
 
 def check_batch_file(out_dir: str | os.PathLike[str]) -> Path:

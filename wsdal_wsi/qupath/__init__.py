@@ -18,6 +18,7 @@ Public API (see ``docs/ARCHITECTURE.md``, section ``wsdal_wsi.qupath``)::
 
     # writing QuPath GeoJSON
     write_results_geojson(path, *, detections, areas, provenance) -> ResultsReport
+    complete_classification(feature, class_colors)    # the colour QuPath needs, on kept objects
     write_features(path, features, *, provenance) -> int
     detection_feature, points_feature, area_feature, point_feature, make_feature
 
@@ -61,7 +62,13 @@ from wsdal_wsi.qupath.model import (
     is_tool_name,
     tool_name,
 )
-from wsdal_wsi.qupath.results import ResultsReport, write_results_geojson
+from wsdal_wsi.qupath.results import (
+    ResultsReport,
+    answered_id,
+    class_colors_for,
+    complete_classification,
+    write_results_geojson,
+)
 from wsdal_wsi.qupath.sinks import GeoJsonSink, write_to_qupath
 from wsdal_wsi.qupath.sources import (
     SLIDE_EXTENSIONS,
@@ -86,10 +93,13 @@ __all__ = [
     "ResultsReport",
     "Source",
     "annotations_from_objects",
+    "answered_id",
     "area_feature",
     "class_color",
+    "class_colors_for",
     "classification",
     "coco_annotations",
+    "complete_classification",
     "detection_feature",
     "import_coco",
     "is_tool_name",

@@ -26,6 +26,7 @@ from wsdal_wsi.qupath.model import (
     ClassSettings,
     ImageAnnotations,
     PointAnnotation,
+    correction_of,
 )
 
 __all__ = ["PointSet", "annotations_from_objects", "read_annotations", "read_points"]
@@ -43,6 +44,18 @@ def _polygons(geometry: BaseGeometry) -> Polygon | MultiPolygon | None:
     return polys[0] if len(polys) == 1 else MultiPolygon(polys)
 
 
+def _answer(obj: QuPathObject, classes: ClassSettings) -> str | None:
+    """The correction a tool-made point object carries (None: unanswered, or not a point)."""
+    if obj.geometry_type not in ("Point", "MultiPoint") or not obj.coordinates:
+        return None
+    return correction_of(
+        object_type=obj.object_type,
+        class_name=obj.class_name,
+        is_locked=obj.is_locked,
+        classes=classes,
+    )
+
+
 def annotations_from_objects(
     objects: Iterable[QuPathObject],
     *,
@@ -55,8 +68,11 @@ def annotations_from_objects(
     (a QuPath "Points" annotation gives one point per click); areas from
     polygons of annotations (invalid polygons are repaired with
     ``shapely.make_valid``). Polygon detections and cells, lines and TMA cores
-    are left out. Objects wsdal-wsi made are left out when ``skip_tool_objects``.
-    Unclassified objects get ``classes.unclassified_as``.
+    are left out. Objects wsdal-wsi made are left out when ``skip_tool_objects``,
+    except the point objects a pathologist answered (a detection relabelled or locked,
+    a ``WS-DAL check``/``WS-DAL review`` question relabelled): they become points with
+    their :func:`~wsdal_wsi.qupath.model.correction_of`. Unclassified objects get
+    ``classes.unclassified_as``.
 
     Returns
     -------
@@ -68,7 +84,11 @@ def annotations_from_objects(
     left_out: Counter[str] = Counter()
     for obj in objects:
         if skip_tool_objects and obj.tool_made:
-            left_out["objects made by wsdal-wsi (named 'WS-DAL...') skipped"] += 1
+            answer = _answer(obj, classes)
+            if answer is None:
+                left_out["objects made by wsdal-wsi (named 'WS-DAL...') skipped"] += 1
+            else:
+                points.extend(PointAnnotation(x, y, obj.class_name, answer) for x, y in obj.points)
             continue
         if obj.object_type in ("root", "tmaCore"):
             left_out[f"{obj.object_type} objects ignored"] += 1

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from wsdal_wsi.atomic import make_dirs, writing
 from wsdal_wsi.errors import AnnotationFormatError, ConfigError, InputError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import provenance
@@ -233,11 +234,12 @@ def _foreign_sidecar(path: Path) -> bool:
 def _link(src: Path, dst: Path, mode: str) -> bool:
     if dst.exists() or dst.is_symlink():
         return dst.resolve() == src.resolve()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if mode == "symlink":
-        os.symlink(src.resolve(), dst)
-    else:
-        shutil.copy2(src, dst)
+    make_dirs(dst.parent)
+    with writing(dst):
+        if mode == "symlink":
+            os.symlink(src.resolve(), dst)
+        else:
+            shutil.copy2(src, dst)
     return True
 
 
@@ -286,7 +288,7 @@ def import_coco(
     same_folder = out_dir.resolve() == images_dir.resolve()
     stems = Counter(PurePosixPath(im["file_name"]).stem for im in db["images"])
     progress = progress or NULL_PROGRESS
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     with progress.task("Writing sidecars", total=len(db["images"])) as task:
         for im in db["images"]:
             task.advance()

@@ -15,7 +15,9 @@ Accepted:
 - ``measurements`` as a map (0.4+) or a list of ``{"name", "value"}`` (older),
   with NaN/infinities as numbers or as the strings ``"NaN"``, ``"Infinity"``;
 - Point, MultiPoint, LineString, MultiLineString, Polygon, MultiPolygon,
-  GeometryCollection (ellipses are polygons with ``isEllipse``).
+  GeometryCollection (ellipses are polygons with ``"isEllipse": true`` inside
+  ``geometry``, where QuPath 0.4-0.6 write it; the flag in ``properties``, where
+  earlier wsdal-wsi files put it, is read too).
 
 A broken feature raises :class:`~wsdal_wsi.errors.AnnotationFormatError`
 naming the file and the index of the feature. A classification object without
@@ -37,18 +39,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from shapely.geometry import (
-    GeometryCollection,
-    LineString,
-    MultiLineString,
-    MultiPoint,
-    MultiPolygon,
-    Point,
-    Polygon,
-)
 from shapely.geometry.base import BaseGeometry
 
 from wsdal_wsi.errors import AnnotationFormatError
+from wsdal_wsi.qupath.geojson_geometry import FeatureError as _FeatureError
+from wsdal_wsi.qupath.geojson_geometry import build_geometry, validate_geometry
 from wsdal_wsi.qupath.model import (
     is_tool_name,
 )
@@ -130,7 +125,7 @@ class QuPathObject:
     @cached_property
     def geometry(self) -> BaseGeometry:
         """The shapely geometry (level-0 pixels), built on first use."""
-        return _build(self.geometry_type, self.coordinates)
+        return build_geometry(self.geometry_type, self.coordinates)
 
     @property
     def points(self) -> list[tuple[float, float]]:
@@ -140,10 +135,6 @@ class QuPathObject:
         if self.geometry_type == "MultiPoint":
             return list(self.coordinates)
         return []
-
-
-class _FeatureError(Exception):
-    """A problem in one feature; turned into AnnotationFormatError with file and index."""
 
 
 # --------------------------------------------------------------------------- files
@@ -179,6 +170,12 @@ def _parse_json(text: str, where: str) -> Any:
         raise AnnotationFormatError(
             f"{where}: not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}{hint}"
         ) from None
+    except RecursionError:
+        raise AnnotationFormatError(
+            f"{where}: JSON nested too deeply to be QuPath GeoJSON"
+        ) from None
+    except ValueError as exc:  # e.g. an integer of thousands of digits
+        raise AnnotationFormatError(f"{where}: not usable JSON ({exc})") from None
 
 
 def load_geojson(path: str | os.PathLike[str]) -> list[Any]:
@@ -212,6 +209,11 @@ def _top_level_features(doc: Any, path: Path) -> list[Any]:
         return doc
     if isinstance(doc, dict):
         kind = doc.get("type")
+        if not isinstance(kind, str):
+            raise AnnotationFormatError(
+                f"{path}: top-level 'type' must be a string such as 'FeatureCollection', "
+                f"got {type(kind).__name__}"
+            )
         if kind == "FeatureCollection":
             features = doc.get("features")
             if not isinstance(features, list):
@@ -235,91 +237,6 @@ def _top_level_features(doc: Any, path: Path) -> list[Any]:
         f"{path}: top level is a JSON {type(doc).__name__}; expected a FeatureCollection "
         f"or an array of features"
     )
-
-
-# ------------------------------------------------------------------------ geometry
-
-
-def _position(pos: Any) -> tuple[float, float]:
-    if type(pos) is list and len(pos) >= 2:  # the common case, fast
-        x, y = pos[0], pos[1]
-        tx, ty = type(x), type(y)
-        if (tx is float or tx is int) and (ty is float or ty is int):
-            if math.isfinite(x) and math.isfinite(y):
-                return (float(x), float(y))
-    if not isinstance(pos, (list, tuple)) or len(pos) < 2:
-        raise _FeatureError(f"bad position {pos!r} (expected [x, y])")
-    for v in (pos[0], pos[1]):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise _FeatureError(f"bad coordinate {v!r} in position {pos!r}")
-    return float(pos[0]), float(pos[1])
-
-
-def _positions(coords: Any, what: str) -> list[tuple[float, float]]:
-    if not isinstance(coords, list):
-        raise _FeatureError(f"{what} coordinates must be an array, got {type(coords).__name__}")
-    return [_position(p) for p in coords]
-
-
-def _rings(coords: Any) -> list[list[tuple[float, float]]]:
-    if not isinstance(coords, list) or not coords:
-        raise _FeatureError(
-            f"Polygon coordinates must be a non-empty array of rings, got {coords!r}"
-        )
-    rings = [_positions(r, "Polygon ring") for r in coords]
-    for k, ring in enumerate(rings):
-        if len(set(ring)) < 3:
-            raise _FeatureError(f"Polygon ring {k} has fewer than 3 distinct points")
-    return rings
-
-
-def _geometry(geo: Any) -> tuple[str, Any]:
-    """Validate a GeoJSON geometry; return ``(type, coordinates)`` with finite float pairs."""
-    if geo is None:
-        raise _FeatureError("no geometry (null)")
-    if not isinstance(geo, dict):
-        raise _FeatureError(f"geometry must be an object, got {type(geo).__name__}")
-    kind = geo.get("type")
-    if kind == "GeometryCollection":
-        parts = geo.get("geometries")
-        if not isinstance(parts, list):
-            raise _FeatureError("GeometryCollection without a 'geometries' array")
-        return kind, [_geometry(g) for g in parts]
-    if "coordinates" not in geo:
-        raise _FeatureError(f"{kind} geometry has no 'coordinates'")
-    coords = geo["coordinates"]
-    if kind == "Point":
-        return kind, _position(coords)
-    if kind in ("MultiPoint", "LineString"):
-        return kind, _positions(coords, kind)
-    if kind == "MultiLineString":
-        if not isinstance(coords, list):
-            raise _FeatureError("MultiLineString coordinates must be an array")
-        return kind, [_positions(c, "MultiLineString") for c in coords]
-    if kind == "Polygon":
-        return kind, _rings(coords)
-    if kind == "MultiPolygon":
-        if not isinstance(coords, list) or not coords:
-            raise _FeatureError("MultiPolygon coordinates must be a non-empty array")
-        return kind, [_rings(c) for c in coords]
-    raise _FeatureError(f"unsupported geometry type {kind!r}")
-
-
-def _build(kind: str, coords: Any) -> BaseGeometry:
-    """The shapely geometry of validated ``(type, coordinates)``."""
-    if kind == "Point":
-        return Point(coords)
-    if kind == "MultiPoint":
-        return MultiPoint(coords) if coords else MultiPoint()
-    if kind == "LineString":
-        return LineString(coords)
-    if kind == "MultiLineString":
-        return MultiLineString(coords)
-    if kind == "Polygon":
-        return Polygon(coords[0], coords[1:])
-    if kind == "MultiPolygon":
-        return MultiPolygon([Polygon(p[0], p[1:]) for p in coords])
-    return GeometryCollection([_build(k, c) for k, c in coords])
 
 
 # ---------------------------------------------------------------------- properties
@@ -381,8 +298,11 @@ def _measurement_value(name: str, value: Any) -> float:
     if isinstance(value, str) and value in _NON_FINITE:
         return _NON_FINITE[value]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _FeatureError(f"measurement {name!r} must be a number, got {value!r}")
-    return float(value)
+        raise _FeatureError(f"measurement {name!r:.40} must be a number, got {value!r:.40}")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float
+        return math.inf if value > 0 else -math.inf
 
 
 def _measurements(value: Any) -> dict[str, float]:
@@ -438,7 +358,7 @@ def parse_feature(feature: Any, *, index: int = 0) -> QuPathObject:
         props = {}
     if not isinstance(props, dict):
         raise _FeatureError(f"properties must be an object, got {type(props).__name__}")
-    geometry_type, coordinates = _geometry(feature.get("geometry"))
+    geometry_type, coordinates = validate_geometry(feature.get("geometry"))
     name = props.get("name")
     if name is not None and not isinstance(name, str):
         raise _FeatureError(f"name must be a string, got {name!r}")
@@ -453,7 +373,7 @@ def parse_feature(feature: Any, *, index: int = 0) -> QuPathObject:
         class_color=color,
         name=name,
         measurements=_measurements(props.get("measurements")),
-        is_ellipse=_flag(props, "isEllipse"),
+        is_ellipse=_flag(feature["geometry"], "isEllipse") or _flag(props, "isEllipse"),
         is_locked=_flag(props, "isLocked"),
         id=fid if isinstance(fid, str) and fid not in _LEGACY_TYPES else None,
     )

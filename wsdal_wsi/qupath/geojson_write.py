@@ -11,7 +11,10 @@ Each object is a GeoJSON ``Feature``::
                     "measurements": {"WS-DAL probability": 0.97}}}
 
 in the property order QuPath uses (``objectType``, ``name``, ``classification``,
-``isLocked``, ``measurements``); coordinates are level-0 pixels; measurement
+``isLocked``, ``measurements``); an ellipse ROI is a polygon whose ``geometry``
+object carries ``"isEllipse": true`` (where QuPath 0.5/0.6 write and read it,
+``ROITypeAdapters``: in ``properties`` it is ignored and the ellipse arrives as a
+polygon); coordinates are level-0 pixels; measurement
 values are numbers, with NaN and infinities written as the strings ``"NaN"``,
 ``"Infinity"``, ``"-Infinity"`` (QuPath >= 0.5 reads these; QuPath 0.4 cannot
 read non-finite measurements in any form). The file is a ``FeatureCollection``
@@ -189,7 +192,8 @@ def make_feature(
     name : str, optional
     measurements : mapping of str to number, optional
     is_ellipse : bool
-        Marks a polygon as an ellipse ROI.
+        Marks a polygon as an ellipse ROI (``"isEllipse": true`` inside
+        ``geometry``; QuPath rebuilds the ellipse from the polygon's bounding box).
     locked : bool
     feature_id : str, optional
         A uuid; a new uuid4 by default.
@@ -209,14 +213,17 @@ def make_feature(
     if class_name is not None:
         props["classification"] = classification(class_name, color)
     props["isLocked"] = bool(locked)
-    if is_ellipse:
-        props["isEllipse"] = True
     if measurements:
         props["measurements"] = encode_measurements(measurements)
+    geo = _geometry_dict(geometry)
+    if is_ellipse:
+        if geo["type"] != "Polygon":
+            raise ValueError(f"an ellipse must be a Polygon, got {geo['type']}")
+        geo["isEllipse"] = True
     return {
         "type": "Feature",
         "id": feature_id or str(uuid.uuid4()),
-        "geometry": _geometry_dict(geometry),
+        "geometry": geo,
         "properties": props,
     }
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import fnmatch
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from shapely.geometry import MultiPolygon, Polygon
@@ -33,16 +33,21 @@ from shapely.geometry.base import BaseGeometry
 from wsdal_wsi.errors import ConfigError
 
 __all__ = [
+    "CORRECTION_ROLES",
     "DETECTION_CLASS",
     "PROBABILITY_MEASUREMENT",
+    "QUESTION_CLASSES",
     "TOOL_NAME_PREFIX",
     "AreaAnnotation",
     "ClassSettings",
     "ImageAnnotations",
     "PointAnnotation",
     "Role",
+    "correction_of",
+    "is_answered",
     "is_area_geometry",
     "is_tool_name",
+    "point_role",
     "tool_name",
 ]
 
@@ -80,6 +85,22 @@ def tool_name(label: str | None = None) -> str:
     return f"{TOOL_NAME_PREFIX} {label}"
 
 
+#: The classes of the tool's questions to the pathologist (review list, label audit).
+QUESTION_CLASSES = ("WS-DAL check", "WS-DAL review")
+
+#: A pathologist's answer to one of the tool's objects, found in an export after review:
+#: ``confirmed`` (a detection kept or relabelled as a mitosis, or locked), ``false_positive``
+#: (a detection relabelled as a look-alike), ``answered_positive`` / ``answered_negative``
+#: (a ``WS-DAL check`` or ``WS-DAL review`` question relabelled as a mitosis / look-alike).
+Correction = Literal["confirmed", "false_positive", "answered_positive", "answered_negative"]
+CORRECTION_ROLES: dict[str, Role] = {
+    "confirmed": "positive",
+    "false_positive": "negative",
+    "answered_positive": "positive",
+    "answered_negative": "negative",
+}
+
+
 @dataclass(frozen=True)
 class PointAnnotation:
     """One click: a cell at level-0 pixel ``(x, y)`` of class ``class_name``.
@@ -91,11 +112,16 @@ class PointAnnotation:
     class_name : str or None
         The QuPath class (``"Mitosis"``, ``"Mitosis-like"``, ...); ``None``
         for an unclassified point.
+    correction : str or None
+        For a tool object the pathologist answered (:data:`Correction`), what the
+        answer was: its role is the answer's, whatever its class name, and training
+        trusts it (never removes it as noise). None for an ordinary click.
     """
 
     x: float
     y: float
     class_name: str | None
+    correction: str | None = None
 
 
 @dataclass(frozen=True)
@@ -169,8 +195,12 @@ class ImageAnnotations:
         return np.asarray(xy, dtype=np.float64).reshape(-1, 2)
 
     def points_with_role(self, role: Role, classes: ClassSettings) -> tuple[PointAnnotation, ...]:
-        """The points whose class has ``role`` under ``classes``."""
-        return tuple(p for p in self.points if classes.role(p.class_name) == role)
+        """The points whose role is ``role``: a correction's answer, else its class's."""
+        return tuple(p for p in self.points if point_role(p, classes) == role)
+
+    def corrections(self) -> dict[str, int]:
+        """How many of each kind of correction the points hold (answered tool objects)."""
+        return dict(Counter(p.correction for p in self.points if p.correction))
 
     def areas_with_role(self, role: Role, classes: ClassSettings) -> tuple[AreaAnnotation, ...]:
         """The areas whose class has ``role`` under ``classes``."""
@@ -187,7 +217,10 @@ class ImageAnnotations:
         """Classes (points and areas) that ``classes`` gives no role: name -> count."""
         counts: Counter[str] = Counter()
         for obj in (*self.points, *self.areas):
-            if classes.role(obj.class_name) == "unknown":
+            if (
+                getattr(obj, "correction", None) is None
+                and classes.role(obj.class_name) == "unknown"
+            ):
                 counts[obj.class_name or "Unclassified"] += 1
         return dict(counts)
 
@@ -212,6 +245,15 @@ def _as_patterns(value: object, what: str) -> tuple[str, ...]:
     return items
 
 
+#: ``--unclassified-as`` words that give unclassified objects a role directly.
+UNCLASSIFIED_ROLES: dict[str, Role] = {
+    "positive": "positive",
+    "negative": "negative",
+    "ignore": "ignored",
+    "ignored": "ignored",
+}
+
+
 @dataclass(frozen=True)
 class ClassSettings:
     """What each QuPath class means to the tool.
@@ -233,9 +275,10 @@ class ClassSettings:
     ignored : tuple of str
         Classes of objects to leave out (default ``("Ignore*",)``).
     unclassified_as : str or None
-        The class given to unclassified points and areas (e.g. ``"Mitosis"``
-        when the pathologist clicked without choosing a class); ``None`` keeps
-        them unclassified, which counts as unknown.
+        What unclassified points and areas are: a role (``"positive"``,
+        ``"negative"``, ``"ignore"``), or a class name whose role they take (e.g.
+        ``"Mitosis"`` when the pathologist clicked without choosing a class);
+        ``None`` keeps them unclassified, which counts as unknown.
     """
 
     positive: tuple[str, ...] = ("Mitosis",)
@@ -263,13 +306,16 @@ class ClassSettings:
             )
 
     def resolve(self, class_name: str | None) -> str | None:
-        """The class name to use for an object (applies :attr:`unclassified_as`)."""
-        if class_name is None:
+        """The class name to use for an object (applies :attr:`unclassified_as` when it
+        names a class; an unclassified object given a role stays unclassified)."""
+        if class_name is None and self.unclassified_as not in UNCLASSIFIED_ROLES:
             return self.unclassified_as
         return class_name
 
     def role(self, class_name: str | None) -> Role:
         """Return the role of ``class_name``: positive, negative, region, ignored or unknown."""
+        if class_name is None and self.unclassified_as in UNCLASSIFIED_ROLES:
+            return UNCLASSIFIED_ROLES[self.unclassified_as]
         name = self.resolve(class_name)
         if name is None:
             return "unknown"
@@ -279,8 +325,8 @@ class ClassSettings:
                     return what  # type: ignore[return-value]
         return "unknown"
 
-    def to_dict(self) -> dict[str, object]:
-        """JSON-able form (for provenance blocks)."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (run configs, model files, provenance blocks)."""
         return {
             "positive": list(self.positive),
             "negative": list(self.negative),
@@ -288,6 +334,95 @@ class ClassSettings:
             "ignored": list(self.ignored),
             "unclassified_as": self.unclassified_as,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClassSettings:
+        """Inverse of :meth:`to_dict` (missing keys take the defaults)."""
+        known = ("positive", "negative", "region", "ignored", "unclassified_as")
+        return cls(**{k: data[k] for k in known if k in data})
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        positive: Sequence[str] = (),
+        negative: Sequence[str] = (),
+        region: Sequence[str] = (),
+        ignored: Sequence[str] = (),
+        unclassified_as: str | None = None,
+        base: ClassSettings | None = None,
+    ) -> ClassSettings:
+        """The settings the class options of a command mean.
+
+        A role given (a non-empty list) replaces that role's classes; a role not
+        given keeps ``base``'s (a model's or a run's own settings), else the default.
+        ``unclassified_as`` likewise.
+        """
+        start = base if base is not None else cls()
+        kw: dict[str, Any] = start.to_dict()
+        for name, value in (
+            ("positive", positive),
+            ("negative", negative),
+            ("region", region),
+            ("ignored", ignored),
+        ):
+            if value:
+                kw[name] = tuple(value)
+        if unclassified_as is not None:
+            kw["unclassified_as"] = unclassified_as
+        return cls(**kw)
+
+
+def point_role(point: PointAnnotation, classes: ClassSettings) -> Role:
+    """A point's role: its correction's answer if it has one, else its class's role."""
+    if point.correction is not None:
+        return CORRECTION_ROLES[point.correction]
+    return classes.role(point.class_name)
+
+
+def is_answered(
+    *, object_type: str, class_name: str | None, is_locked: bool, is_point: bool
+) -> bool:
+    """Whether the pathologist changed one of the tool's objects (the class-free rule).
+
+    A point detection relabelled from :data:`DETECTION_CLASS` or locked, or a point
+    annotation no longer of a question class (:data:`QUESTION_CLASSES`). These objects
+    hold answers: ``import_results.groovy``, the paquo sink and the GeoJSON sink keep
+    them (and do not write a new object with the same id), ``export_annotations.groovy``
+    and the paquo reader pass them on; :func:`correction_of` says what they mean.
+    """
+    if not is_point or class_name is None:
+        return False
+    if object_type == "detection":
+        return class_name != DETECTION_CLASS or is_locked
+    if object_type == "annotation":
+        return class_name not in QUESTION_CLASSES and not class_name.startswith(TOOL_NAME_PREFIX)
+    return False
+
+
+def correction_of(
+    *, object_type: str, class_name: str | None, is_locked: bool, classes: ClassSettings
+) -> str | None:
+    """What a tool object in a pathologist's export says, if anything (:data:`Correction`).
+
+    The rule (shared with ``export_annotations.groovy``, ``import_results.groovy`` and the
+    paquo adapter, which keep and export exactly these objects): a detection still of
+    class :data:`DETECTION_CLASS` and not locked is unreviewed, as is a question
+    (:data:`QUESTION_CLASSES`) still of its class. A locked detection, or one relabelled
+    to a positive class, is ``confirmed``; relabelled to a negative class, a
+    ``false_positive``; a question relabelled to a positive or negative class is answered.
+    Anything else (the hotspot, region counts, an unknown class) says nothing.
+    """
+    role = classes.role(class_name)
+    if class_name in QUESTION_CLASSES:
+        return None
+    if object_type == "detection":
+        if class_name == DETECTION_CLASS:
+            return "confirmed" if is_locked else None
+        return {"positive": "confirmed", "negative": "false_positive"}.get(role)
+    if object_type == "annotation":
+        return {"positive": "answered_positive", "negative": "answered_negative"}.get(role)
+    return None
 
 
 def is_area_geometry(geometry: BaseGeometry) -> bool:

@@ -10,8 +10,13 @@ Reading gives the same objects as the exchange-folder route (the pathologist's
 annotations, not the tool's own objects), so both routes build the same model.
 Writing (:func:`write_results_paquo`) does what ``import_results.groovy`` does:
 in each image, remove the objects wsdal-wsi made before (name starting with
-``"WS-DAL"``), add the new ones from the results GeoJSON, and never touch any
-other object; it zips the project first and checks the save afterwards.
+``"WS-DAL"``), add the new ones from the results GeoJSON through QuPath's own
+GeoJSON reader (so ids, locks, ellipses and derived classes are QuPath's, as
+with the script), and never touch any other object. It zips the project first,
+saves only when every image was updated, and checks the save afterwards.
+
+Checked against paquo 0.9.0 with QuPath 0.5.1 / 0.6.0 by reading their source
+(no QuPath runs here; the tests that need one are skipped without it).
 """
 
 from __future__ import annotations
@@ -20,16 +25,20 @@ import datetime as _dt
 import importlib
 import logging
 import os
+import uuid
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsdal_wsi.atomic import atomic_path, make_dirs
 from wsdal_wsi.errors import ProjectError, QuPathUnavailableError, WsdalError
-from wsdal_wsi.qupath.geojson_read import QuPathObject, objects_from_features, read_objects
+from wsdal_wsi.qupath.geojson_read import QuPathObject, load_geojson, objects_from_features
 from wsdal_wsi.qupath.geojson_write import class_color
 from wsdal_wsi.qupath.model import is_tool_name
+from wsdal_wsi.qupath.project import class_id
+from wsdal_wsi.qupath.results import answered_id
 
 __all__ = [
     "UNAVAILABLE_MESSAGE",
@@ -83,7 +92,12 @@ def _paquo(module: str) -> Any:
 
 
 def read_project_annotations(qpproj: str | os.PathLike[str]) -> dict[str, list[QuPathObject]]:
-    """Read every image's annotations (not the tool's own objects) from a project, read-only.
+    """Read every image's annotations from a project, read-only.
+
+    The tool's own objects are left out, except those the pathologist answered
+    (:func:`~wsdal_wsi.qupath.model.is_answered`: a detection relabelled or locked, a
+    question relabelled), detections included (``hierarchy.to_geojson()`` gives
+    annotations only).
 
     Returns
     -------
@@ -94,12 +108,14 @@ def read_project_annotations(qpproj: str | os.PathLike[str]) -> dict[str, list[Q
     qpproj = Path(qpproj)
     out: dict[str, list[QuPathObject]] = {}
     try:
-        with projects.QuPathProject(qpproj, mode="r") as qp:
+        with projects.QuPathProject(_qpproj_file(qpproj), mode="r") as qp:
             for entry in qp.images:
+                h = entry.hierarchy
                 features = [
                     f
-                    for f in entry.hierarchy.to_geojson()
+                    for f in (*h.to_geojson(), *(d.to_geojson() for d in h.detections))
                     if not is_tool_name((f.get("properties") or {}).get("name"))
+                    or answered_id(f) is not None
                 ]
                 where = f"{qpproj} image {entry.image_name!r} (entry {entry.entry_id})"
                 out[str(entry.entry_id)] = objects_from_features(features, source=where)
@@ -117,11 +133,10 @@ def backup_project(project_dir: Path, *, backup_dir: Path | None = None) -> Path
     """
     project_dir = Path(project_dir)
     backup_dir = backup_dir or project_dir / "wsdal" / "backups"
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(backup_dir)
     stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     target = backup_dir / f"project-{stamp}.zip"
-    tmp = target.with_suffix(".zip.tmp")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zf:
         for item in ["project.qpproj", "classifiers", "data"]:
             root = project_dir / item
             if root.is_file():
@@ -130,7 +145,6 @@ def backup_project(project_dir: Path, *, backup_dir: Path | None = None) -> Path
                 for f in sorted(root.rglob("*")):
                     if f.is_file():
                         zf.write(f, f.relative_to(project_dir).as_posix())
-    os.replace(tmp, target)
     return target
 
 
@@ -156,8 +170,29 @@ class PaquoWriteReport:
     failed: dict[str, str] = field(default_factory=dict)
 
 
-def _float_measurements(obj: QuPathObject) -> dict[str, float]:
-    return {str(k): float(v) for k, v in obj.measurements.items()}
+def _qpproj_file(path: str | os.PathLike[str]) -> Path:
+    """The ``project.qpproj`` file of a project folder (or the file itself).
+
+    paquo is always given the file: it takes a folder whose name has a dot
+    (``study.v2``) for a file and refuses it ("requires '.qpproj' suffix").
+    """
+    p = Path(path)
+    return p / "project.qpproj" if p.is_dir() else p
+
+
+def _read_payload(
+    results: Mapping[str, str | os.PathLike[str]],
+) -> tuple[dict[str, list[dict[str, Any]]], set[str]]:
+    """The tool's features of each results file (raw, as written), and the classes they use."""
+    payload: dict[str, list[dict[str, Any]]] = {}
+    wanted: set[str] = set()
+    for entry_id, path in results.items():
+        features = load_geojson(path)
+        objects = objects_from_features(features, source=str(path))
+        tool = [(f, o) for f, o in zip(features, objects, strict=True) if o.tool_made]
+        payload[str(entry_id)] = [f for f, _ in tool]
+        wanted |= {class_id(o.class_name) for _, o in tool if o.class_name}
+    return payload, wanted
 
 
 def write_results_paquo(
@@ -167,6 +202,13 @@ def write_results_paquo(
     backup_dir: Path | None = None,
 ) -> PaquoWriteReport:
     """Put results GeoJSON files into a QuPath project, replacing only the tool's objects.
+
+    The objects go in through QuPath's own GeoJSON reader, as in
+    ``import_results.groovy``, so they keep the file's ``id``, ``isLocked``,
+    ``isEllipse``, name, measurements and (derived) class: both routes give
+    the same objects. Nothing is saved unless every image was updated in
+    memory first: an error leaves the project on disk as it was (paquo's own
+    context manager would save a half-done write).
 
     Parameters
     ----------
@@ -184,77 +226,149 @@ def write_results_paquo(
         Per image: objects written, earlier ones removed, or why it failed. An
         image whose slide is unreachable is reported as failed: QuPath cannot
         save it (relink its slide first).
+
+    Raises
+    ------
+    ProjectError
+        paquo failed; the message says whether anything was saved and names
+        the backup.
     """
     projects = _paquo("paquo.projects")
     classes_mod = _paquo("paquo.classes")
-    qpproj = Path(qpproj)
-    project_dir = qpproj if qpproj.is_dir() else qpproj.parent
-    report = PaquoWriteReport(backup=backup_project(project_dir, backup_dir=backup_dir))
-    payload = {str(k): [o for o in read_objects(v) if o.tool_made] for k, v in results.items()}
+    qpproj = _qpproj_file(qpproj)
+    payload, wanted = _read_payload(results)
+    report = PaquoWriteReport(backup=backup_project(qpproj.parent, backup_dir=backup_dir))
+    saved: list[str] = []
     try:
-        with projects.QuPathProject(project_dir, mode="r+") as qp:
-            known = {pc.name: pc for pc in qp.path_classes}
-            wanted = {o.class_name for objs in payload.values() for o in objs if o.class_name}
-            for name in sorted(wanted - set(known)):
-                known[name] = classes_mod.QuPathPathClass(name, color=class_color(name))
-            qp.path_classes = list(known.values())
-            entries = {str(e.entry_id): e for e in qp.images}
-            for entry_id, objects in payload.items():
-                entry = entries.get(entry_id)
-                if entry is None:
-                    report.failed[entry_id] = "no image with this entry ID in the project"
-                    continue
-                if not entry.is_readable():
-                    report.failed[entry_id] = (
-                        f"slide not reachable ({entry.uri}): QuPath cannot save this image; "
-                        "relink the slide in QuPath (File > Project > Relink images) first"
-                    )
-                    continue
-                report.removed[entry_id] = _replace_objects(entry, objects, known)
-                report.written[entry_id] = len(objects)
-            qp.save()
+        # not `with`: paquo's __exit__ saves even when an exception is raised
+        qp = projects.QuPathProject(qpproj, mode="r+")
+        _add_path_classes(qp, classes_mod, wanted)
+        touched = _replace_in_memory(qp, payload, report)
+        for entry_id, entry in touched.items():
+            entry.save()
+            saved.append(entry_id)
+        qp.save(images=False)  # the class list and project.qpproj
     except WsdalError:
         raise
     except Exception as exc:
+        done = f"images {', '.join(saved)} were saved before it" if saved else "nothing was saved"
         raise ProjectError(
-            f"{qpproj}: writing results with paquo failed ({exc}); the project backup is "
-            f"{report.backup}"
+            f"{qpproj}: writing results with paquo failed ({exc}); {done}; the project backup "
+            f"is {report.backup}"
         ) from exc
-    _verify_saved(project_dir, report, projects)
+    _verify_saved(qpproj, report, projects, payload)
     return report
 
 
-def _replace_objects(entry: Any, objects: list[QuPathObject], classes: Mapping[str, Any]) -> int:
+def _path_class(classes_mod: Any, full_id: str) -> Any:
+    """A paquo class for ``"Tumor: Mitosis"``: derived classes are built from their parents
+    (paquo refuses ':' in a name)."""
+    names = [part.strip() for part in full_id.split(":")]
+    path_class = None
+    for depth, name in enumerate(names, start=1):
+        color = class_color(full_id) if depth == len(names) else None
+        path_class = classes_mod.QuPathPathClass(name, color=color, parent=path_class)
+    return path_class
+
+
+def _add_path_classes(qp: Any, classes_mod: Any, wanted: set[str]) -> None:
+    """Add the classes the results use to the project's list, keyed by full id (``.id``)."""
+    known = {str(pc.id): pc for pc in qp.path_classes}
+    missing = sorted(wanted - set(known))
+    if missing:
+        # always a longer list: QuPath's setPathClasses ignores one of the same length
+        qp.path_classes = [*known.values(), *(_path_class(classes_mod, c) for c in missing)]
+
+
+def _replace_in_memory(
+    qp: Any, payload: Mapping[str, list[dict[str, Any]]], report: PaquoWriteReport
+) -> dict[str, Any]:
+    """Replace the tool's objects of each image (nothing saved); the entries changed."""
+    entries = {str(e.entry_id): e for e in qp.images}
+    touched: dict[str, Any] = {}
+    for entry_id, features in payload.items():
+        entry = entries.get(entry_id)
+        if entry is None:
+            report.failed[entry_id] = "no image with this entry ID in the project"
+            continue
+        try:
+            readable = entry.is_readable()
+        except NotImplementedError:  # paquo 0.9.0: entry.uri of a multi-file image
+            report.failed[entry_id] = (
+                "the image is made of several files (channels or z-slices), which paquo cannot "
+                "save; bring the results in with qupath_scripts/import_results.groovy"
+            )
+            continue
+        if not readable:
+            report.failed[entry_id] = (
+                f"slide not reachable ({entry.uri}): QuPath cannot save this image; "
+                "relink the slide in QuPath (File > Project > Relink images) first"
+            )
+            continue
+        report.removed[entry_id] = _replace_objects(entry, features)
+        report.written[entry_id] = len(features)
+        touched[entry_id] = entry
+    return touched
+
+
+def _replace_objects(entry: Any, features: list[dict[str, Any]]) -> int:
+    """Remove the tool's earlier objects, except those the pathologist answered, and add
+    ``features`` (but not one with the id of an answered object: its answer stays)."""
     hierarchy = entry.hierarchy
-    old_det = [d for d in hierarchy.detections if is_tool_name(d.name)]
-    old_ann = [a for a in hierarchy.annotations if is_tool_name(a.name)]
+
+    def answered(obj: Any) -> bool:
+        return answered_id(obj.to_geojson()) is not None
+
+    old_det = [d for d in hierarchy.detections if is_tool_name(d.name) and not answered(d)]
+    old_ann = [a for a in hierarchy.annotations if is_tool_name(a.name) and not answered(a)]
+    keep = {
+        str(o.java_object.getID())
+        for o in (*hierarchy.detections, *hierarchy.annotations)
+        if is_tool_name(o.name) and answered(o)
+    }
     with hierarchy.no_autoflush():
         if old_det:
             hierarchy.detections.__isub__(old_det)
         if old_ann:
             hierarchy.annotations.__isub__(old_ann)
-        for obj in objects:
-            pc = classes.get(obj.class_name) if obj.class_name else None
-            add = (
-                hierarchy.add_detection
-                if obj.object_type == "detection"
-                else hierarchy.add_annotation
-            )
-            new = add(roi=obj.geometry, path_class=pc, measurements=_float_measurements(obj))
-            new.name = obj.name
+    new = [f for f in features if str(f.get("id")) not in keep]
+    if new:  # QuPath's GsonTools: id, isLocked, isEllipse and "names" classes kept
+        hierarchy.load_geojson(new, raise_on_skip=True)
     return len(old_det) + len(old_ann)
 
 
-def _verify_saved(project_dir: Path, report: PaquoWriteReport, projects: Any) -> None:
-    """Re-open the project read-only and check each written image holds what was written."""
-    with projects.QuPathProject(project_dir, mode="r") as qp:
+def _uuids(features: list[dict[str, Any]]) -> set[str]:
+    """The ids QuPath keeps (valid UUIDs, in ``UUID.toString()`` form)."""
+    out = set()
+    for feature in features:
+        try:
+            out.add(str(uuid.UUID(str(feature.get("id")))))
+        except ValueError:
+            continue  # QuPath gives such an object a new random id
+    return out
+
+
+def _verify_saved(
+    qpproj: Path,
+    report: PaquoWriteReport,
+    projects: Any,
+    payload: Mapping[str, list[dict[str, Any]]],
+) -> None:
+    """Re-open the project read-only: each written image holds the objects written, by id."""
+    with projects.QuPathProject(qpproj, mode="r") as qp:
         entries = {str(e.entry_id): e for e in qp.images}
         for entry_id, n in list(report.written.items()):
             h = entries[entry_id].hierarchy
-            found = sum(1 for o in (*h.detections, *h.annotations) if is_tool_name(o.name))
-            if found != n:
+            found = {
+                str(o.java_object.getID())
+                for o in (*h.detections, *h.annotations)
+                if is_tool_name(o.name)
+            }
+            missing = _uuids(payload[entry_id]) - found
+            if len(found) < n or missing:
                 report.failed[entry_id] = (
-                    f"saved project holds {found} WS-DAL objects, expected {n}: the save did not "
+                    f"saved project holds {len(found)} WS-DAL objects, expected {n}"
+                    f"{f' ({len(missing)} ids not found)' if missing else ''}: the save did not "
                     "reach the disk (is the slide reachable?)"
                 )
                 del report.written[entry_id]

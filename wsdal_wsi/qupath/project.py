@@ -2,9 +2,12 @@
 
 ``project.qpproj`` is JSON: the images (``entryID``, ``imageName``) and, in each
 image's ``serverBuilder``, the slide's URI (``file:/...``) and its metadata
-(size, pixel calibration). The objects themselves live in ``data/<id>/data.qpdata``
-(Java serialisation, not readable from Python); ``export_annotations.groovy``
-exports them to the exchange folder, which this module reads::
+(size, pixel calibration), read by :mod:`~wsdal_wsi.qupath.server_builder`
+(which also says when QuPath's coordinates are not the file's: a rotated,
+cropped or transformed image, a scene of a multi-scene file). The objects
+themselves live in ``data/<id>/data.qpdata`` (Java serialisation, not readable
+from Python); ``export_annotations.groovy`` exports them to the exchange folder,
+which this module reads::
 
     <project>/wsdal/annotations/<entryID>.geojson    written by export_annotations.groovy
     <project>/wsdal/results/<entryID>.geojson        written by wsdal, read by import_results.groovy
@@ -18,17 +21,19 @@ project's old folder (recorded in the file's ``"uri"``) onto its new one.
 from __future__ import annotations
 
 import json
+import logging
 import ntpath
 import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from wsdal_wsi.errors import ConfigError, ProjectError
+from wsdal_wsi.qupath.server_builder import ServerInfo, parse_server_builder
 
 __all__ = [
     "ANNOTATIONS_DIR",
@@ -37,12 +42,16 @@ __all__ = [
     "QpImage",
     "QpProject",
     "annotations_export_path",
+    "class_id",
     "find_qpproj",
     "parse_relink",
+    "read_class_colors",
     "read_qpproj",
     "results_exchange_path",
     "uri_to_path",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The exchange folder inside a QuPath project (shared with the Groovy scripts).
 EXCHANGE_DIR = "wsdal"
@@ -62,6 +71,47 @@ def annotations_export_path(project_dir: Path, entry_id: str) -> Path:
 def results_exchange_path(project_dir: Path, entry_id: str) -> Path:
     """``<project>/wsdal/results/<entryID>.geojson``."""
     return Path(project_dir) / EXCHANGE_DIR / RESULTS_DIR / f"{entry_id}.geojson"
+
+
+def class_id(name: str) -> str:
+    """A class's full id as QuPath spells it: ``"Tumor:Mitosis "`` -> ``"Tumor: Mitosis"``.
+
+    QuPath's ``PathClass.toString()`` joins the names of a derived class with
+    ``": "``; ``PathClass.fromString`` splits on ``":"`` and strips each name.
+    """
+    return ": ".join(part.strip() for part in name.split(":"))
+
+
+def read_class_colors(project_dir: str | os.PathLike[str]) -> dict[str, tuple[int, int, int]]:
+    """The project's class list: full class id -> ``(r, g, b)``; empty when there is none.
+
+    Reads ``<project>/classifiers/classes.json`` as QuPath 0.5/0.6 write it
+    (``DefaultProject.writePathClasses``)::
+
+        {"pathClasses": [{"name": "Tumor", "color": -3670016},
+                         {"name": "Tumor: Mitosis", "color": -65536}]}
+
+    (colours are packed ARGB integers). A file that cannot be read is logged
+    and treated as absent: the colours are only a default for QuPath.
+    """
+    path = Path(project_dir) / "classifiers" / "classes.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        log.warning("%s: cannot read the class list (%s); using default colours", path, exc)
+        return {}
+    entries = doc.get("pathClasses") if isinstance(doc, dict) else None
+    out: dict[str, tuple[int, int, int]] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        name, color = entry.get("name"), entry.get("color")
+        if isinstance(name, str) and name.strip() and isinstance(color, int):
+            rgb = color & 0xFFFFFF
+            out[class_id(name)] = ((rgb >> 16) & 255, (rgb >> 8) & 255, rgb & 255)
+    return out
 
 
 def uri_to_path(uri: str) -> str | None:
@@ -154,6 +204,9 @@ class QpImage:
         Level-0 size recorded by QuPath.
     mpp : float or None
         Pixel size recorded by QuPath in µm (set in QuPath or read from the slide).
+    server : ServerInfo
+        What the image's ``serverBuilder`` says (reader, scene, wrappers), and
+        why QuPath's coordinates cannot be used with the slide file, if so.
     """
 
     entry_id: str
@@ -165,11 +218,12 @@ class QpImage:
     width: int | None = None
     height: int | None = None
     mpp: float | None = None
+    server: ServerInfo = field(default_factory=ServerInfo)
 
     def missing_message(self) -> str:
         """A sentence saying where the slide was looked for and how to fix it."""
         if self.uri is None:
-            return "the project records no slide file for this image"
+            return self.server.problem or "the project records no slide file for this image"
         if not self.tried:
             return f"the slide is not a local file ({self.uri}); wsdal reads local slides only"
         where = "; ".join(self.tried)
@@ -210,27 +264,6 @@ def find_qpproj(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _server_uri(builder: Any) -> str | None:
-    """The slide URI of a serverBuilder, looking inside wrapping builders (rotated, ...)."""
-    depth = 0
-    while isinstance(builder, dict) and depth < 10:
-        uri = builder.get("uri")
-        if isinstance(uri, str):
-            return uri
-        builder = builder.get("builder")
-        depth += 1
-    return None
-
-
-def _server_metadata(builder: Any) -> dict[str, Any]:
-    while isinstance(builder, dict):
-        meta = builder.get("metadata")
-        if isinstance(meta, dict):
-            return meta
-        builder = builder.get("builder")
-    return {}
-
-
 def _calibration_mpp(meta: Mapping[str, Any]) -> float | None:
     cal = meta.get("pixelCalibration")
     if not isinstance(cal, dict):
@@ -247,10 +280,6 @@ def _calibration_mpp(meta: Mapping[str, Any]) -> float | None:
             return None
         values.append(float(value))
     return sum(values) / 2.0
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _relative_to(path: str, folder: str) -> str | None:
@@ -345,13 +374,12 @@ def read_qpproj(
         if entry_id in seen:
             raise ProjectError(f"{qpproj}: entryID {entry_id} appears twice")
         seen.add(entry_id)
-        builder = entry.get("serverBuilder")
-        uri = _server_uri(builder)
+        server = parse_server_builder(entry.get("serverBuilder"))
+        uri = server.uri
         stored = uri_to_path(uri) if uri is not None else None
         slide, how, tried = _locate(
             stored, project_dir=project_dir, old_project_dir=old_dir, relink=pairs
         )
-        meta = _server_metadata(builder)
         name = entry.get("imageName")
         if not isinstance(name, str) or not name:
             name = posixpath.basename(stored) if stored else f"image {entry_id}"
@@ -363,9 +391,10 @@ def read_qpproj(
                 slide_path=slide,
                 slide_how=how,
                 tried=tried,
-                width=_int_or_none(meta.get("width")),
-                height=_int_or_none(meta.get("height")),
-                mpp=_calibration_mpp(meta),
+                width=server.width,
+                height=server.height,
+                mpp=_calibration_mpp(server.metadata),
+                server=server,
             )
         )
     version = doc.get("version")

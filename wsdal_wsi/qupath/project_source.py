@@ -96,6 +96,7 @@ class ProjectSource(Source):
                     "entry_id": im.entry_id,
                     "project_mpp": im.mpp,
                     "warnings": warnings,
+                    "server": im.server,
                 }
             )
         return entries
@@ -103,6 +104,14 @@ class ProjectSource(Source):
     def exchange_results_path(self, record: ImageRecord) -> Path | None:
         """``<project>/wsdal/results/<entryID>.geojson``."""
         return results_exchange_path(self.project.directory, record.key)
+
+    def input_files(self, record: ImageRecord) -> list[Path]:
+        """The slide, ``project.qpproj`` and the image's annotation export."""
+        return [
+            *super().input_files(record),
+            self.project.qpproj,
+            annotations_export_path(self.project.directory, record.key),
+        ]
 
     def describe(self) -> dict[str, Any]:
         out = super().describe()

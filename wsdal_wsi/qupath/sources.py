@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsdal_wsi.errors import InputError, SlideError, WsdalError
+from wsdal_wsi.errors import InputError, ResolutionError, SlideError, WsdalError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.qupath.annotations import annotations_from_objects
 from wsdal_wsi.qupath.geojson_read import QuPathObject, read_objects
 from wsdal_wsi.qupath.model import ClassSettings, ImageAnnotations
+from wsdal_wsi.qupath.plausibility import density_warning, drop_points_outside
+from wsdal_wsi.qupath.server_builder import ServerInfo
 from wsdal_wsi.slide import open_slide
 
 __all__ = [
@@ -110,6 +112,12 @@ class ImageRecord:
         The pixel size set in QuPath for the image (projects), a fallback.
     user_mpp : float or None
         The ``--mpp`` the source was opened with, the last fallback.
+    dropped_points : int
+        Points of the annotation file outside the slide, left out of
+        ``annotations`` (a warning says so).
+    server : ServerInfo or None
+        For a QuPath project: how QuPath reads the image (its ``serverBuilder``),
+        which decides whether QuPath's coordinates are the slide's level-0 (x, y).
     """
 
     name: str
@@ -126,6 +134,8 @@ class ImageRecord:
     dimensions: tuple[int, int] | None = None
     project_mpp: float | None = None
     user_mpp: float | None = None
+    dropped_points: int = 0
+    server: ServerInfo | None = None
 
     def open_slide(self, *, fast_tiles: bool = True):
         """Open the image's slide with its resolution fallbacks (a :class:`~wsdal_wsi.slide.Slide`).
@@ -133,17 +143,34 @@ class ImageRecord:
         Raises
         ------
         SlideError
-            The slide is missing or does not open (the message names it).
+            The slide is missing or does not open, or QuPath's coordinates of
+            the image are not the slide's level-0 (x, y) (the message says why).
         """
+        slide = self._open_unchecked(fast_tiles=fast_tiles)
+        problem = self.frame_problem(slide)
+        if problem is not None:
+            slide.close()
+            raise SlideError(f"{self.name}: {problem}")
+        return slide
+
+    def _open_unchecked(self, *, fast_tiles: bool = True):
         if self.slide_path is None:
             reason = "; ".join(p for p in self.problems if "slide" in p.lower()) or "slide missing"
             raise SlideError(f"{self.name}: {reason}")
+        if self.server is not None and self.server.problem is not None:
+            raise SlideError(f"{self.name}: {self.server.problem}")
         return open_slide(
             self.slide_path,
             mpp=self.user_mpp,
             project_mpp=self.project_mpp,
             fast_tiles=fast_tiles,
         )
+
+    def frame_problem(self, slide: Any) -> str | None:
+        """Why QuPath's coordinates of this image do not fit the open ``slide``, or None."""
+        if self.server is None:
+            return None
+        return self.server.slide_problem(slide.properties, slide.dimensions)
 
     @property
     def usable(self) -> bool:
@@ -165,7 +192,9 @@ class ImageRecord:
             "annotation_file": str(self.annotation_path) if self.annotation_path else None,
             "points": ann.points_per_class() if ann else {},
             "areas": ann.areas_per_class() if ann else {},
+            "corrections": ann.corrections() if ann else {},
             "usable": self.usable,
+            "dropped_points": self.dropped_points,
             "problems": list(self.problems),
             "warnings": list(self.warnings),
         }
@@ -190,6 +219,10 @@ class Source:
 
     kind: str = "source"
     backend: str | None = None
+    #: One image given by itself (a single slide as SOURCE): a slide that does not open,
+    #: has no resolution, or a malformed annotation file is an error of the source
+    #: itself (raised), not a problem of one image among others (recorded).
+    strict: bool = False
 
     def __init__(
         self, path: Path, *, classes: ClassSettings, mpp: float | None, check_slides: bool
@@ -247,9 +280,18 @@ class Source:
         """Projects: ``<project>/wsdal/results/<entryID>.geojson`` (import_results.groovy)."""
         return None
 
+    def input_files(self, record: ImageRecord) -> list[Path]:
+        """The user's files this source reads for ``record``: no output may replace one."""
+        return [p for p in (record.slide_path, record.annotation_path) if p is not None]
+
     def describe(self) -> dict[str, Any]:
         """JSON-able description of the source."""
-        return {"kind": self.kind, "path": str(self.path), "backend": self.backend}
+        return {
+            "kind": self.kind,
+            "path": str(self.path),
+            "backend": self.backend,
+            "classes": self.classes.to_dict(),
+        }
 
     # -- shared ---------------------------------------------------------------------
     def _record(
@@ -264,6 +306,7 @@ class Source:
         entry_id: str | None = None,
         project_mpp: float | None = None,
         warnings: Sequence[str] = (),
+        server: ServerInfo | None = None,
     ) -> ImageRecord:
         record = ImageRecord(
             name=name,
@@ -275,9 +318,12 @@ class Source:
             warnings=list(warnings),
             project_mpp=project_mpp,
             user_mpp=self.mpp,
+            server=server,
         )
         if slide_path is None:
             record.problems.append(slide_problem or "slide missing")
+        elif server is not None and server.problem is not None:
+            record.problems.append(server.problem)
         elif self.check_slides:
             self._check_slide(record)
         if loader is None:
@@ -286,10 +332,13 @@ class Source:
             try:
                 objects, record.annotation_path = loader()
             except WsdalError as exc:
+                if self.strict:
+                    raise
                 record.problems.append(f"annotations unreadable: {exc}")
             else:
                 ann, notes = annotations_from_objects(objects, classes=self.classes)
-                record.annotations = ann
+                record.annotations = self._checked_points(record, ann)
+                ann = record.annotations
                 record.warnings.extend(notes)
                 unknown = ann.unknown_classes(self.classes)
                 if unknown:
@@ -301,20 +350,47 @@ class Source:
                     )
         return record
 
+    def _checked_points(self, record: ImageRecord, ann: ImageAnnotations) -> ImageAnnotations:
+        """``ann`` without the points outside the slide; warnings for those and for an
+        implausible density of positive points (needs the slide checked)."""
+        if record.dimensions is None:
+            return ann
+        where = str(record.annotation_path or record.name)
+        ann, outside, record.dropped_points = drop_points_outside(
+            ann, record.dimensions, source=where
+        )
+        if outside:
+            record.warnings.append(outside)
+        if record.mpp is not None:
+            dense = density_warning(
+                ann, record.dimensions, record.mpp, classes=self.classes, source=where
+            )
+            if dense:
+                record.warnings.append(dense)
+        return ann
+
     def _check_slide(self, record: ImageRecord) -> None:
         try:
-            with record.open_slide() as slide:
+            with record._open_unchecked() as slide:
                 record.readable = True
                 record.dimensions = tuple(slide.dimensions)  # type: ignore[assignment]
                 record.mpp, record.mpp_source = slide.mpp, slide.mpp_source
+                frame = record.frame_problem(slide)
         except WsdalError as exc:
+            if self.strict:
+                raise
             record.problems.append(f"slide does not open: {exc}")
             return
+        if frame is not None:
+            record.problems.append(frame)
         if record.mpp is None:
-            record.problems.append(
+            problem = (
                 "no resolution (µm/px): the slide records none; give it with --mpp "
                 "(e.g. 0.25 for a 40x scan) or set the pixel size in QuPath"
             )
+            if self.strict:
+                raise ResolutionError(f"{record.slide_path}: {problem}")
+            record.problems.append(problem)
 
 
 class SlideFolderSource(Source):
@@ -324,6 +400,7 @@ class SlideFolderSource(Source):
 
     def __init__(self, path: Path, *, only: Path | None = None, **kwargs: Any):
         super().__init__(path, **kwargs)
+        self.strict = only is not None
         if only is not None:
             slides = [only]
         else:
@@ -337,6 +414,14 @@ class SlideFolderSource(Source):
                 f"(looked for files ending in {', '.join(SLIDE_EXTENSIONS)})"
             )
         self.slides = slides
+
+    def input_files(self, record: ImageRecord) -> list[Path]:
+        """The slide and every sidecar beside it (read or not)."""
+        out = super().input_files(record)
+        if record.slide_path is not None:
+            stem = record.slide_path.stem
+            out += [record.slide_path.with_name(stem + s) for s in SIDECAR_SUFFIXES]
+        return out
 
     def _entries(self) -> list[dict[str, Any]]:
         stems = Counter(p.stem for p in self.slides)

@@ -15,13 +15,15 @@ Public API for ``wsdal predict`` (per slide, once its detections are known)::
     # at the end of the batch:
     write_batch_outputs(out_dir, summaries)
 
-``wsdal count`` calls :func:`recount_folder`.
+``wsdal count`` calls :func:`recount_folder`; ``wsdal report`` :func:`rebuild_batch_outputs`.
 """
 
 from wsdal_wsi.report.assets import Gallery, read_gallery, top_detections, write_report_assets
 from wsdal_wsi.report.batch import (
+    RebuildResult,
     RecountResult,
     load_summaries,
+    rebuild_batch_outputs,
     recount_folder,
     write_batch_outputs,
 )
@@ -72,6 +74,7 @@ __all__ = [
     "AssetInfo",
     "Gallery",
     "ModelInfo",
+    "RebuildResult",
     "RecountResult",
     "Report",
     "ReportText",
@@ -90,6 +93,7 @@ __all__ = [
     "read_gallery",
     "read_summary",
     "read_tissue_png",
+    "rebuild_batch_outputs",
     "recount_folder",
     "recount_slide",
     "render_report",

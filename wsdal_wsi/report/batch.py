@@ -1,4 +1,10 @@
-"""Batch outputs of an output folder, and recounting a whole folder (``wsdal count``)."""
+"""Batch outputs of an output folder, rebuilding them (``wsdal report``), and recounting a
+whole folder (``wsdal count``).
+
+Every write of the batch files (``counts.csv``, ``counts.xlsx``, ``index.html``) by
+these functions happens under the folder's lock (:func:`wsdal_wsi.lock.batch_writes`),
+so they can run while the shards of a batch write into the same folder.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from pathlib import Path
 
 from wsdal_wsi.counting import HotspotSettings
 from wsdal_wsi.errors import InputError, WsdalError
+from wsdal_wsi.lock import FolderLock, batch_writes
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.report.html import write_index_html
 from wsdal_wsi.report.layout import COUNTS_CSV, COUNTS_XLSX, INDEX_HTML, find_summaries
@@ -17,7 +24,14 @@ from wsdal_wsi.report.slide import check_threshold, recount_slide
 from wsdal_wsi.report.spreadsheet import write_counts_csv, write_counts_xlsx
 from wsdal_wsi.report.summary import SlideInfo, SlideSummary, read_summary
 
-__all__ = ["RecountResult", "load_summaries", "recount_folder", "write_batch_outputs"]
+__all__ = [
+    "RebuildResult",
+    "RecountResult",
+    "load_summaries",
+    "rebuild_batch_outputs",
+    "recount_folder",
+    "write_batch_outputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -120,14 +134,42 @@ def recount_folder(
     ConfigError
         ``threshold`` below a slide's prediction threshold (checked before
         anything is written).
+    OutputError
+        A ``wsdal predict`` (or a count with other settings) is writing the
+        folder; the folder cannot be written.
     """
     out = Path(out_dir)
     loaded = load_summaries(out)
     for item in loaded:
         if isinstance(item, SlideSummary) and item.ok:
             check_threshold(item, threshold)
+    key = {
+        "command": "wsdal count",
+        "hotspot": settings.to_dict(),
+        "threshold": threshold,
+    }
+    with FolderLock(out, settings=key, command="wsdal count") as lock:
+        return _recount_locked(
+            out,
+            loaded,
+            lock,
+            settings=settings,
+            threshold=threshold,
+            progress=progress or NULL_PROGRESS,
+        )
+
+
+def _recount_locked(
+    out: Path,
+    loaded: list[SlideSummary | tuple[Path, str]],
+    lock: FolderLock,
+    *,
+    settings: HotspotSettings,
+    threshold: float | None,
+    progress: Progress,
+) -> RecountResult:
+    """:func:`recount_folder` under the folder's lock."""
     result = RecountResult()
-    progress = progress or NULL_PROGRESS
     with progress.task("Recounting slides", total=len(loaded)) as task:
         for item in loaded:
             if not isinstance(item, SlideSummary):
@@ -139,7 +181,8 @@ def recount_folder(
                 result.summaries.append(item)
             else:
                 try:
-                    new = recount_slide(out, item, settings=settings, threshold=threshold)
+                    with lock.slide(item.key):
+                        new = recount_slide(out, item, settings=settings, threshold=threshold)
                 except WsdalError as exc:
                     log.warning("%s: %s", item.key, exc)
                     result.summaries.append(
@@ -151,5 +194,50 @@ def recount_folder(
                     result.recounted.append(item.key)
             task.advance()
     result.summaries.sort(key=lambda s: (s.slide.name.lower(), s.key))
-    result.outputs = write_batch_outputs(out, result.summaries)
+    with lock.batch_writes():
+        result.outputs = write_batch_outputs(out, result.summaries)
+    return result
+
+
+@dataclass
+class RebuildResult:
+    """What :func:`rebuild_batch_outputs` did.
+
+    Attributes
+    ----------
+    summaries : list of SlideSummary
+        Every slide summary of the folder (finished and failed), in name order.
+    unreadable : list of (Path, str)
+        Summary files that could not be read, with the reason (left out).
+    outputs : dict of str to Path
+        The batch files written.
+    """
+
+    summaries: list[SlideSummary] = field(default_factory=list)
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+
+def rebuild_batch_outputs(out_dir: str | os.PathLike[str]) -> RebuildResult:
+    """Rewrite counts.csv, counts.xlsx and index.html from every ``*.summary.json`` of a folder.
+
+    Nothing is recounted: each slide is shown as its summary says (``wsdal
+    report OUT``), e.g. after the shards of a batch, or after slides were
+    predicted one by one (:func:`wsdal_wsi.predict.predict_one`).
+
+    Raises
+    ------
+    InputError
+        Not a prediction output folder.
+    """
+    out = Path(out_dir)
+    result = RebuildResult()
+    for item in load_summaries(out):  # each written atomically: no lock needed to read
+        if isinstance(item, SlideSummary):
+            result.summaries.append(item)
+        else:
+            result.unreadable.append(item)
+    result.summaries.sort(key=lambda s: (s.slide.name.lower(), s.key))
+    with batch_writes(out):
+        result.outputs = write_batch_outputs(out, result.summaries)
     return result

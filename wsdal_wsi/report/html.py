@@ -33,7 +33,7 @@ th{background:#eef1f5;font-size:13px;text-transform:uppercase;letter-spacing:.03
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;min-width:22px;padding:2px 8px;border-radius:10px;color:#fff;
 font-weight:600;text-align:center}.s1{background:#2ea043}.s2{background:#db8e00}
-.s3{background:#cf222e}.s0{background:#7a8490}.failed{background:#cf222e}
+.s3{background:#cf222e}.s0{background:#7a8490}.failed{background:#cf222e}.border{background:#8250df}
 section{background:#fff;border:1px solid #e1e6eb;border-radius:10px;padding:18px 22px;
 margin:0 0 26px}section h2{margin:0 0 6px;font-size:21px}section p{margin:4px 0}
 section img{max-width:100%;height:auto;border:1px solid #e1e6eb;margin-top:12px}
@@ -61,6 +61,17 @@ def _badge(s: SlideSummary) -> str:
     return f'<span class="badge s{score}">{score or "–"}</span>'
 
 
+def _range(s: SlideSummary) -> str:
+    """The hotspot's count range, marked when the score is borderline."""
+    rng = s.hotspot_range
+    if rng is None:
+        return "–"
+    text = _e(f"{rng.low}–{rng.high}")
+    if rng.borderline:
+        return f'{text} <span class="badge border">borderline</span>'
+    return text
+
+
 def _row(s: SlideSummary) -> str:
     hs = s.hotspot
     cells = [
@@ -68,6 +79,7 @@ def _row(s: SlideSummary) -> str:
         f"<td>{_badge(s)}</td>",
         f'<td class="n">{_e(s.detections if s.detections is not None else "–")}</td>',
         f'<td class="n">{_e(hs.count if hs else "–")}</td>',
+        f"<td>{_range(s)}</td>",
         f'<td class="n">{_num(hs.per_mm2 if hs else None, 2)}</td>',
         f'<td class="n">{_num(s.tissue_area_mm2, 1)}</td>',
         f'<td class="n">{_num(s.tissue_per_mm2, 2)}</td>',
@@ -91,6 +103,23 @@ def _section(s: SlideSummary, out_dir: Path) -> str:
             f"({hs.per_mm2:.2f} per mm²) · <b>mitotic score {hs.score.score}</b> · "
             f"{_e(hs.score.basis)}</p>"
         )
+        rng = s.hotspot_range
+        if rng is not None:
+            verdict = (
+                f"<b>borderline</b>: the score is {rng.score_low} at the low end and "
+                f"{rng.score_high} at the high end; count this hotspot yourself"
+                if rng.borderline
+                else f"the score is {rng.score_low} throughout"
+            )
+            parts.append(
+                f"<p><b>Count range</b> {rng.low}–{rng.high} ({rng.level:.0%}, from the "
+                f"calibrated probabilities of {rng.n_candidates} candidates) · {verdict}</p>"
+            )
+        if s.review:
+            parts.append(
+                f"<p><b>To review:</b> {s.review} decisions as <code>WS-DAL check</code> "
+                "objects in the results GeoJSON (least certain first, hotspot first)</p>"
+            )
     else:
         parts.append("<p><b>Hotspot:</b> no counting window fits the tissue.</p>")
     parts.append(
@@ -144,7 +173,7 @@ def index_html(
         f'<a href="{_href(n)}">{n}</a>' for n in (COUNTS_CSV, COUNTS_XLSX) if (out / n).exists()
     )
     head = (
-        "<tr><th>Slide</th><th>Score</th><th>Detections</th><th>Hotspot</th>"
+        "<tr><th>Slide</th><th>Score</th><th>Detections</th><th>Hotspot</th><th>Count range</th>"
         "<th>Hotspot per mm²</th><th>Tissue (mm²)</th><th>Per mm² (tissue)</th>"
         "<th>Model</th><th>Reason</th></tr>"
     )

@@ -9,6 +9,7 @@
     OUT/<key>.thumb.jpg        slide thumbnail (downsample in the summary)
     OUT/<key>.gallery.png      crops of the top detections, one row (items in the summary)
     OUT/<key>.report.png       the PNG report
+    OUT/<key>.near.csv         near misses (candidates just below the threshold), level-0
     OUT/counts.csv, OUT/counts.xlsx, OUT/index.html
 
 ``wsdal count`` needs the summary, the GeoJSON and the tissue mask; the
@@ -56,6 +57,7 @@ class SlideFiles:
     thumbnail: Path
     gallery: Path
     report: Path
+    near: Path
 
 
 def slide_files(out_dir: str | os.PathLike[str], key: str) -> SlideFiles:
@@ -70,6 +72,7 @@ def slide_files(out_dir: str | os.PathLike[str], key: str) -> SlideFiles:
         thumbnail=d / f"{key}.thumb.jpg",
         gallery=d / f"{key}.gallery.png",
         report=d / f"{key}.report.png",
+        near=d / f"{key}.near.csv",
     )
 
 

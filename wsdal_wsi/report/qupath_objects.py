@@ -27,11 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from wsdal_wsi.counting import Hotspot, RegionCount
+from wsdal_wsi.counting import CountRange, Hotspot, RegionCount
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.qupath import (
     PROBABILITY_MEASUREMENT,
     AreaAnnotation,
+    answered_id,
+    class_colors_for,
+    complete_classification,
     is_tool_name,
     make_feature,
     write_features,
@@ -61,8 +64,21 @@ def _num(value: float | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-def hotspot_measurements(hotspot: Hotspot) -> dict[str, float]:
-    """The hotspot's QuPath measurements (name -> number; NaN where unknown)."""
+def hotspot_measurements(
+    hotspot: Hotspot, count_range: CountRange | None = None
+) -> dict[str, float]:
+    """The hotspot's QuPath measurements (name -> number; NaN where unknown).
+
+    With a count range: ``WS-DAL count range low`` / ``high`` and ``WS-DAL borderline``
+    (1 when the score could differ within the range, else 0).
+    """
+    rng = {}
+    if count_range is not None:
+        rng = {
+            "WS-DAL count range low": float(count_range.low),
+            "WS-DAL count range high": float(count_range.high),
+            "WS-DAL borderline": float(count_range.borderline),
+        }
     return {
         "WS-DAL mitoses": float(hotspot.count),
         "WS-DAL area mm^2": float(hotspot.area_mm2),
@@ -71,6 +87,7 @@ def hotspot_measurements(hotspot: Hotspot) -> dict[str, float]:
         "WS-DAL field diameter mm": float(hotspot.field_diameter_mm),
         "WS-DAL count per 10 HPF": float(hotspot.score.count_10hpf),
         "WS-DAL tissue fraction": _num(hotspot.tissue_fraction),
+        **rng,
     }
 
 
@@ -84,8 +101,9 @@ def region_measurements(region: RegionCount) -> dict[str, float]:
     }
 
 
-def _hotspot_name(h: Hotspot) -> str:
-    return f"WS-DAL hotspot: {h.count} mitoses / {h.area_mm2:.2f} mm² (score {h.score.score})"
+def _hotspot_name(h: Hotspot, count_range: CountRange | None = None) -> str:
+    flag = ", borderline" if count_range is not None and count_range.borderline else ""
+    return f"WS-DAL hotspot: {h.count} mitoses / {h.area_mm2:.2f} mm² (score {h.score.score}{flag})"
 
 
 def _region_name(r: RegionCount) -> str:
@@ -102,7 +120,12 @@ def count_annotations(summary: SlideSummary) -> list[AreaAnnotation]:
     if summary.hotspot is not None:
         h = summary.hotspot
         out.append(
-            AreaAnnotation(h.geometry, HOTSPOT_CLASS, _hotspot_name(h), hotspot_measurements(h))
+            AreaAnnotation(
+                h.geometry,
+                HOTSPOT_CLASS,
+                _hotspot_name(h, summary.hotspot_range),
+                hotspot_measurements(h, summary.hotspot_range),
+            )
         )
     for r in summary.regions:
         if r.geometry is not None:
@@ -132,9 +155,9 @@ def count_features(summary: SlideSummary) -> list[dict[str, Any]]:
                 h.geometry,
                 class_name=HOTSPOT_CLASS,
                 color=HOTSPOT_COLOR,
-                name=_hotspot_name(h),
-                measurements=hotspot_measurements(h),
-                is_ellipse=h.window == "circle",
+                name=_hotspot_name(h, summary.hotspot_range),
+                measurements=hotspot_measurements(h, summary.hotspot_range),
+                is_ellipse=h.window == "circle" and h.is_whole_window,
                 locked=True,
             )
         )
@@ -229,7 +252,9 @@ def replace_count_features(
 
     Every feature that is an annotation named ``"WS-DAL..."`` is dropped (the
     previous hotspot and region counts); detections and any other object are
-    kept as they are, in order; ``features`` are appended.
+    kept as they are, in order (a classification without a colour gets one,
+    which QuPath requires: :func:`~wsdal_wsi.qupath.complete_classification`);
+    ``features`` are appended.
 
     Parameters
     ----------
@@ -248,14 +273,20 @@ def replace_count_features(
     """
     p = Path(path)
     doc, old = _load(p)
-    kept = []
+    colors = class_colors_for(p)
+    kept, answered = [], set()
     for f in old:
         props = (f.get("properties") or {}) if isinstance(f, dict) else {}
         kind = props.get("objectType", props.get("object_type", "annotation"))
         if kind == "annotation" and is_tool_name(props.get("name")):
-            continue
+            fid = answered_id(f)
+            if fid is None:
+                continue
+            answered.add(fid)  # the pathologist's answer to a question: kept
+        complete_classification(f, colors)  # QuPath refuses the whole file without it
         kept.append(f)
     prov = dict(doc.get("wsdal") or {})
     if provenance is not None:
         prov["counts"] = provenance
-    return write_features(p, [*kept, *features], provenance=prov or None)
+    new = [f for f in features if f.get("id") not in answered]
+    return write_features(p, [*kept, *new], provenance=prov or None)

@@ -23,6 +23,7 @@ from wsdal_wsi.atomic import atomic_path
 from wsdal_wsi.counting import HotspotSettings, Region, count_slide
 from wsdal_wsi.counting.grid import as_tissue
 from wsdal_wsi.errors import ConfigError, InputError
+from wsdal_wsi.model.calibration import Calibration
 from wsdal_wsi.progress import Progress
 from wsdal_wsi.provenance import provenance as make_provenance
 from wsdal_wsi.qupath import write_results_geojson
@@ -35,6 +36,12 @@ from wsdal_wsi.report.assets import (
 from wsdal_wsi.report.layout import read_tissue_png, slide_files, write_tissue_png
 from wsdal_wsi.report.png import Report, ReportText, render_report
 from wsdal_wsi.report.qupath_objects import count_features, read_detections, replace_count_features
+from wsdal_wsi.report.review import (
+    read_near_misses,
+    review_features,
+    review_items,
+    write_near_misses,
+)
 from wsdal_wsi.report.summary import (
     ModelInfo,
     SlideInfo,
@@ -92,8 +99,11 @@ def report_text(summary: SlideSummary) -> ReportText:
         ),
     ]
     caption = ""
+    rng = s.hotspot_range
     if hs:
         caption = f"{hs.score.count_10hpf_rounded} per 10 HPF (Ø {hs.field_diameter_mm:.2f} mm)"
+        if rng is not None and rng.borderline:
+            caption = f"BORDERLINE {rng.score_low}-{rng.score_high} · " + caption
     rows = [
         [
             r.label,
@@ -108,6 +118,20 @@ def report_text(summary: SlideSummary) -> ReportText:
     frac = f"{settings.min_tissue_fraction:.0%}"
     notes = [
         f"Score: {hs.score.basis}." if hs else "Score: no counting window fits the tissue.",
+        *(
+            [
+                f"Count range {rng.low}-{rng.high} ({rng.level:.0%}, calibrated probabilities of "
+                f"{rng.n_candidates} candidates): "
+                + (
+                    f"borderline, score {rng.score_low} to {rng.score_high}: count this hotspot "
+                    "yourself."
+                    if rng.borderline
+                    else f"score {rng.score_low} throughout."
+                )
+            ]
+            if rng is not None
+            else []
+        ),
         f"Hotspot: {settings.describe()} with the most detections in tissue; window ≥ {frac} "
         f"tissue; centres on a {hs.grid_cell_um if hs else settings.grid_um:.1f} µm grid.",
         f"Slide {s.slide.name} ({s.slide.key}), {_fmt(s.slide.mpp, 4)} µm/px"
@@ -181,6 +205,9 @@ def finish_slide(
     provenance: dict[str, Any] | None = None,
     timings: dict[str, float] | None = None,
     geojson_copies: Sequence[str | os.PathLike[str]] = (),
+    near_points_level0: np.ndarray | None = None,
+    near_scores: np.ndarray | None = None,
+    review_n: int = 0,
     progress: Progress | None = None,
 ) -> SlideSummary:
     """Count a predicted slide and write all its files (the ``wsdal predict`` per-slide step).
@@ -218,6 +245,12 @@ def finish_slide(
         More places to write the same results GeoJSON (e.g. the QuPath
         project's ``wsdal/results/<entryID>.geojson``); recorded in the
         summary, so ``wsdal count`` keeps them in step.
+    near_points_level0, near_scores : numpy.ndarray, optional
+        ``(M, 2)`` level-0 near misses (candidates below the threshold) and their
+        ``(M,)`` probabilities: they widen the hotspot's count range and can be
+        reviewed; saved as ``<key>.near.csv``.
+    review_n : int
+        Write this many ``WS-DAL check`` objects (:mod:`wsdal_wsi.report.review`).
     progress : Progress, optional
 
     Returns
@@ -232,6 +265,8 @@ def finish_slide(
     if len(prob) != len(pts):
         raise ValueError(f"{len(pts)} points but {len(prob)} scores")
     tis = as_tissue(tissue)
+    near = _near_arrays(near_points_level0, near_scores)
+    cal = Calibration.from_dict(model.calibration)
     counts = count_slide(
         pts,
         mpp=slide.mpp,
@@ -239,11 +274,15 @@ def finish_slide(
         regions=regions,
         settings=settings,
         slide_dimensions=slide.dimensions,
+        probabilities=cal.apply(prob),
+        near_points=near[0],
+        near_probabilities=cal.apply(near[1]),
         progress=progress,
     )
     files = slide_files(out_dir, slide.key)
     if tis is not None:
         write_tissue_png(files.tissue, tis.mask)
+    write_near_misses(files.near, *near)
     assets = write_report_assets(
         out_dir,
         slide.key,
@@ -269,18 +308,16 @@ def finish_slide(
         assets=assets,
         timings=dict(timings or {}),
     )
+    review = review_items(pts, prob, *near, threshold=threshold or 0.0, calibration=cal,
+                          hotspot=counts.hotspot, n=review_n)  # fmt: skip
     summary = dataclasses.replace(
-        summary, geojson_copies=[str(Path(c).resolve()) for c in geojson_copies]
+        summary,
+        geojson_copies=[str(Path(c).resolve()) for c in geojson_copies],
+        review=len(review),
+        review_requested=review_n,
     )
-    detections = np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3))
-    features = count_features(summary)
-    # Every results file is merged, never copied over: a copy's target (or the
-    # output file itself, when the output folder is the slide folder) may hold a
-    # pathologist's objects, which write_results_geojson keeps.
-    for target in (files.geojson, *summary.geojson_copies):
-        write_results_geojson(
-            target, detections=detections, extra_features=features, provenance=prov
-        )
+    features = [*count_features(summary), *review_features(review, key=slide.key)]
+    _write_results(summary, files.geojson, pts, prob, features, prov)
     write_slide_report(
         out_dir,
         summary,
@@ -301,6 +338,7 @@ def recount_slide(
     *,
     settings: HotspotSettings,
     threshold: float | None = None,
+    review_n: int | None = None,
     progress: Progress | None = None,
 ) -> SlideSummary:
     """Recount one slide from its output files (no slide, no model); rewrite its outputs.
@@ -317,7 +355,10 @@ def recount_slide(
     settings : HotspotSettings
     threshold : float, optional
         Keep only detections with probability >= this; must not be below the
-        threshold they were saved with (those below were never saved).
+        threshold they were saved with (those below were never saved). Detections
+        below it become near misses.
+    review_n : int, optional
+        ``WS-DAL check`` objects to write (default: as many as before).
     progress : Progress, optional
 
     Raises
@@ -337,7 +378,10 @@ def recount_slide(
     geojson = out / (summary.geojson or files.geojson.name)
     pts, prob = read_detections(geojson)
     keep = prob >= thr if thr is not None else np.ones(len(prob), dtype=bool)
+    near_xy, near_p = read_near_misses(files.near)
+    near = (np.concatenate([near_xy, pts[~keep]]), np.concatenate([near_p, prob[~keep]]))
     pts, prob = pts[keep], prob[keep]
+    cal = Calibration.from_dict(summary.model.calibration)
     mask = None
     if summary.tissue_mask:
         if not summary.tissue_downsample:
@@ -354,6 +398,9 @@ def recount_slide(
         regions=regions,
         settings=settings,
         slide_dimensions=summary.slide.dimensions,
+        probabilities=cal.apply(prob),
+        near_points=near[0],
+        near_probabilities=cal.apply(near[1]),
         progress=progress,
     )
     old = summary.provenance
@@ -365,8 +412,17 @@ def recount_slide(
             prediction=old.get("prediction", old),
         )
     )
-    new = dataclasses.replace(summary.with_counts(counts), threshold=thr, provenance=prov)
-    features = count_features(new)
+    wanted = summary.review_requested if review_n is None else review_n
+    review = review_items(pts, prob, *near, threshold=thr or 0.0, calibration=cal,
+                          hotspot=counts.hotspot, n=wanted)  # fmt: skip
+    new = dataclasses.replace(
+        summary.with_counts(counts),
+        threshold=thr,
+        provenance=prov,
+        review=len(review),
+        review_requested=wanted,
+    )
+    features = [*count_features(new), *review_features(review, key=summary.key)]
     replace_count_features(geojson, features, provenance=prov)
     for copy in new.geojson_copies:
         if Path(copy).is_file():
@@ -392,6 +448,43 @@ def recount_slide(
     new.timings["recount_s"] = round(time.perf_counter() - t0, 3)
     write_summary(files.summary, new)
     return new
+
+
+def _write_results(
+    summary: SlideSummary,
+    geojson: Path,
+    pts: np.ndarray,
+    prob: np.ndarray,
+    features: list[dict[str, Any]],
+    prov: dict[str, Any],
+) -> None:
+    """The results GeoJSON and its copies: detections ``(N, 2)`` level-0 with ``(N,)``
+    probabilities, then the count and review objects.
+
+    Every results file is merged, never copied over: a copy's target (or the output
+    file itself, when the output folder is the slide folder) may hold a pathologist's
+    objects, which :func:`write_results_geojson` keeps.
+    """
+    detections = np.column_stack([pts, prob]) if len(pts) else np.zeros((0, 3))
+    for target in (geojson, *summary.geojson_copies):
+        write_results_geojson(
+            target,
+            detections=detections,
+            extra_features=features,
+            provenance=prov,
+            id_seed=summary.key,
+        )
+
+
+def _near_arrays(xy: np.ndarray | None, scores: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Near misses as ``(M, 2)`` float64 level-0 points and ``(M,)`` probabilities."""
+    if xy is None or scores is None:
+        return np.zeros((0, 2)), np.zeros(0)
+    pts = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    p = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if len(p) != len(pts):
+        raise ValueError(f"{len(pts)} near misses but {len(p)} scores")
+    return pts, p
 
 
 def check_threshold(summary: SlideSummary, threshold: float | None) -> None:

@@ -15,6 +15,11 @@ Hotspot area (mm²)      the window's area
 Hotspot mitoses per mm²
 Count per 10 HPF        the hotspot count scaled to 10 HPF of the field diameter
 Mitotic score           Nottingham score 1-3 (slide rows)
+Count range             the hotspot's 90 % count interval from the calibrated probabilities
+                        of its candidates, e.g. ``15-21``
+Borderline              ``yes`` when the score differs between the ends of that range: a
+                        slide for the pathologist to count themselves
+To review               ``WS-DAL check`` objects written for the slide (``--review N``)
 Counting window         e.g. ``2 mm² circle (score: 10 HPF Ø 0.55 mm)``
 Threshold, Model, Date  probability threshold, model file (hash), when counted (UTC)
 Reason                  why a slide failed, or why a done slide has no hotspot
@@ -62,6 +67,9 @@ COLUMNS: tuple[tuple[str, str, str | None, int | None], ...] = (
     ("hotspot_per_mm2", "Hotspot mitoses per mm²", "0.00", 3),
     ("count_10hpf", "Count per 10 HPF", "0.0", 2),
     ("score", "Mitotic score", "0", None),
+    ("count_range", "Count range", None, None),
+    ("borderline", "Borderline", None, None),
+    ("review", "To review", "0", None),
     ("window", "Counting window", None, None),
     ("threshold", "Threshold", "0.000", 4),
     ("model", "Model", None, None),
@@ -97,6 +105,7 @@ def count_rows(summaries: Sequence[SlideSummary]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for s in summaries:
         hs = s.hotspot
+        rng = s.hotspot_range
         common = {
             "slide": s.slide.name,
             "key": s.key,
@@ -120,6 +129,9 @@ def count_rows(summaries: Sequence[SlideSummary]) -> list[dict[str, Any]]:
                 "hotspot_per_mm2": hs.per_mm2 if hs else None,
                 "count_10hpf": hs.score.count_10hpf if hs else None,
                 "score": hs.score.score if hs else None,
+                "count_range": f"{rng.low}-{rng.high}" if rng else None,
+                "borderline": ("yes" if rng.borderline else "no") if rng else None,
+                "review": s.review if s.ok else None,
                 "reason": s.reason if not s.ok else _no_hotspot_reason(s),
             }
         )

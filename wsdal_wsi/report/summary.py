@@ -9,7 +9,7 @@ index page and the PNG report show comes from it. Schema
      "status": "ok" | "failed", "reason": null | "<why the slide failed>",
      "provenance": {"tool", "version", "created", ...},         # wsdal_wsi.provenance
      "slide": {"name", "key", "path", "mpp", "mpp_source", "dimensions": [w, h]},
-     "model": {"path", "sha256", "threshold", "target_mpp"},
+     "model": {"path", "sha256", "threshold", "target_mpp", "calibration"},
      "settings": {"threshold", "hotspot": {window, mode, area_mm2, field_diameter_mm,
                   window_area_mm2, min_tissue_fraction, grid_um}, "description"},
      "detections": {"count", "in_tissue", "geojson": "<key>.geojson",
@@ -20,11 +20,15 @@ index page and the PNG report show comes from it. Schema
      "classes": [... the same, one per region class, over the union of its regions],
      "hotspot": null | {"geometry", "centre_level0", "window", "half_sizes_level0",
                         "count", "area_mm2", "per_mm2", "tissue_fraction",
-                        "grid_cell_um", "field_diameter_mm", "score": <MitoticScore>},
+                        "grid_cell_um", "field_diameter_mm", "score": <MitoticScore>,
+                        "count_range": null | {"low", "high", "expected", "level",
+                                               "score_low", "score_high", "n_candidates",
+                                               "borderline"}},
      "assets": {"report": "<key>.report.png", "thumbnail": "<key>.thumb.jpg" | null,
                 "thumbnail_downsample", "gallery": "<key>.gallery.png" | null,
                 "gallery_size_px", "gallery_mpp", "gallery_items": [{"x", "y", "score"}]},
-     "timings": {"<step>_s": seconds, ...}}
+     "timings": {"<step>_s": seconds, ...},
+     "review": {"requested": <--review N>, "checks": <WS-DAL check objects written>}}
 
 File names are relative to the summary's folder. Areas in mm², densities in
 mitoses per mm², coordinates level-0 pixels, ``mpp`` in µm/px. A failed slide
@@ -40,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from wsdal_wsi.atomic import write_json_atomic
-from wsdal_wsi.counting import Hotspot, HotspotSettings, RegionCount, SlideCounts
+from wsdal_wsi.counting import CountRange, Hotspot, HotspotSettings, RegionCount, SlideCounts
 from wsdal_wsi.errors import InputError
 from wsdal_wsi.report.layout import slide_files
 
@@ -100,12 +104,16 @@ class ModelInfo:
         The model's own decision threshold (probability).
     target_mpp : float or None
         The model's working resolution (µm/px).
+    calibration : dict
+        The model's calibration of p(mitosis) (empty: none fitted), so counts can be
+        recomputed without the model.
     """
 
     path: str | None = None
     sha256: str | None = None
     threshold: float | None = None
     target_mpp: float | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -162,6 +170,8 @@ class SlideSummary:
     tissue_downsample: float | None = None
     assets: AssetInfo = field(default_factory=AssetInfo)
     timings: dict[str, float] = field(default_factory=dict)
+    review: int = 0
+    review_requested: int = 0
 
     @property
     def key(self) -> str:
@@ -224,6 +234,11 @@ class SlideSummary:
         """The hotspot, if one was found."""
         return None if self.counts is None else self.counts.hotspot
 
+    @property
+    def hotspot_range(self) -> CountRange | None:
+        """The hotspot's count range (None without probabilities or hotspot)."""
+        return None if self.counts is None else self.counts.hotspot_range
+
     # ------------------------------------------------------------------ JSON
 
     def to_dict(self) -> dict[str, Any]:
@@ -256,9 +271,12 @@ class SlideSummary:
             },
             "regions": [] if c is None else c["regions"],
             "classes": [] if c is None else c["classes"],
-            "hotspot": None if c is None else c["hotspot"],
+            "hotspot": None
+            if c is None or c["hotspot"] is None
+            else {**c["hotspot"], "count_range": c["hotspot_range"]},
             "assets": asdict(self.assets),
             "timings": dict(self.timings),
+            "review": {"requested": self.review_requested, "checks": self.review},
         }
 
     def to_json(self) -> str:
@@ -296,6 +314,8 @@ class SlideSummary:
             tissue_downsample=tis.get("downsample"),
             assets=AssetInfo(**(data.get("assets") or {})),
             timings={k: float(v) for k, v in (data.get("timings") or {}).items()},
+            review=int((data.get("review") or {}).get("checks", 0)),
+            review_requested=int((data.get("review") or {}).get("requested", 0)),
         )
 
     @classmethod
@@ -339,6 +359,11 @@ def _counts_from_dict(data: dict[str, Any], settings: HotspotSettings) -> SlideC
         classes=[RegionCount.from_dict(c) for c in data.get("classes") or []],
         hotspot=None if hs is None else Hotspot.from_dict(hs, settings=settings),
         settings=settings,
+        hotspot_range=(
+            CountRange.from_dict(hs["count_range"])
+            if hs is not None and hs.get("count_range")
+            else None
+        ),
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath.geojson_write import point_feature, write_features
 from wsdal_wsi.qupath.model import PROBABILITY_MEASUREMENT, tool_name
-from wsdal_wsi.train.common import StageDir, write_table
+from wsdal_wsi.train.common import StageDir
 from wsdal_wsi.train.store import PatchStore
 
 __all__ = ["REASONS", "REVIEW_CLASS", "AnnotationFlags", "flag_annotations", "write_audit"]
@@ -125,7 +125,7 @@ def flag_annotations(
         kind=np.array(out["kind"], dtype=object),
         noisy_fraction=frac,
         p_mitosis=np.array(out["p"], np.float64),
-        flagged=frac >= min_fraction,
+        flagged=(frac >= min_fraction) & ~store.trusted[np.array(out["row"], np.int64)],
         click_id=np.array(out["cid"], np.int64),
         row=np.array(out["row"], np.int64),
     )
@@ -175,8 +175,8 @@ def write_audit(
             ),
         )
         per_image[key] = len(features)
-    write_table(
-        stage.path / "review.csv",
+    stage.save_table(
+        "review.csv",
         {
             "image_key": flags.image_key[sel],
             "x_level0": flags.xy_level0[sel, 0],

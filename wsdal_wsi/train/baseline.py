@@ -66,7 +66,7 @@ def train_ce(
     params = STRONG if settings.strong else WEAK
 
     def begin(epoch: int) -> None:
-        gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 5)
+        ctx.seed_augmentations(gen, epoch=epoch, stage=5)
 
     def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         sh = ctx.shifts(b.labels, gen)
@@ -92,6 +92,7 @@ def train_ce(
         compute_loss=loss_fn,
         n=len(samples),
         begin_epoch=begin,
+        unused_parameters=True,  # the projection head is not trained here
     )
     stats = {
         "stage": name,
@@ -103,6 +104,4 @@ def train_ce(
         "n_positive": int(np.sum(samples.labels == 1)),
         "final_loss": metrics[-1]["loss"] if metrics else None,
     }
-    done = stage.write_done(stats)
-    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
-    return model.eval(), done
+    return model.eval(), stage.write_done(stats)

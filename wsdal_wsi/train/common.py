@@ -6,6 +6,11 @@ atomically after every epoch), ``metrics.csv`` (one row per epoch) and, written
 last, ``done.json`` with the stage's statistics. A stage with ``done.json`` is
 finished and is never redone by ``--resume``; a stage with only a checkpoint
 continues from the epoch after it.
+
+With several processes (torchrun; :mod:`wsdal_wsi.train.distributed`) the context
+knows this process's ``rank`` among ``world``, :func:`fit` trains through
+DistributedDataParallel, and :class:`StageDir` writes only on rank 0 (every process
+reads).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from wsdal_wsi.atomic import atomic_open, atomic_path, write_json_atomic
+from wsdal_wsi.atomic import atomic_open, atomic_path, make_dirs, write_json_atomic
 from wsdal_wsi.errors import TrainingError
 from wsdal_wsi.model.device import prepare_model
 from wsdal_wsi.model.nets import load_trunk_weights
@@ -30,6 +35,7 @@ from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import utc_now_iso
 from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, matched_shifts
 from wsdal_wsi.train.data import PatchBatches
+from wsdal_wsi.train.distributed import is_main_process, sync_buffers, wrap_ddp
 from wsdal_wsi.train.engine import (
     LossFn,
     make_optimizer,
@@ -64,6 +70,8 @@ class StageContext:
     negative_jitter_px, negative_jitter_prob : float
         Offsets of the negatives matched to the positives' jitter
         (:func:`~wsdal_wsi.train.augment.matched_shifts`; 0: none).
+    rank, world : int
+        This process among ``world`` training together (torchrun; 0 of 1 alone).
     """
 
     store: PatchStore
@@ -77,6 +85,13 @@ class StageContext:
     std: tuple[float, float, float] = IMAGENET_STD
     negative_jitter_px: float = 0.0
     negative_jitter_prob: float = 0.0
+    rank: int = 0
+    world: int = 1
+
+    def seed_augmentations(self, generator: torch.Generator, *, epoch: int, stage: int) -> None:
+        """Seed a stage's augmentation ``generator`` for ``epoch`` (each process its own
+        stream; rank 0's is the single-process one)."""
+        generator.manual_seed(self.seed * 100_003 + 11 * epoch + stage + self.rank * 1_000_003)
 
     def shifts(self, labels: Tensor, generator: torch.Generator) -> Tensor | None:
         """Per-sample offsets of a batch (see ``negative_jitter_px``), or None."""
@@ -116,6 +131,8 @@ class StageContext:
             drop_last=drop_last,
             cache_bytes=self.cache_bytes,
             groups=groups,
+            rank=self.rank,
+            world=self.world,
         )
 
     def init_trunks(self, *trunks: nn.Module) -> str:
@@ -141,12 +158,14 @@ class StageContext:
         end_epoch: Callable[[int], Mapping[str, Any]] | None = None,
         get_state: Callable[[], dict[str, Any]] | None = None,
         set_state: Callable[[dict[str, Any]], None] | None = None,
+        unused_parameters: bool = False,
     ) -> list[dict[str, Any]]:
         """:func:`fit` a stage's network on this context, then save its ``weights.pt``.
 
         ``settings`` is the stage's settings dataclass (``epochs``, ``lr``,
         ``weight_decay`` and the rest go into the checkpoint's config with ``name``,
         the seed, the width and ``n``, the number of samples, when given).
+        ``unused_parameters``: the loss does not use every parameter (DDP must look).
         """
         config: dict[str, Any] = {
             "stage": name,
@@ -172,6 +191,7 @@ class StageContext:
             end_epoch=end_epoch,
             get_state=get_state,
             set_state=set_state,
+            unused_parameters=unused_parameters,
         )
         stage.save_weights(model)
         return metrics
@@ -250,11 +270,15 @@ def read_table(path: Path) -> dict[str, np.ndarray]:
 
 
 class StageDir:
-    """The folder of one stage: checkpoint, per-epoch metrics, ``done.json``."""
+    """The folder of one stage: checkpoint, per-epoch metrics, ``done.json``.
+
+    Every ``write``/``save`` method writes on the main process only (rank 0 of a
+    torchrun group; always alone), so the processes of a distributed run can run the
+    same code; every process reads.
+    """
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = make_dirs(path)
 
     @property
     def done(self) -> dict[str, Any] | None:
@@ -268,12 +292,32 @@ class StageDir:
             raise TrainingError(f"{p}: unreadable ({exc}); delete it to redo the stage") from exc
 
     def write_done(self, stats: Mapping[str, Any]) -> dict[str, Any]:
-        """Mark the stage finished (written last, atomically)."""
+        """Mark the stage finished (written last, atomically) and drop its checkpoint."""
         block = {"finished": utc_now_iso(), **stats}
-        write_json_atomic(self.path / "done.json", block)
+        if is_main_process():
+            write_json_atomic(self.path / "done.json", block)
+            (self.path / "checkpoint.pt").unlink(missing_ok=True)
         return block
 
+    def save_table(self, name: str, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
+        """:func:`write_table` into the stage folder."""
+        if is_main_process():
+            write_table(self.path / name, columns)
+
+    def save_samples(self, name: str, samples: SampleSet) -> None:
+        """A :class:`SampleSet` as ``name`` (CSV) in the stage folder."""
+        if is_main_process():
+            samples.save(self.path / name)
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        """An array as ``name`` (``.npy``, atomically) in the stage folder."""
+        if is_main_process():
+            with atomic_path(self.path / name) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, array)
+
     def save_checkpoint(self, ckpt: Mapping[str, Any]) -> None:
+        if not is_main_process():
+            return
         with atomic_path(self.path / "checkpoint.pt") as tmp:
             torch.save(dict(ckpt), tmp)
 
@@ -290,6 +334,8 @@ class StageDir:
 
     def save_weights(self, model: nn.Module) -> None:
         """Write the trained network's ``weights.pt`` (atomically)."""
+        if not is_main_process():
+            return
         with atomic_path(self.path / "weights.pt") as tmp:
             torch.save(model.state_dict(), tmp)
 
@@ -306,6 +352,8 @@ class StageDir:
         return model
 
     def write_metrics(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not is_main_process():
+            return
         keys: list[str] = []
         for r in rows:
             keys += [k for k in r if k not in keys]
@@ -340,6 +388,7 @@ def fit(
     end_epoch: Callable[[int], Mapping[str, Any]] | None = None,
     get_state: Callable[[], dict[str, Any]] | None = None,
     set_state: Callable[[dict[str, Any]], None] | None = None,
+    unused_parameters: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``epochs`` epochs with checkpoints, resuming if one exists.
 
@@ -366,6 +415,9 @@ def fit(
     get_state, set_state : callable, optional
         The stage's own state (tensors, JSON-able values) saved in / restored
         from the checkpoint (e.g. DMU's memory).
+    unused_parameters : bool
+        With several processes: the loss leaves some parameters unused (DDP's
+        ``find_unused_parameters``).
 
     Returns
     -------
@@ -395,6 +447,13 @@ def fit(
         start = int(ckpt["epoch"]) + 1
         metrics = stage.read_metrics()[:start]
         log.info("%s: resuming after epoch %d", stage.path.name, start)
+    net, loss = model, compute_loss
+    if batches.world > 1:  # every process trains the same network (rank 0's start)
+        net, calls = wrap_ddp(model, device, unused_parameters=unused_parameters)
+
+        def loss(_net: nn.Module, batch: Any) -> Any:
+            return compute_loss(calls, batch)
+
     per_epoch = batches.n_samples
     with progress.task(description, total=epochs * per_epoch) as task:
         task.update(completed=start * per_epoch)
@@ -402,8 +461,10 @@ def fit(
             if begin_epoch is not None:
                 begin_epoch(epoch)
             row = train_one_epoch(
-                model, optimizer, batches, device, compute_loss=compute_loss, epoch=epoch, task=task
+                net, optimizer, batches, device, compute_loss=loss, epoch=epoch, task=task
             )
+            if batches.world > 1:
+                sync_buffers(model)  # rank 0's batch-norm statistics, checkpointed and used
             scheduler.step()
             if end_epoch is not None:
                 row.update(end_epoch(epoch))

@@ -32,6 +32,7 @@ from wsdal_wsi.model.nets import ProjNet
 from wsdal_wsi.train.augment import STRONG, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
+from wsdal_wsi.train.distributed import broadcast_
 from wsdal_wsi.train.engine import predict, to_input
 from wsdal_wsi.train.presets import CSDGLSettings
 
@@ -240,9 +241,7 @@ def run_csdgl(
         "final_loss": metrics[-1]["loss"] if metrics else None,
         **epoch.summary(),
     }
-    done = stage.write_done(stats)
-    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
-    return model.eval(), done
+    return model.eval(), stage.write_done(stats)
 
 
 class _CSDGLEpoch:
@@ -295,7 +294,7 @@ class _CSDGLEpoch:
         """Seed the epoch's augmentations; refresh the temperatures at the start and
         the subclasses every ``recluster_every`` epochs."""
         every = self.settings.recluster_every
-        self.gen.manual_seed(self.ctx.seed * 100_003 + 11 * epoch + 4)
+        self.ctx.seed_augmentations(self.gen, epoch=epoch, stage=4)
         if not self.state["ready"]:
             self.refresh(recluster=False)
         elif every and epoch > 0 and epoch % every == 0:
@@ -333,6 +332,9 @@ class _CSDGLEpoch:
         state["tau_sub"] = subclass_temperatures(
             z, sub, n_subclasses=self.n_sub, tau=settings.tau, percentiles=settings.percentiles
         ).cpu()
+        if ctx.world > 1:  # every process computed them from the same gathered projections;
+            broadcast_(state["subclass"])  # rank 0's, bit for bit, for all
+            broadcast_(state["tau_sub"])
         state["ready"] = True
 
     def loss(self, m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:

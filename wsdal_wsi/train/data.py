@@ -9,6 +9,13 @@ each is copied with ``non_blocking=True`` while the device computes.
 
 The order of every epoch is drawn from ``numpy.random.default_rng((seed, epoch))``,
 so an epoch is the same whether the run was resumed or not, on any device.
+
+Trained by several processes (torchrun, ``world > 1``), every process draws the
+same epoch order and cuts the same global batches; process ``rank`` takes every
+``world``-th sample of each (a distributed sampler that splits each batch, so the
+global batch and the number of steps are those of one process). A last batch too
+small to give each process two samples joins the previous one. Sequential batches
+(scoring every sample) are split the same way, without the equal-steps constraint.
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ from typing import Literal
 import numpy as np
 import torch
 from torch import Tensor
+
+from wsdal_wsi.errors import TrainingError
 
 __all__ = ["Batch", "PatchBatches", "default_cache_bytes"]
 
@@ -91,6 +100,9 @@ class PatchBatches:
         ``(M,)`` int group of each sample (``shuffle`` mode only): each epoch serves
         one randomly chosen member of every group, so the jittered copies of a click
         count as one sample seen in a different copy each epoch.
+    rank, world : int
+        This process's share of every batch, when ``world`` processes train
+        together (see the module docstring; default: one process).
     """
 
     def __init__(
@@ -106,7 +118,13 @@ class PatchBatches:
         drop_last: bool = False,
         cache_bytes: int | None = None,
         groups: np.ndarray | None = None,
+        rank: int = 0,
+        world: int = 1,
     ) -> None:
+        if not 0 <= rank < world:
+            raise ValueError(f"rank {rank} of {world} processes")
+        self.rank, self.world = int(rank), int(world)
+        self._shares: tuple[int, int] | None = None
         self.rows = np.asarray(rows, dtype=np.int64)
         self.labels_np = np.asarray(labels, dtype=np.int64)
         if self.rows.shape != self.labels_np.shape:
@@ -125,6 +143,11 @@ class PatchBatches:
             self._starts = np.searchsorted(self.groups[self._members], np.arange(self.n_groups))
             self._sizes = np.bincount(self.groups)
         self.drop_last = bool(drop_last) and self.n_per_epoch > self.batch_size
+        if self.world > 1 and mode != "sequential" and self.n_per_epoch < 2 * self.world:
+            raise TrainingError(
+                f"{self.n_per_epoch} training samples are too few for {self.world} processes "
+                "(each needs two per batch); train with fewer processes"
+            )
         per_patch = int(np.prod(patches.shape[1:]))
         budget = default_cache_bytes(self.device) if cache_bytes is None else int(cache_bytes)
         self.cached = len(self.rows) * per_patch <= budget
@@ -147,6 +170,8 @@ class PatchBatches:
         return self.n_groups if self.groups is not None else len(self.rows)
 
     def __len__(self) -> int:
+        if self.world > 1:
+            return self._share()[0]
         n, b = self.n_per_epoch, self.batch_size
         if self.drop_last:
             return n // b
@@ -155,8 +180,17 @@ class PatchBatches:
 
     @property
     def n_samples(self) -> int:
-        """Samples served per epoch."""
+        """Samples served per epoch (to this process)."""
+        if self.world > 1:
+            return self._share()[1]
         return len(self) * self.batch_size if self.drop_last else self.n_per_epoch
+
+    def _share(self) -> tuple[int, int]:
+        """This process's batches and samples per epoch (the same every epoch)."""
+        if self._shares is None:
+            chunks = self._chunks(self.order(0))
+            self._shares = (len(chunks), int(sum(len(c) for c in chunks)))
+        return self._shares
 
     def order(self, epoch: int) -> np.ndarray:
         """Positions served in ``epoch`` (deterministic in ``(seed, epoch)``)."""
@@ -173,16 +207,26 @@ class PatchBatches:
         w = 1.0 / counts[self.labels_np]  # every class present gets the same total weight
         return rng.choice(n, size=n, replace=True, p=w / w.sum())
 
-    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
-        """Iterate over the batches of ``epoch``."""
-        order = self.order(epoch)
+    def _chunks(self, order: np.ndarray) -> list[np.ndarray]:
+        """The positions of each batch of an epoch's ``order``, for this process."""
+        b, world = self.batch_size, self.world
+        if world > 1 and self.mode == "sequential":
+            own = order[self.rank :: world]
+            return [own[i : i + b] for i in range(0, len(own), b)]
         if self.drop_last:
-            order = order[: len(self) * self.batch_size]
-        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        if len(chunks) >= 2 and len(chunks[-1]) < 2:
-            # a batch of one breaks batch norm in training: give it to the previous batch
+            order = order[: (self.n_per_epoch // b if world > 1 else len(self)) * b]
+        chunks = [order[i : i + b] for i in range(0, len(order), b)]
+        # a batch of one breaks batch norm in training: give it to the previous batch
+        # (several processes: each needs two samples of it)
+        if len(chunks) >= 2 and len(chunks[-1]) < 2 * world:
             last = chunks.pop()
             chunks[-1] = np.concatenate([chunks[-1], last])
+        return chunks if world == 1 else [c[self.rank :: world] for c in chunks]
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        """Iterate over the batches of ``epoch`` (this process's share of them)."""
+        order = self.order(epoch)
+        chunks = self._chunks(order)
         # the epoch's order goes to the device once: slicing it there needs no host sync
         order_dev = torch.from_numpy(np.concatenate(chunks) if chunks else order).to(self.device)
         bounds = np.cumsum([0] + [len(c) for c in chunks])

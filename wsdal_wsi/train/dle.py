@@ -39,8 +39,8 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
-from wsdal_wsi.train.common import SampleSet, StageDir, read_table, write_table
-from wsdal_wsi.train.dmu_outcomes import dmu_removed
+from wsdal_wsi.train.common import SampleSet, StageDir, read_table
+from wsdal_wsi.train.dmu_outcomes import dmu_removed, trusted_samples
 from wsdal_wsi.train.presets import DLESettings
 
 __all__ = ["DLESettings", "assign_levels", "read_levels", "run_dle", "validate_levels"]
@@ -153,9 +153,9 @@ def run_dle(
     outcome = table["outcome"].astype(object)
     never = table["never_learned"].astype(bool)
     removed = dmu_removed(table, keep_negative_clicks=settings.keep_negative_clicks)
-    protected = np.zeros(n, bool)
+    protected = trusted_samples(table)
     if settings.keep_negative_clicks:
-        protected = np.asarray(table["origin"]) == "negative_click"
+        protected |= np.asarray(table["origin"]) == "negative_click"
     x = np.stack([table["forget_rate"], table["scd_rate"]], axis=1).astype(np.float64)
     level = np.full(n, -1, np.int64)
     hits = np.zeros(n, np.int64)
@@ -191,8 +191,8 @@ def run_dle(
         }
         per_class[f"label{c}"] = info
     subclass = np.where(kept, label * (settings.levels + 1) + level, -1)
-    write_table(
-        stage.path / "levels.csv",
+    stage.save_table(
+        "levels.csv",
         {
             "index": table["index"],
             "row": table["row"],
@@ -212,7 +212,8 @@ def run_dle(
         "n_in": int(n),
         "n_kept": int(kept.sum()),
         "dropped_noisy": int(np.sum(removed)),
-        "protected_negative_clicks": int(np.sum(protected)),
+        "protected_negative_clicks": int(np.sum(protected & (table["origin"] == "negative_click"))),
+        "protected_trusted": int(np.sum(trusted_samples(table))),
         "classes": per_class,
     }
     return stage.write_done(stats)

@@ -51,8 +51,9 @@ from torch import Tensor
 
 from wsdal_wsi.model.nets import DualViewNet
 from wsdal_wsi.train.augment import STRONG, WEAK, AugmentParams, augment_batch
-from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table, write_table
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, read_table
 from wsdal_wsi.train.data import Batch
+from wsdal_wsi.train.distributed import all_reduce_sum
 from wsdal_wsi.train.dmu_outcomes import forget_rate, grouped_outcomes, scd_rates
 from wsdal_wsi.train.engine import predict, to_input
 from wsdal_wsi.train.presets import DMUSettings
@@ -153,6 +154,29 @@ class DMUMemory:
         self.last_weak[i], self.last_strong[i], self.last_fused[i] = pw, ps, pf
         self.n_updates[i] += 1
 
+    @torch.no_grad()
+    def merge_processes(self, touched: Tensor) -> None:
+        """Give every process the memory of every unit (several processes training together).
+
+        Each process updated the units of its share of the epoch (``touched``,
+        ``(n,)`` bool); a unit is seen once per epoch, by one process, so each field
+        is summed over the processes with the untouched units zeroed.
+
+        Raises
+        ------
+        RuntimeError
+            A unit was updated by two processes in one epoch (a sampler bug).
+        """
+        count = all_reduce_sum(touched.to(torch.int64))
+        if count.numel() and int(count.max()) > 1:
+            raise RuntimeError("DMU: a memory unit was seen by two processes in one epoch")
+        for k in self.FIELDS:
+            cur = getattr(self, k)
+            shape = (-1, *([1] * (cur.dim() - 1)))
+            mine = torch.where(touched.view(shape), cur, torch.zeros_like(cur))
+            summed = all_reduce_sum(mine.to(torch.int64) if cur.dtype == torch.bool else mine)
+            setattr(self, k, torch.where((count > 0).view(shape), summed.to(cur.dtype), cur))
+
     def state_dict(self) -> dict[str, Any]:
         return {"ema": self.ema, **{k: getattr(self, k).detach().cpu() for k in self.FIELDS}}
 
@@ -225,12 +249,10 @@ def run_dmu(
         set_state=memory.load_state_dict,
     )
     feats = _pooled_features(ctx, model, samples, batch_size=settings.batch_size)
-    np.save(stage.path / "features.npy", feats.astype(np.float16))
+    stage.save_array("features.npy", feats.astype(np.float16))
     table = _verdict(ctx, samples, memory, feats, unit=epoch.unit, settings=settings)
-    write_table(stage.path / "table.csv", table)
-    done = stage.write_done(_dmu_stats(table, settings=settings, init=init, n_units=epoch.n_units))
-    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
-    return done
+    stage.save_table("table.csv", table)
+    return stage.write_done(_dmu_stats(table, settings=settings, init=init, n_units=epoch.n_units))
 
 
 def _class_weights(labels: np.ndarray, unit: np.ndarray, *, class_weighted: bool) -> np.ndarray:
@@ -269,11 +291,13 @@ class _DMUEpoch:
         self.weight = torch.tensor(w, dtype=torch.float32, device=ctx.device)
         self.gen = torch.Generator(device=ctx.device)
         self.epoch = 0
+        self.touched = torch.zeros(self.n_units, dtype=torch.bool, device=ctx.device)
 
     def begin(self, epoch: int) -> None:
         """Seed the epoch's augmentations."""
-        self.gen.manual_seed(self.ctx.seed * 100_003 + 11 * epoch + 2)
+        self.ctx.seed_augmentations(self.gen, epoch=epoch, stage=2)
         self.epoch = epoch
+        self.touched.zero_()
 
     def loss(self, m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The dual-view loss of batch ``b``, updating the memory on the way."""
@@ -286,8 +310,11 @@ class _DMUEpoch:
             + 0.25 * ce(ls.float(), y, weight=weight)
             + 0.5 * ce(lf.float(), y, weight=weight)
         )
+        units = self.unit_t[b.positions]
+        if self.ctx.world > 1:
+            self.touched[units] = True
         self.memory.update(
-            self.unit_t[b.positions],
+            units,
             y,
             torch.softmax(lw.float(), 1),
             torch.softmax(ls.float(), 1),
@@ -305,7 +332,10 @@ class _DMUEpoch:
         return to_input(v, mean=ctx.mean, std=ctx.std)
 
     def end(self, epoch: int) -> dict[str, Any]:
-        """Mean clean / hard / noisy fraction per unit and epoch since the warm-up."""
+        """Mean clean / hard / noisy fraction per unit and epoch since the warm-up (every
+        process's memory merged first, so all agree)."""
+        if self.ctx.world > 1:
+            self.memory.merge_processes(self.touched)
         warmup, mem = self.settings.warmup_epochs, self.memory
         if epoch < warmup:
             return {"clean": "", "hard": "", "noisy": ""}
@@ -375,6 +405,7 @@ def _verdict(
         "y_level0": store.xy_level0[rows, 1],
         "source": store.source[rows],
         "origin": samples.origin,
+        "trusted": store.trusted[rows].astype(np.int64),
         "click_id": store.click_id[rows],
         "label": samples.labels,
         "unit": unit,

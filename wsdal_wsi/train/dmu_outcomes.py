@@ -81,14 +81,22 @@ def dmu_removed(table: dict[str, np.ndarray], *, keep_negative_clicks: bool = Tr
 
     Noisy or never-learned samples, except negative-class clicks when
     ``keep_negative_clicks`` (the pathologist's explicit look-alike labels are
-    audited, not removed).
+    audited, not removed), and never a trusted sample (the pathologist's answer to the
+    tool; tables written before the ``trusted`` column have none).
     """
     bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
         bool
     )
     if keep_negative_clicks:
         bad &= np.asarray(table["origin"]) != "negative_click"
-    return bad
+    return bad & ~trusted_samples(table)
+
+
+def trusted_samples(table: dict[str, np.ndarray]) -> np.ndarray:
+    """``(M,)`` bool: the samples of a DMU table that carry a pathologist's answer."""
+    if "trusted" not in table:
+        return np.zeros(len(table["outcome"]), bool)
+    return np.asarray(table["trusted"]).astype(np.int64).astype(bool)
 
 
 def forget_rate(n_learn: np.ndarray, n_forget: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from wsdal_wsi.model.device import autocast
 from wsdal_wsi.progress import ProgressTask
 from wsdal_wsi.train.augment import center_crop, normalise
 from wsdal_wsi.train.data import Batch, PatchBatches
+from wsdal_wsi.train.distributed import all_reduce_sum, fill_across_ranks
 
 __all__ = [
     "evaluate",
@@ -99,6 +100,11 @@ def train_one_epoch(
     ------
     TrainingError
         The loss became NaN or infinite.
+
+    Notes
+    -----
+    Trained by several processes (``batches.world > 1``), the loss checks and the
+    epoch's metrics are over all processes' samples, so every process agrees.
     """
     model.train()
     every = check_every or (1 if device.type == "cpu" else 10)
@@ -118,7 +124,7 @@ def train_one_epoch(
             v = v.detach().float() * b
             sums[k] = sums[k] + v if k in sums else v
         if step % every == 0 or step == len(batches) - 1:
-            running = float(sums["loss"]) / n_seen
+            running = _running_loss(sums["loss"], n_seen, shared=batches.world > 1)
             if not math.isfinite(running):
                 raise TrainingError(
                     f"training diverged: non-finite loss at epoch {epoch + 1}, step {step + 1} "
@@ -129,11 +135,28 @@ def train_one_epoch(
         if task is not None:
             task.advance(b)
     seconds = time.perf_counter() - t0
+    if batches.world > 1:  # the epoch's means over every process's samples
+        keys = list(sums)
+        n_t = torch.tensor(float(n_seen), device=device)
+        both = all_reduce_sum(torch.stack([*(sums[k].float() for k in keys), n_t]))
+        sums = dict(zip(keys, both[:-1], strict=True))
+        n_seen = int(both[-1].item())
     out = {k: float(v) / max(1, n_seen) for k, v in sums.items()}
     if "loss" in out and not math.isfinite(out["loss"]):
         raise TrainingError(f"training diverged: non-finite loss at epoch {epoch + 1}")
     out.update(samples=n_seen, seconds=seconds, samples_per_s=n_seen / max(seconds, 1e-9), lr=lr)
     return out
+
+
+def _running_loss(loss_sum: Tensor, n_seen: int, *, shared: bool) -> float:
+    """The mean loss so far (over every process when ``shared``: they all stop together)."""
+    if not shared:
+        return float(loss_sum) / n_seen
+    t = torch.stack(
+        [loss_sum.detach().float(), torch.tensor(float(n_seen), device=loss_sum.device)]
+    )
+    t = all_reduce_sum(t)
+    return float(t[0]) / float(t[1])
 
 
 @torch.inference_mode()
@@ -158,7 +181,8 @@ def predict(
     Returns
     -------
     ndarray
-        ``(M, ...)`` float32, row ``i`` for sample ``i`` of ``batches``.
+        ``(M, ...)`` float32, row ``i`` for sample ``i`` of ``batches``: with several
+        processes each computes its share and all get every row.
     """
     model.eval()
     out: np.ndarray | None = None
@@ -172,6 +196,8 @@ def predict(
         out[batch.positions.cpu().numpy()] = y_np
         if task is not None:
             task.advance(len(y_np))
+    if batches.world > 1:
+        return fill_across_ranks(out, len(batches.rows))
     return out if out is not None else np.zeros((0,), np.float32)
 
 

@@ -39,9 +39,10 @@ fails with the reasons.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -71,6 +72,10 @@ from wsdal_wsi.units import um_to_px
 __all__ = ["extract_store", "split_by_slide"]
 
 log = logging.getLogger(__name__)
+
+#: Patches read from a slide at once (bytes of uint8 RGB): 256 MiB, about 9,000 patches
+#: of 96 px. Bounds the memory of an extraction whatever the number of clicks.
+PATCH_CHUNK_BYTES = 256 << 20
 
 
 def split_by_slide(keys: Sequence[str], *, val_fraction: float, seed: int) -> dict[str, str]:
@@ -124,6 +129,7 @@ def extract_store(
     val_fraction: float = 0.2,
     seed: int = 0,
     mpp: float | None = None,
+    relink: Sequence[str] | None = None,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
 ) -> PatchStore:
@@ -145,6 +151,8 @@ def extract_store(
     seed : int
     mpp : float, optional
         Resolution for slides without one.
+    relink : sequence of "OLD=NEW", optional
+        Slide path prefixes to replace (a project whose slides moved).
     device : str or torch.device
         Where candidates are detected.
     progress : Progress, optional
@@ -163,12 +171,19 @@ def extract_store(
     params = candidate_params if candidate_params is not None else CandidateParams()
     classes = classes if classes is not None else ClassSettings()
     dev = torch.device(device)
-    src = open_source(source, classes=classes, mpp=mpp)
+    src = open_source(source, classes=classes, mpp=mpp, relink=relink or None)
     records = src.images(progress=progress)
     skipped = [{"key": r.key, "reason": "; ".join(r.problems)} for r in records if not r.usable]
     usable = [r for r in records if r.usable]
     for s in skipped:
         log.warning("skipping image %s: %s", s["key"], s["reason"])
+    for r in usable:
+        if r.dropped_points:
+            log.warning(
+                "%s: %d point(s) outside the slide, left out of training",
+                r.annotation_path or r.name,
+                r.dropped_points,
+            )
     if not usable:
         reasons = "; ".join(f"{s['key']}: {s['reason']}" for s in skipped) or "the source is empty"
         raise TrainingError(f"{source}: no image can be used for training ({reasons})")
@@ -257,8 +272,9 @@ def _extract_image(
     with open_slide(rec.slide_path, mpp=rec.mpp) as slide:
         mpp = slide.require_mpp()
         f = slide.level0_per_px(settings.target_mpp)
-        pos = points_xy(ann.points_with_role("positive", classes))
-        neg = points_xy(ann.points_with_role("negative", classes))
+        pos_pts = ann.points_with_role("positive", classes)
+        neg_pts = ann.points_with_role("negative", classes)
+        pos, neg = points_xy(pos_pts), points_xy(neg_pts)
         # no usable negative candidate near these
         avoid = points_xy(
             p for p in ann.points if classes.role(p.class_name) in ("ignored", "unknown")
@@ -293,20 +309,24 @@ def _extract_image(
             rng=rng,
         )
         base = {"image_key": rec.key, "slide": str(rec.slide_path), "split": split}
-        rows = click_rows(
-            pos,
-            pos_c,
-            neg,
-            neg_c,
-            base=base,
-            in_area=in_area,
-            writer=writer,
-            settings=settings,
-            level0_per_px=f,
-            rng=rng,
+        rows = itertools.chain(
+            click_rows(
+                pos,
+                pos_c,
+                neg,
+                neg_c,
+                base=base,
+                in_area=in_area,
+                writer=writer,
+                settings=settings,
+                level0_per_px=f,
+                rng=rng,
+                pos_trusted=np.array([p.correction is not None for p in pos_pts], bool),
+                neg_trusted=np.array([p.correction is not None for p in neg_pts], bool),
+            ),
+            candidate_rows(cand, label, base=base),
         )
-        rows += candidate_rows(cand, label, base=base)
-        totals["patches"] += len(rows)
+        totals["patches"] += len(pos) * (1 + settings.n_jitter) + len(neg) + len(cand)
         patch_task.update(total=totals["patches"], status=rec.key)
         _write_patches(slide, writer, rows, settings=settings, level0_per_px=f, task=patch_task)
     return {
@@ -317,6 +337,7 @@ def _extract_image(
         "has_regions": bool(regions),
         "n_positive": len(pos),
         "n_negative_clicks": len(neg),
+        "n_trusted": sum(ann.corrections().values()),
         "n_candidates": len(cand),
         "area_mm2": round(float(area_mm2), 6),
         "n_candidates_found": n_found,
@@ -327,28 +348,34 @@ def _extract_image(
 def _write_patches(
     slide: Any,
     writer: StoreWriter,
-    rows: list[tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+    rows: Iterable[tuple[np.ndarray, np.ndarray, dict[str, Any]]],
     *,
     settings: ExtractSettings,
     level0_per_px: float,
     task: ProgressTask,
 ) -> None:
     """Read the patch of each row ``(point, centre, record)`` and append them to ``writer``,
-    the records completed with the level-0 point and patch centre."""
-    pts = np.array([p for p, _, _ in rows], np.float64).reshape(-1, 2)
-    ctr = np.array([c for _, c, _ in rows], np.float64).reshape(-1, 2)
-    recs = [r for _, _, r in rows]
-    for r, p, c in zip(recs, pts, ctr, strict=True):
-        r["x_level0"], r["y_level0"] = float(p[0]), float(p[1])
-        r["centre_x_level0"], r["centre_y_level0"] = float(c[0]), float(c[1])
-    patches = _read_patches(
-        slide,
-        ctr,
-        context_px=settings.context_px,
-        level0_per_px=level0_per_px,
-        target_mpp=settings.target_mpp,
-        threads=settings.read_threads,
-        task=task,
-    )
-    if len(pts):
+    the records completed with the level-0 point and patch centre.
+
+    Rows are taken and read :data:`PATCH_CHUNK_BYTES` of patches at a time, so memory
+    stays flat however many clicks an image has.
+    """
+    chunk = max(1, PATCH_CHUNK_BYTES // (3 * settings.context_px**2))
+    it = iter(rows)
+    while group := list(itertools.islice(it, chunk)):
+        pts = np.array([p for p, _, _ in group], np.float64).reshape(-1, 2)
+        ctr = np.array([c for _, c, _ in group], np.float64).reshape(-1, 2)
+        recs = [r for _, _, r in group]
+        for r, p, c in zip(recs, pts, ctr, strict=True):
+            r["x_level0"], r["y_level0"] = float(p[0]), float(p[1])
+            r["centre_x_level0"], r["centre_y_level0"] = float(c[0]), float(c[1])
+        patches = _read_patches(
+            slide,
+            ctr,
+            context_px=settings.context_px,
+            level0_per_px=level0_per_px,
+            target_mpp=settings.target_mpp,
+            threads=settings.read_threads,
+            task=task,
+        )
         writer.append(patches, recs)

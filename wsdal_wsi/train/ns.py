@@ -28,7 +28,7 @@ import torch
 from wsdal_wsi.errors import TrainingError
 from wsdal_wsi.model.nets import CamNet
 from wsdal_wsi.train.augment import WEAK, augment_batch
-from wsdal_wsi.train.common import SampleSet, StageContext, StageDir, write_table
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import p_mitosis, predict, to_input
 from wsdal_wsi.train.presets import NSSettings
@@ -127,7 +127,7 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
     store = ctx.store
     initial = initial_training_set(store, neg_per_pos=settings.neg_per_pos, seed=ctx.seed)
     _check_set(initial, "NS")
-    initial.save(stage.path / "initial_set.csv")
+    stage.save_samples("initial_set.csv", initial)
     torch.manual_seed(ctx.seed * 1000 + 1)
     model = CamNet(width=ctx.width)
     init = ctx.init_trunks(model.trunk)
@@ -142,7 +142,7 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
     gen = torch.Generator(device=ctx.device)
 
     def begin(epoch: int) -> None:
-        gen.manual_seed(ctx.seed * 100_003 + 11 * epoch + 1)
+        ctx.seed_augmentations(gen, epoch=epoch, stage=1)
 
     def loss_fn(m: torch.nn.Module, b: Batch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         x = to_input(
@@ -176,7 +176,7 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
     p = score_rows(
         model, ctx, cand, batch_size=settings.batch_size * 2, description="NS: scoring candidates"
     )
-    write_table(stage.path / "candidate_scores.csv", {"row": cand, "p_mitosis": p})
+    stage.save_table("candidate_scores.csv", {"row": cand, "p_mitosis": p})
     in_set = np.isin(cand, initial.rows)
     hit = (p > settings.mine_threshold) & ~in_set
     n_pos_patches = int(np.sum(initial.labels == 1))
@@ -188,7 +188,7 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
         np.concatenate([initial.labels, np.zeros(len(mined), np.int64)]),
         np.concatenate([initial.origin, np.full(len(mined), "mined_negative", object)]),
     )
-    final.save(stage.path / "train_set.csv")
+    stage.save_samples("train_set.csv", final)
     stats = {
         "stage": "ns",
         "init": init,
@@ -202,6 +202,4 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
         "n_mined": len(mined),
         "n_train_set": len(final),
     }
-    done = stage.write_done(stats)
-    (stage.path / "checkpoint.pt").unlink(missing_ok=True)
-    return done
+    return stage.write_done(stats)

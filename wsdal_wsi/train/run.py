@@ -15,12 +15,19 @@ Run folder::
 with a checkpoint continues from its last finished epoch. A run folder is
 refused without ``--resume`` when it already holds a run, and with it when the
 settings differ.
+
+Launched by torchrun with several processes, :func:`train_run` joins them
+(:func:`~wsdal_wsi.train.distributed.distributed_session`): rank 0 checks the run
+folder and extracts the patch store while the others wait, every stage trains one
+network with DistributedDataParallel, DLE and the label audit run on rank 0, each
+stage's files are read by all after a barrier, and only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +41,22 @@ from wsdal_wsi.errors import ConfigError, InputError, TrainingError
 from wsdal_wsi.model.cascade import CascadeSpec
 from wsdal_wsi.model.device import resolve_device
 from wsdal_wsi.model.file import ModelSpec, save_model
-from wsdal_wsi.model.nets import find_imagenet_weights
-from wsdal_wsi.progress import NULL_PROGRESS, Progress
+from wsdal_wsi.model.torch_files import read_torch_file
+from wsdal_wsi.progress import Progress
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.cascade import run_cascade
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
+from wsdal_wsi.train.context import require_both_classes, resolve_init_weights, stage_context
 from wsdal_wsi.train.csdgl import run_csdgl
+from wsdal_wsi.train.distributed import (
+    barrier,
+    distributed_session,
+    is_main_process,
+    on_main,
+)
 from wsdal_wsi.train.dle import kept_samples, run_dle
 from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
 from wsdal_wsi.train.dmu_outcomes import dmu_removed
@@ -75,24 +90,12 @@ ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 CLASS_NAMES = ("Non-mitosis", "Mitosis")
 
 
-def _resolve_pretrained(pretrained: str | None, width: int) -> Path | None:
-    if pretrained:
-        p = Path(pretrained)
-        if not p.is_file():
-            raise ConfigError(f"--pretrained {p}: file not found")
-        return p
-    found = find_imagenet_weights()
-    if found is not None and width == 64:
-        return found
-    return None
-
-
 def train_from_store(
     store: PatchStore,
     out_dir: str | Path,
     settings: RunSettings,
     *,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     resume: bool = False,
     stop_after: str | None = None,
     progress: Progress | None = None,
@@ -125,51 +128,30 @@ def train_from_store(
     out_dir = Path(out_dir)
     if stop_after is not None and stop_after not in STAGES:
         raise ConfigError(f"stop_after must be one of {', '.join(STAGES)}, got {stop_after!r}")
-    check_run_config(out_dir, settings, resume=resume)
-    cfg = read_run_config(out_dir) or {}
-    if cfg.get("store") != str(Path(store.root).resolve()):
-        write_json_atomic(
-            out_dir / "config.json", {**cfg, "store": str(Path(store.root).resolve())}
-        )
+    on_main(lambda: _record_store(out_dir, settings, store, resume=resume))
     preset = settings.preset
-    dev = resolve_device(device)
+    dev = device if isinstance(device, torch.device) else resolve_device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed patch sizes: let cuDNN pick its kernels
-    pre = _resolve_pretrained(settings.pretrained, preset.width)
-    init = (
-        f"ImageNet/pretrained weights from {pre}"
-        if pre
-        else "random init (no local ImageNet weights)"
-    )
+    pre = resolve_init_weights(settings.pretrained, preset.width, settings.init_model)
+    if settings.init_model:
+        init = f"the earlier model {pre} (fine-tuning)"
+    elif pre:
+        init = f"ImageNet/pretrained weights from {pre}"
+    else:
+        init = "random init (no local ImageNet weights)"
     log.info("training on %s; trunk initialisation: %s", dev, init)
-    ctx = _context(store, dev, settings, pre, progress, cache_bytes)
+    ctx = stage_context(store, dev, settings, pre, progress, cache_bytes)
     stages: dict[str, Any] = {}
     if settings.method == "baseline":
         samples = initial_training_set(store, neg_per_pos=preset.ns.neg_per_pos, seed=settings.seed)
         model, stages["baseline"] = train_ce(ctx, out_dir / "baseline", samples, preset.baseline)
         arch_kwargs = stages["baseline"]["arch_kwargs"]
     else:
-        stages["ns"] = run_ns(ctx, out_dir / "ns", preset.ns)
-        if stop_after == "ns":
-            return _partial(out_dir, settings, stages, stop_after)
-        ns_set = SampleSet.load(out_dir / "ns" / "train_set.csv")
-        stages["dmu"] = run_dmu(ctx, out_dir / "dmu", ns_set, preset.dmu)
-        table = read_dmu_table(out_dir / "dmu")
-        stages["audit"] = write_audit(
-            out_dir / "audit", table, store, run_info={"run": str(out_dir), "preset": preset.name}
-        )
-        if stop_after == "dmu":
-            return _partial(out_dir, settings, stages, stop_after)
-        feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
-        stages["dle"] = run_dle(out_dir / "dle", table, feats, preset.dle, seed=settings.seed)
-        if stop_after == "dle":
-            return _partial(out_dir, settings, stages, stop_after)
-        kept, subclass = kept_samples(out_dir / "dle")
-        _require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
-        model, stages["csdgl"] = run_csdgl(
-            ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
-        )
-        arch_kwargs = stages["csdgl"]["arch_kwargs"]
+        model, arch_kwargs = _wsdal_stages(ctx, out_dir, settings, stages, stop_after=stop_after)
+        if model is None:
+            return _partial(out_dir, settings, stages, stop_after, store=store)
+    barrier()
     return _finish(
         ctx,
         out_dir,
@@ -182,6 +164,56 @@ def train_from_store(
     )
 
 
+def _record_store(out_dir: Path, settings: RunSettings, store: PatchStore, *, resume: bool) -> None:
+    """Check the run folder (config.json) and record where its patch store is."""
+    check_run_config(out_dir, settings, resume=resume)
+    cfg = read_run_config(out_dir) or {}
+    if cfg.get("store") != str(Path(store.root).resolve()):
+        write_json_atomic(
+            out_dir / "config.json", {**cfg, "store": str(Path(store.root).resolve())}
+        )
+
+
+def _wsdal_stages(
+    ctx: StageContext,
+    out_dir: Path,
+    settings: RunSettings,
+    stages: dict[str, Any],
+    *,
+    stop_after: str | None,
+) -> tuple[Any, dict[str, Any] | None]:
+    """NS, DMU (+ label audit), DLE, CSDGL into ``stages``; ``(model, arch_kwargs)``, or
+    ``(None, None)`` when stopped after ``stop_after``. Each stage's files are read by
+    every process after a barrier; DLE and the audit run on rank 0 only."""
+    preset, store = settings.preset, ctx.store
+    stages["ns"] = run_ns(ctx, out_dir / "ns", preset.ns)
+    barrier()
+    if stop_after == "ns":
+        return None, None
+    ns_set = SampleSet.load(out_dir / "ns" / "train_set.csv")
+    stages["dmu"] = run_dmu(ctx, out_dir / "dmu", ns_set, preset.dmu)
+    barrier()
+    table = read_dmu_table(out_dir / "dmu")
+    run_info = {"run": str(out_dir), "preset": preset.name}
+    stages["audit"] = on_main(
+        lambda: write_audit(out_dir / "audit", table, store, run_info=run_info)
+    )
+    if stop_after == "dmu":
+        return None, None
+    feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
+    stages["dle"] = on_main(
+        lambda: run_dle(out_dir / "dle", table, feats, preset.dle, seed=settings.seed)
+    )
+    if stop_after == "dle":
+        return None, None
+    kept, subclass = kept_samples(out_dir / "dle")
+    require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
+    model, stages["csdgl"] = run_csdgl(
+        ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
+    )
+    return model, stages["csdgl"]["arch_kwargs"]
+
+
 def train_run(
     source: str | Path,
     out_dir: str | Path,
@@ -192,11 +224,14 @@ def train_run(
     stop_after: str | None = None,
     progress: Progress | None = None,
     cache_bytes: int | None = None,
+    relink: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """``wsdal train``: extract the patch store of ``source`` once, then train.
 
     ``settings.source`` is set from ``source``. The store lives in ``RUN/store``;
-    an incomplete one (an interrupted extraction) is extracted again.
+    an incomplete one (an interrupted extraction) is extracted again. ``relink``
+    ("OLD=NEW" slide path prefixes) finds the slides of a moved project; it does
+    not change the run's settings.
 
     Returns
     -------
@@ -208,85 +243,65 @@ def train_run(
     if not source.exists():
         raise InputError(f"{source}: no such file or folder")
     settings = dataclasses.replace(settings, source=str(source.resolve()))
-    check_run_config(out_dir, settings, resume=resume)
+    # a wrong --init or --pretrained is refused before the slides are read
+    start = resolve_init_weights(settings.pretrained, settings.preset.width, settings.init_model)
+    if settings.pretrained and not settings.init_model:  # its content, too (safely)
+        read_torch_file(start, what="ResNet-18 weights file")
     root = out_dir / "store"
-    if PatchStore.is_complete(root):
-        store = PatchStore(root)
-    else:
-        store = extract_store(
-            source,
-            root,
-            settings=settings.preset.extract,
-            val_fraction=settings.val_fraction,
-            seed=settings.seed,
-            mpp=settings.mpp,
-            device=resolve_device(device),
+    with distributed_session(device) as dev:
+
+        def prepare() -> None:  # rank 0 only: the others wait for the store
+            check_run_config(out_dir, settings, resume=resume)
+            if not PatchStore.is_complete(root):
+                extract_store(
+                    source,
+                    root,
+                    settings=settings.preset.extract,
+                    val_fraction=settings.val_fraction,
+                    seed=settings.seed,
+                    mpp=settings.mpp,
+                    classes=settings.classes,
+                    relink=relink,
+                    device=dev,
+                    progress=progress,
+                )
+
+        on_main(prepare)
+        return train_from_store(
+            PatchStore(root),
+            out_dir,
+            settings,
+            device=dev,
+            resume=True,
+            stop_after=stop_after,
             progress=progress,
+            cache_bytes=cache_bytes,
         )
-    return train_from_store(
-        store,
-        out_dir,
-        settings,
-        device=device,
-        resume=True,
-        stop_after=stop_after,
-        progress=progress,
-        cache_bytes=cache_bytes,
-    )
 
 
-def _context(
-    store: PatchStore,
-    device: torch.device,
-    settings: RunSettings,
-    pretrained: Path | None,
-    progress: Progress | None,
-    cache_bytes: int | None,
-) -> StageContext:
-    """The stages' context; negatives jittered as the store jittered its positives."""
-    preset = settings.preset
-    ext = store.meta.get("settings", {}).get("extract", {})
-    n_jitter = int(ext.get("n_jitter", 0) or 0)
-    jitter_px = float(ext.get("jitter_px", 0.0) or 0.0)
-    on = preset.extract.jitter_negatives and n_jitter > 0 and jitter_px > 0
-    margin = (store.context_px - store.patch_px) / 2
-    if on and jitter_px > margin:
-        log.warning(
-            "jitter of %g px beyond the stored context (%g px each side): shifted negatives "
-            "show reflected borders the positives' copies do not",
-            jitter_px,
-            margin,
-        )
-    return StageContext(
-        store=store,
-        device=device,
-        seed=settings.seed,
-        width=preset.width,
-        pretrained=pretrained,
-        progress=progress or NULL_PROGRESS,
-        cache_bytes=cache_bytes,
-        negative_jitter_px=jitter_px if on else 0.0,
-        negative_jitter_prob=n_jitter / (n_jitter + 1) if on else 0.0,
-    )
-
-
-def _require_both_classes(samples: SampleSet, what: str) -> None:
-    n1, n0 = int(np.sum(samples.labels == 1)), int(np.sum(samples.labels == 0))
-    if n1 < 2 or n0 < 2:
-        raise TrainingError(f"{what}: too few samples left ({n1} mitosis, {n0} non-mitosis)")
+def _skipped_images(store: PatchStore) -> list[dict[str, str]]:
+    """The images the extraction left out, each ``{"key", "reason"}`` (``store.json``)."""
+    return list(store.meta.get("settings", {}).get("skipped", []))
 
 
 def _partial(
-    out_dir: Path, settings: RunSettings, stages: dict[str, Any], stopped_after: str
+    out_dir: Path,
+    settings: RunSettings,
+    stages: dict[str, Any],
+    stopped_after: str,
+    *,
+    store: PatchStore,
 ) -> dict[str, Any]:
     summary = {
         "method": settings.method,
         "preset": settings.preset.name,
+        "skipped_images": _skipped_images(store),
         "stages": stages,
         "model": None,
         "stopped_after": stopped_after,
     }
-    write_json_atomic(out_dir / "summary.json", summary)
+    if is_main_process():
+        write_json_atomic(out_dir / "summary.json", summary)
     return summary
 
 
@@ -312,7 +327,8 @@ def _finish(
             merge_radius_um=preset.merge_radius_um,
         )
         thr["heldout"] = heldout_metrics(model, ctx)
-        write_json_atomic(thr_path, thr)
+        if is_main_process():
+            write_json_atomic(thr_path, thr)
     store = ctx.store
     spec = ModelSpec(
         arch="proj_resnet18",
@@ -325,6 +341,8 @@ def _finish(
         class_names=CLASS_NAMES,
         candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
         merge_radius_um=preset.merge_radius_um,
+        annotation_classes=settings.classes.to_dict(),
+        calibration=dict(thr.get("calibration") or {}),
         provenance=provenance(
             data={
                 "source": settings.source,
@@ -349,32 +367,50 @@ def _finish(
             },
         ),
     )
-    first, stages["cascade"] = run_cascade(
-        ctx,
-        model_path.parent / "cascade",
-        model,
-        threshold=float(thr["threshold"]),
-        merge_radius_um=preset.merge_radius_um,
-    )
-    cascade = None
-    if first is not None:
-        info = {k: v for k, v in stages["cascade"].items() if k != "table"}
-        cascade = (first, _cascade_spec(stages["cascade"], info))
-    save_model(model_path, model, spec, cascade=cascade)
+    cascade = _cascade(ctx, model_path.parent / "cascade", model, stages, thr, preset)
+    if is_main_process():
+        save_model(model_path, model, spec, cascade=cascade)
     summary = {
         "method": settings.method,
         "preset": preset.name,
         "device": str(ctx.device),
         "init": init,
+        "skipped_images": _skipped_images(store),
         "stages": stages,
         "threshold": thr["threshold"],
         "val_f1": thr["f1"],
         "threshold_info": {k: v for k, v in thr.items() if k != "heldout"},
         "heldout": thr["heldout"],
+        "calibration": thr.get("calibration") or {},
         "model": str(model_path),
+        "processes": ctx.world,
     }
-    write_json_atomic(model_path.parent / "summary.json", summary)
+    if is_main_process():
+        write_json_atomic(model_path.parent / "summary.json", summary)
+    barrier()  # the model file is there for every process when this returns
     return summary
+
+
+def _cascade(
+    ctx: StageContext,
+    out_dir: Path,
+    model: torch.nn.Module,
+    stages: dict[str, Any],
+    thr: dict[str, Any],
+    preset: Preset,
+) -> tuple[torch.nn.Module, CascadeSpec] | None:
+    """The cascade stage (into ``stages["cascade"]``): its first stage and spec, or None."""
+    first, stages["cascade"] = run_cascade(
+        ctx,
+        out_dir,
+        model,
+        threshold=float(thr["threshold"]),
+        merge_radius_um=preset.merge_radius_um,
+    )
+    if first is None:
+        return None
+    info = {k: v for k, v in stages["cascade"].items() if k != "table"}
+    return first, _cascade_spec(stages["cascade"], info)
 
 
 def _cascade_spec(done: dict[str, Any], info: dict[str, Any]) -> CascadeSpec:
@@ -422,6 +458,8 @@ def train_ablation(
         source=cfg.get("source"),
         mpp=cfg.get("mpp"),
         pretrained=cfg.get("pretrained"),
+        init_model=cfg.get("init_model"),
+        classes=ClassSettings.from_dict(cfg.get("classes") or {}),
     )
     need = {"ns": "ns", "ns_dmu": "dmu", "ns_dmu_dle": "dle"}[variant]
     if StageDir(run_dir / need).done is None:
@@ -436,12 +474,12 @@ def train_ablation(
         samples = ns_set.subset(~bad)
     else:
         samples, _ = kept_samples(run_dir / "dle")
-    _require_both_classes(samples, f"ablation {variant}")
+    require_both_classes(samples, f"ablation {variant}")
     dev = resolve_device(device)
     preset = settings.preset
-    pre = _resolve_pretrained(settings.pretrained, preset.width)
+    pre = resolve_init_weights(settings.pretrained, preset.width)
     init = f"pretrained weights from {pre}" if pre else "random init (no local ImageNet weights)"
-    ctx = _context(store, dev, settings, pre, progress, cache_bytes)
+    ctx = stage_context(store, dev, settings, pre, progress, cache_bytes)
     out = run_dir / f"ablation-{variant}"
     model, stats = train_ce(ctx, out, samples, preset.baseline, name=f"ablation-{variant}")
     return _finish(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -205,32 +206,37 @@ def click_rows(
     settings: ExtractSettings,
     level0_per_px: float,
     rng: np.random.Generator,
-) -> list[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
-    """Patch rows ``(point, centre, record)`` of the clicks.
+    pos_trusted: np.ndarray | None = None,
+    neg_trusted: np.ndarray | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, Any]]]:
+    """Patch rows ``(point, centre, record)`` of the clicks, one at a time (lazily: a
+    file of millions of clicks never holds all its rows at once).
 
     Each positive click of ``pos (N, 2)`` centred on ``pos_c (N, 2)``, then its
     ``n_jitter`` copies (centred up to ``jitter_px`` from it, uniform in a disc),
     then each negative-class click of ``neg (M, 2)`` centred on ``neg_c (M, 2)``;
-    all level-0.
+    all level-0. ``pos_trusted (N,)`` / ``neg_trusted (M,)`` bool mark the pathologist's
+    answers (the store's ``trusted`` column; default none). ``rng`` is drawn from as the
+    rows are taken.
     """
-    rows = []
-    for p, c in zip(pos, pos_c, strict=True):
+    pos_t = np.zeros(len(pos), bool) if pos_trusted is None else np.asarray(pos_trusted, bool)
+    neg_t = np.zeros(len(neg), bool) if neg_trusted is None else np.asarray(neg_trusted, bool)
+    for p, c, t in zip(pos, pos_c, pos_t, strict=True):
         cid = writer.new_click_id()
         inside = bool(in_area(p[None])[0])
-        rec = {**base, "label": 1, "source": "click", "click_id": cid, "in_area": inside}
-        rows.append((p, c, rec))
+        common = {**base, "label": 1, "click_id": cid, "in_area": inside, "trusted": bool(t)}
+        yield p, c, {**common, "source": "click"}
         for _ in range(settings.n_jitter):
             r = settings.jitter_px * level0_per_px * math.sqrt(rng.uniform())
             a = rng.uniform(0, 2 * math.pi)
             j = c + r * np.array([math.cos(a), math.sin(a)])
-            rec = {**base, "label": 1, "source": "jitter", "click_id": cid, "in_area": inside}
-            rows.append((j, j, rec))
-    for p, c in zip(neg, neg_c, strict=True):
+            yield j, j, {**common, "source": "jitter"}
+    for p, c, t in zip(neg, neg_c, neg_t, strict=True):
         cid = writer.new_click_id()
         inside = bool(in_area(p[None])[0])
-        rec = {**base, "label": 0, "source": "negative_click", "click_id": cid, "in_area": inside}
-        rows.append((p, c, rec))
-    return rows
+        rec = {**base, "label": 0, "source": "negative_click", "click_id": cid,
+               "in_area": inside, "trusted": bool(t)}  # fmt: skip
+        yield p, c, rec
 
 
 def candidate_rows(

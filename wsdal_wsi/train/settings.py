@@ -9,6 +9,7 @@ become a run's settings: on ``--resume`` an option not given comes from the run'
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, TrainingError
 from wsdal_wsi.provenance import provenance
+from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.presets import DEFAULT_PRESET, Preset, get_preset
 from wsdal_wsi.units import check_mpp
 
@@ -53,6 +55,13 @@ class RunSettings:
         Resolution given for slides without one (µm/px).
     pretrained : str or None
         ResNet-18 weights the trunks start from (None: random init).
+    init_model : str or None
+        An earlier wsdal model file (``--init RUN/model.pt``): every stage's trunk
+        starts from its trunk (fine-tuning after a review round) instead of
+        ``pretrained``/ImageNet/random weights.
+    classes : ClassSettings
+        What each annotation class means (which clicks are mitoses, look-alikes,
+        regions, left out); stored in the model file for prediction.
     """
 
     method: str = METHODS[0]
@@ -62,6 +71,8 @@ class RunSettings:
     source: str | None = None
     mpp: float | None = None
     pretrained: str | None = None
+    classes: ClassSettings = field(default_factory=ClassSettings)
+    init_model: str | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -82,6 +93,8 @@ class RunSettings:
             "source": self.source,
             "mpp": self.mpp,
             "pretrained": self.pretrained,
+            "classes": self.classes.to_dict(),
+            "init_model": self.init_model,
         }
 
 
@@ -127,7 +140,9 @@ def check_run_config(out_dir: Path, settings: RunSettings, *, resume: bool) -> N
             old = json.loads(path.read_text(encoding="utf-8"))
         except ValueError as exc:
             raise TrainingError(f"{path}: unreadable ({exc})") from exc
-        old_settings = {k: v for k, v in old.items() if k in new}
+        # a setting an older run's config.json does not record had its default then
+        defaults = json.loads(json.dumps(RunSettings(preset=settings.preset).to_dict()))
+        old_settings = {k: old.get(k, defaults[k]) for k in new}
         if old_settings != new:
             diff = differing_keys(old_settings, new)
             raise ConfigError(
@@ -160,12 +175,18 @@ def resolve_run_settings(
     val_fraction: float | None = None,
     mpp: float | None = None,
     pretrained: str | Path | None = None,
+    init_model: str | Path | None = None,
+    positive: Sequence[str] = (),
+    negative: Sequence[str] = (),
+    region: Sequence[str] = (),
+    ignored: Sequence[str] = (),
+    unclassified_as: str | None = None,
 ) -> RunSettings:
     """The settings a ``wsdal train`` command means.
 
-    An option given (not None) wins. Otherwise, with ``resume`` and a
-    ``config.json`` in ``out_dir``, the run's own value; otherwise the default of
-    :class:`RunSettings`.
+    An option given (not None; for the class roles, a non-empty list) wins.
+    Otherwise, with ``resume`` and a ``config.json`` in ``out_dir``, the run's own
+    value; otherwise the default of :class:`RunSettings`.
 
     Raises
     ------
@@ -179,6 +200,7 @@ def resolve_run_settings(
         "val_fraction": val_fraction,
         "mpp": mpp,
         "pretrained": None if pretrained is None else str(pretrained),
+        "init_model": None if init_model is None else str(init_model),
     }
     kw: dict[str, Any] = {}
     for name, value in given.items():
@@ -190,4 +212,13 @@ def resolve_run_settings(
         kw["preset"] = get_preset(preset)
     elif old is not None and isinstance(old.get("preset"), dict):
         kw["preset"] = Preset.from_dict(old["preset"])
+    old_classes = old.get("classes") if old is not None else None
+    kw["classes"] = ClassSettings.from_options(
+        positive=positive,
+        negative=negative,
+        region=region,
+        ignored=ignored,
+        unclassified_as=unclassified_as,
+        base=ClassSettings.from_dict(old_classes) if isinstance(old_classes, dict) else None,
+    )
     return RunSettings(**kw)

@@ -32,6 +32,11 @@ Columns of ``index.csv``:
 ``x_level0``, ``y_level0``
     The point: the annotated point for a click (what the label audit and the
     validation matching use), the candidate or the jittered point otherwise.
+``trusted``
+    1 for a label the pathologist gave in answer to the tool (a confirmed or corrected
+    detection, an answered question; see :func:`wsdal_wsi.qupath.model.correction_of`)
+    and the jittered copies of such a click: training never removes it as noise.
+    0 otherwise, and in stores written before the column existed.
 ``centre_x_level0``, ``centre_y_level0``
     Where the patch is centred: the point itself, except for a click snapped to
     the candidate nucleus under it (see :mod:`wsdal_wsi.train.extract`). A store
@@ -45,14 +50,15 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from wsdal_wsi.atomic import atomic_open, write_json_atomic
+from wsdal_wsi.atomic import atomic_open, make_dirs, write_json_atomic, writing
 from wsdal_wsi.errors import TrainingError
 
 __all__ = [
@@ -77,9 +83,11 @@ INDEX_COLUMNS = (
     "in_area",
     "centre_x_level0",
     "centre_y_level0",
+    "trusted",
 )
 #: The columns of stores written before the patch centre was recorded.
-_OLD_INDEX_COLUMNS = INDEX_COLUMNS[:-2]
+#: Index headers read: today's, before ``trusted``, and before the patch centres.
+_READABLE_INDEX_COLUMNS = (INDEX_COLUMNS, INDEX_COLUMNS[:-1], INDEX_COLUMNS[:-3])
 IMAGE_COLUMNS = (
     "key",
     "slide",
@@ -92,8 +100,11 @@ IMAGE_COLUMNS = (
     "n_candidates_found",
     "n_snapped",
     "area_mm2",
+    "n_trusted",
 )
 SOURCES = ("click", "jitter", "negative_click", "candidate")
+#: The index while it is written (renamed to index.csv by StoreWriter.finish).
+_INDEX_PART = "index.csv.part"
 SPLITS = ("train", "val")
 
 
@@ -117,22 +128,27 @@ class StoreWriter:
     ) -> None:
         if patch_px > context_px:
             raise TrainingError(f"patch_px {patch_px} is larger than context_px {context_px}")
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root = make_dirs(root)
         for name in ("store.json", "index.csv", "images.csv"):
             (self.root / name).unlink(missing_ok=True)
         self.context_px = int(context_px)
         self.patch_px = int(patch_px)
         self.target_mpp = float(target_mpp)
-        self._fh = open(self.root / "patches.u8", "wb")
-        self._rows: list[tuple] = []
+        # patches and index rows go to disk as they come: memory stays flat in their number
+        with writing(self.root):
+            self._fh = open(self.root / "patches.u8", "wb")
+            self._index_fh = open(self.root / _INDEX_PART, "w", encoding="utf-8", newline="")
+        self._index = csv.writer(self._index_fh)
+        self._index.writerow(INDEX_COLUMNS)
+        self._n_rows = 0
+        self._counts: dict[str, int] = {}
         self._images: list[dict[str, Any]] = []
         self._next_click_id = 0
 
     @property
     def n_rows(self) -> int:
         """Patches written so far."""
-        return len(self._rows)
+        return self._n_rows
 
     @property
     def images(self) -> list[dict[str, Any]]:
@@ -145,7 +161,7 @@ class StoreWriter:
         return self._next_click_id - 1
 
     def append(self, patches: np.ndarray, records: Sequence[Mapping[str, Any]]) -> None:
-        """Append patches and their index records.
+        """Append patches and their index records (both written to disk at once).
 
         Parameters
         ----------
@@ -156,6 +172,11 @@ class StoreWriter:
             split`` and optionally ``click_id`` (default -1), ``in_area``
             (default True) and ``centre_x_level0, centre_y_level0`` (default the
             point).
+
+        Raises
+        ------
+        OutputError
+            The store's disk is full (or otherwise cannot be written).
         """
         c = self.context_px
         arr = np.asarray(patches)
@@ -167,12 +188,13 @@ class StoreWriter:
             )
         if len(records) != arr.shape[0]:
             raise TrainingError(f"{arr.shape[0]} patches but {len(records)} index records")
+        rows = []
         for r in records:
             if r["source"] not in SOURCES or r["split"] not in SPLITS:
                 raise TrainingError(f"bad store record {dict(r)}")
-            self._rows.append(
+            rows.append(
                 (
-                    len(self._rows),
+                    self._n_rows + len(rows),
                     str(r["image_key"]),
                     str(r["slide"]),
                     float(r["x_level0"]),
@@ -184,9 +206,17 @@ class StoreWriter:
                     int(bool(r.get("in_area", True))),
                     float(r.get("centre_x_level0", r["x_level0"])),
                     float(r.get("centre_y_level0", r["y_level0"])),
+                    int(bool(r.get("trusted", False))),
                 )
             )
-        self._fh.write(np.ascontiguousarray(arr).tobytes())
+        with writing(self.root):
+            self._fh.write(np.ascontiguousarray(arr).tobytes())
+            for row in rows:
+                self._index.writerow([f"{v:.2f}" if isinstance(v, float) else v for v in row])
+        for row in rows:
+            key = f"{row[7]}/{row[6]}"
+            self._counts[key] = self._counts.get(key, 0) + 1
+        self._n_rows += len(rows)
 
     def add_image(self, info: Mapping[str, Any]) -> None:
         """Record one image (see ``IMAGE_COLUMNS``; missing fields are empty)."""
@@ -194,13 +224,12 @@ class StoreWriter:
 
     def finish(self, *, settings: Mapping[str, Any], provenance: Mapping[str, Any]) -> PatchStore:
         """Write the index tables and ``store.json`` (last) and open the store."""
-        self._fh.flush()
-        self._fh.close()
-        with atomic_open(self.root / "index.csv") as fh:
-            w = csv.writer(fh)
-            w.writerow(INDEX_COLUMNS)
-            for row in self._rows:
-                w.writerow([f"{v:.2f}" if isinstance(v, float) else v for v in row])
+        with writing(self.root):
+            for fh in (self._fh, self._index_fh):
+                fh.flush()
+                os.fsync(fh.fileno())
+                fh.close()
+            os.replace(self.root / _INDEX_PART, self.root / "index.csv")
         with atomic_open(self.root / "images.csv") as fh:
             w = csv.DictWriter(fh, fieldnames=IMAGE_COLUMNS)
             w.writeheader()
@@ -209,24 +238,16 @@ class StoreWriter:
             "format": STORE_FORMAT,
             "format_version": STORE_VERSION,
             "complete": True,
-            "n_rows": len(self._rows),
+            "n_rows": self._n_rows,
             "context_px": self.context_px,
             "patch_px": self.patch_px,
             "target_mpp": self.target_mpp,
-            "counts": _counts(self._rows),
+            "counts": dict(sorted(self._counts.items())),
             "settings": dict(settings),
             "provenance": dict(provenance),
         }
         write_json_atomic(self.root / "store.json", meta)
         return PatchStore(self.root)
-
-
-def _counts(rows: Iterable[tuple]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for r in rows:
-        key = f"{r[7]}/{r[6]}"
-        out[key] = out.get(key, 0) + 1
-    return dict(sorted(out.items()))
 
 
 @dataclass(frozen=True)
@@ -240,6 +261,7 @@ class _Index:
     click_id: np.ndarray  # (N,) int64
     in_area: np.ndarray  # (N,) bool
     centre_level0: np.ndarray  # (N, 2) float64
+    trusted: np.ndarray  # (N,) bool
 
 
 class PatchStore:
@@ -321,7 +343,7 @@ class PatchStore:
         with open(path, encoding="utf-8", newline="") as fh:
             reader = csv.reader(fh)
             header = tuple(next(reader, None) or ())
-            if header not in (INDEX_COLUMNS, _OLD_INDEX_COLUMNS):
+            if header not in _READABLE_INDEX_COLUMNS:
                 raise TrainingError(f"{path}: unexpected columns {list(header)}")
             rows = list(reader)
         if len(rows) != n:
@@ -338,24 +360,36 @@ class PatchStore:
                 np.zeros(0, np.int64),
                 np.zeros(0, bool),
                 np.zeros((0, 2)),
+                np.zeros(0, bool),
             )
-        cols = list(zip(*rows, strict=True))
-        xy = np.stack([np.array(cols[3], float), np.array(cols[4], float)], axis=1)
+        cols = dict(zip(header, zip(*rows, strict=True), strict=True))
+        xy = np.stack([np.array(cols["x_level0"], float), np.array(cols["y_level0"], float)], 1)
         centre = (
-            np.stack([np.array(cols[10], float), np.array(cols[11], float)], axis=1)
-            if len(cols) > 10
+            np.stack(
+                [
+                    np.array(cols["centre_x_level0"], float),
+                    np.array(cols["centre_y_level0"], float),
+                ],
+                axis=1,
+            )
+            if "centre_x_level0" in cols
             else xy
         )
         return _Index(
-            image_key=np.array(cols[1], dtype=object),
-            slide=np.array(cols[2], dtype=object),
+            image_key=np.array(cols["image_key"], dtype=object),
+            slide=np.array(cols["slide"], dtype=object),
             xy_level0=xy,
-            label=np.array(cols[5], dtype=np.int8),
-            source=np.array(cols[6], dtype=object),
-            split=np.array(cols[7], dtype=object),
-            click_id=np.array(cols[8], dtype=np.int64),
-            in_area=np.array(cols[9], dtype=np.int64).astype(bool),
+            label=np.array(cols["label"], dtype=np.int8),
+            source=np.array(cols["source"], dtype=object),
+            split=np.array(cols["split"], dtype=object),
+            click_id=np.array(cols["click_id"], dtype=np.int64),
+            in_area=np.array(cols["in_area"], dtype=np.int64).astype(bool),
             centre_level0=centre,
+            trusted=(
+                np.array(cols["trusted"], dtype=np.int64).astype(bool)
+                if "trusted" in cols
+                else np.zeros(len(xy), bool)
+            ),
         )
 
     def __len__(self) -> int:
@@ -370,6 +404,7 @@ class PatchStore:
     click_id = property(lambda self: self._index.click_id)
     in_area = property(lambda self: self._index.in_area)
     centre_level0 = property(lambda self: self._index.centre_level0)
+    trusted = property(lambda self: self._index.trusted)
 
     def select(
         self,

@@ -10,6 +10,11 @@ section. Greedy merging visits points by descending score, so whether a candidat
 survives depends only on the candidates above it: merging all of them once and then
 thresholding gives, at every threshold, exactly the detections inference would make.
 Without a validation slide the threshold is 0.5 and the run says so.
+
+The same merged, matched candidates calibrate the probabilities (Platt scaling,
+:func:`wsdal_wsi.model.calibration.fit_calibration`): a candidate matched to an annotated
+mitosis is a 1, any other a 0. The fit and its calibration error before and after go into
+``threshold.json`` and the model file.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import numpy as np
 import torch
 
 from wsdal_wsi.detect.candidates import merge_points
-from wsdal_wsi.evaluation import best_f1_threshold
+from wsdal_wsi.evaluation import best_f1_threshold, match_points
+from wsdal_wsi.model.calibration import Calibration, fit_calibration
 from wsdal_wsi.train.common import StageContext
 from wsdal_wsi.train.engine import evaluate
 from wsdal_wsi.train.ns import score_rows
@@ -54,8 +60,9 @@ def choose_threshold(
     Returns
     -------
     dict
-        ``{"threshold", "f1", "n_images", "n_candidates", "n_truth", "method"}``;
-        ``f1`` is None and ``threshold`` 0.5 when there is no validation slide.
+        ``{"threshold", "f1", "n_images", "n_candidates", "n_truth", "method",
+        "calibration"}``; ``f1`` is None and ``threshold`` 0.5 when there is no
+        validation slide (and the calibration is the identity).
     """
 
     store = ctx.store
@@ -73,6 +80,7 @@ def choose_threshold(
             "n_candidates": len(cand),
             "n_truth": 0,
             "method": f"default 0.5 ({why})",
+            "calibration": Calibration().to_dict(),
         }
     scores = score_rows(model, ctx, cand, batch_size=batch_size, description="Threshold: scoring")
     images = []
@@ -86,6 +94,7 @@ def choose_threshold(
         tm = store.image_key[truth_rows] == k
         images.append((xy, sc, store.xy_level0[truth_rows[tm]], um_to_px(match_radius_um, mpp)))
     threshold, f1 = best_f1_threshold(images)
+    calibration = _calibrate(images)
     if not np.isfinite(threshold):  # no candidate at all: nothing to detect
         threshold = 1.0
     return {
@@ -98,7 +107,25 @@ def choose_threshold(
             f"F1-maximising on validation slides, merged within {merge_radius_um} µm, "
             f"matched within {match_radius_um} µm"
         ),
+        "calibration": calibration.to_dict(),
     }
+
+
+def _calibrate(images: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]]) -> Calibration:
+    """Platt scaling on the merged validation candidates: matched to a mitosis = 1, else 0.
+
+    ``images``: per image, candidates ``(N, 2)`` level-0, their scores ``(N,)``, the
+    annotated mitoses ``(M, 2)`` and the matching radius (level-0 px).
+    """
+    scores, labels = [], []
+    for xy, sc, truth, radius_px in images:
+        y = np.zeros(len(sc), np.int64)
+        y[match_points(xy, truth, radius_px=radius_px).pred_index] = 1
+        scores.append(sc)
+        labels.append(y)
+    if not scores:
+        return Calibration()
+    return fit_calibration(np.concatenate(scores), np.concatenate(labels))
 
 
 def heldout_metrics(
