@@ -17,6 +17,11 @@ in ``--work``) or on ``--slide``:
 ``memory``
     Peak resident memory of a fresh process predicting slides of growing size
     (e.g. 25k, 50k, 100k px square): it must stay flat (target < 3 GB).
+``speedup``
+    Tissue MP/s of today's code against a baseline commit on the CPU, on the
+    held-out slides of a ``wsdal demo`` run (``--demo DIR``), with the demo model
+    and a full-width network: baseline, today without and with the cascade, in
+    alternating rounds, with the ratio and the test F1 (``bench_speedup.py``).
 
 Each timing is the best of ``--repeat`` passes after one warm-up pass (page cache,
 cuDNN / cuFFT plans). The model is ``--model`` if given, else an untrained network
@@ -28,6 +33,7 @@ Usage::
     python benchmarks/predict.py --run overlap --size 8192 --device cpu
     python benchmarks/predict.py --run throughput,memory --size 40000 \\
         --sizes 25000,50000,100000 --device cuda --synth-workers 16
+    python benchmarks/predict.py --run speedup --demo DEMO_RUN [--repeat 3]
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ import numpy as np
 
 # the slides and the model (this script's folder is on sys.path when it runs as a script)
 from bench_inputs import bench_model, make_slide
+from bench_speedup import BASELINE_REF, child_speed, print_speedup, run_speedup
 
 
 def _log(msg: str) -> None:
@@ -241,6 +248,7 @@ def run_throughput(slide_path: Path, model_path: Path, args) -> dict[str, Any]:
         "full_mp_s": pred.tissue_mp / full,
         "read_mp_s": pred.tissue_mp / read,
         "timings": pred.timings,
+        "engine": pred.engine_info() if hasattr(pred, "engine_info") else {},
         "gpu_peak_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "peak_rss_mb": _peak_rss_mb(),
     }
@@ -357,7 +365,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--synth-workers", type=int, default=max(1, min(16, os.cpu_count() or 1)))
     p.add_argument("--work", default=os.environ.get("WSDAL_BENCH_DIR", "/tmp/wsdal-bench"))
+    p.add_argument("--demo", help="speedup: a finished `wsdal demo` run folder")
+    p.add_argument("--baseline-ref", default=BASELINE_REF, help="speedup: the baseline commit")
+    p.add_argument("--demo-only", action="store_true", help="speedup: no full-width rows")
     p.add_argument("--child-predict", help=argparse.SUPPRESS)
+    p.add_argument("--child-speed", help=argparse.SUPPRESS)
+    p.add_argument("--no-cascade", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -367,6 +380,17 @@ def main(argv: list[str] | None = None) -> None:
 
             torch.set_num_threads(args.torch_threads)
         print(json.dumps(child_predict(Path(args.child_predict), Path(args.model), args)))
+        return
+    if args.child_speed:
+        if args.torch_threads:
+            import torch
+
+            torch.set_num_threads(args.torch_threads)
+        slides = [Path(s) for s in args.child_speed.split(",")]
+        print(json.dumps(child_speed(slides, Path(args.model), cascade=not args.no_cascade)))
+        return
+    if args.run == "speedup":
+        print_speedup(run_speedup(args), args)
         return
     import torch
 
@@ -391,6 +415,9 @@ def main(argv: list[str] | None = None) -> None:
             row = run_throughput(slide, model_path, args)
             _print_overlap(row, "Throughput (full predict vs reading alone)")
             print(f"step timings of the last pass: {row['timings']}")
+            eng = row["engine"]
+            print(f"tile decoder: {eng.get('tile_decoder')}; cascade: {eng.get('cascade')}, "
+                  f"skipped {eng.get('skipped_fraction')} of the candidates")  # fmt: skip
             print(
                 f"peak host RSS {row['peak_rss_mb']:.0f} MB, GPU peak "
                 f"{row['gpu_peak_mb'] or 0:.0f} MB"

@@ -151,6 +151,18 @@ def test_write_qupath_without_qupath_says_what_to_do(data, model, tmp_path, monk
     assert not (out / "1.geojson").exists()  # refused before any work
 
 
+def test_no_cascade_is_recorded_and_predicts_again(slides, model, tmp_path):
+    out = tmp_path / "out"
+    assert _predict(str(slides), "--model", str(model), "--out", str(out)).exit_code == 0
+    again = _predict(str(slides), "--model", str(model), "--out", str(out), "--no-cascade")
+    assert again.exit_code == 0, again.output
+    state = json.loads((out / "batch.json").read_text())
+    assert state["settings"]["cascade"] is False
+    summary = json.loads(next(out.glob("*.summary.json")).read_text())
+    assert summary["provenance"]["settings"]["detection"]["cascade"] is False
+    assert summary["provenance"]["settings"]["predict"]["cascade"] is False
+
+
 def _one_error_line(result, *fragments: str) -> None:
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit

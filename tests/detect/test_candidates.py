@@ -326,7 +326,7 @@ def test_cuda_gives_the_cpu_candidates():
 
 
 def test_recall_on_real_mitoses(real_mitoses_dir):
-    """>= 98 % of 746 real mitoses (TCGA breast crops) have a candidate within 7.5 µm."""
+    """>= 98.5 % of 746 real mitoses (TCGA breast crops) have a candidate within 7.5 µm."""
     from PIL import Image
 
     files = sorted(real_mitoses_dir.glob("*/*.png"))
@@ -344,7 +344,7 @@ def test_recall_on_real_mitoses(real_mitoses_dir):
             total_candidates += len(xy)
             hits += bool(len(xy)) and bool((np.hypot(*(xy - centre).T) <= radius_px).any())
     recall = hits / len(files)
-    assert recall >= 0.98, f"candidate recall {recall:.4f} on {len(files)} real mitoses"
+    assert recall >= 0.985, f"candidate recall {recall:.4f} on {len(files)} real mitoses"
     # The cost side: a crop (0.001 mm² of tumour) holds a handful of nuclei, not dozens.
     assert total_candidates / len(files) < 8.0
 
@@ -369,3 +369,53 @@ def test_recall_on_synthetic_slides(synth_dataset):
         total += len(truth)
     assert total >= 100
     assert hits / total >= 0.98, f"candidate recall {hits}/{total} on synthetic slides"
+
+
+# ----------------------------------------------------------------------- against the FFT detector
+
+
+def _agreement(images: torch.Tensor, *, mpp: float = MPP) -> dict[str, float]:
+    """Candidates of today's detector and of the frozen FFT one (commit 344a005), compared."""
+    from .frozen_candidates_v1 import detect_candidates_v1
+
+    same = old_n = new_n = 0
+    worst = 0.0
+    for start in range(0, len(images), 64):
+        batch = images[start : start + 64]
+        old = detect_candidates_v1(batch, mpp=mpp)
+        new = detect_candidates(batch, mpp=mpp)
+        for a, b in zip(old, new, strict=True):
+            sa = {(int(x), int(y)): s for x, y, s in a.tolist()}
+            sb = {(int(x), int(y)): s for x, y, s in b.tolist()}
+            common = set(sa) & set(sb)
+            same += len(common)
+            old_n += len(sa)
+            new_n += len(sb)
+            worst = max([worst, *(abs(sa[k] - sb[k]) for k in common)])
+    return {"same": same / max(old_n, 1), "count_ratio": new_n / max(old_n, 1), "score": worst}
+
+
+def test_same_candidates_as_the_fft_detector_on_real_mitoses(real_mitoses_dir):
+    """The separable / sampled maps find the FFT maps' candidates on 746 real crops."""
+    from PIL import Image
+
+    files = sorted(real_mitoses_dir.glob("*/*.png"))
+    images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
+    got = _agreement(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())
+    assert got["same"] >= 0.995, got  # the same pixel, for all but a handful of near-ties
+    assert abs(got["count_ratio"] - 1.0) <= 0.01, got
+    assert got["score"] < 1e-4, got
+
+
+def test_same_candidates_as_the_fft_detector_on_synthetic_tiles(synth_dataset):
+    from wsdal_wsi.slide import open_slide
+
+    tiles = []
+    for record in synth_dataset.slides:
+        with open_slide(record.slide_path) as slide:
+            for x, y in [(0, 0), (700, 900)]:
+                tiles.append(slide.read_region((x, y), (1104, 1104), target_mpp=MPP))
+    got = _agreement(torch.from_numpy(np.stack(tiles)).permute(0, 3, 1, 2))
+    assert got["same"] >= 0.995, got
+    assert abs(got["count_ratio"] - 1.0) <= 0.01, got
+    assert got["score"] < 1e-4, got

@@ -11,10 +11,12 @@ from torchvision.models import resnet18
 from wsdal_wsi.errors import ConfigError, InputError
 from wsdal_wsi.model.nets import (
     CamNet,
+    CascadeNet,
     DualViewNet,
     ProjNet,
     ResNet18Trunk,
     build_network,
+    fold_batchnorm,
     load_trunk_weights,
 )
 
@@ -71,6 +73,39 @@ def test_bad_pretrained_file(tmp_path):
     p.write_text("nope")
     with pytest.raises(InputError, match=r"w\.pth: not a ResNet-18 weights file"):
         load_trunk_weights(ResNet18Trunk(width=64), p)
+
+
+@pytest.mark.parametrize(
+    "net",
+    [ProjNet(width=8, proj_dim=8), CamNet(width=8), DualViewNet(width=4), CascadeNet(width=8)],
+    ids=["proj", "cam", "dual", "cascade"],
+)
+def test_folding_batch_norms_keeps_the_outputs(net):
+    torch.manual_seed(1)
+    for m in net.modules():  # running statistics that are not the identity
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    x = torch.randn(5, 3, 48, 48)
+    before = net(x)
+    fold_batchnorm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
+    torch.testing.assert_close(net(x), before, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_batchnorm(net.train())
+
+
+def test_cascade_net_pools_then_scores():
+    net = CascadeNet(width=4).eval()
+    x = torch.randn(3, 3, 80, 80)
+    torch.testing.assert_close(net.pool(x), torch.nn.functional.avg_pool2d(x, 2))
+    out = net(x)
+    assert out.shape == (3, 2) and torch.equal(out[:, 0], torch.zeros(3))
+    torch.testing.assert_close(out[:, 1], net.logit(x))
+    with pytest.raises(ConfigError, match="CascadeNet"):
+        CascadeNet(width=1)
 
 
 class _RunsCode:

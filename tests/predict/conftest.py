@@ -59,6 +59,24 @@ def tiny_model(tiny_model_path):
 
 
 @pytest.fixture(scope="session")
+def trained_cascade_run(synth_dataset, tmp_path_factory):
+    """``wsdal train`` (tiny preset, baseline method) on the synthetic dataset: a run folder
+    whose model file carries a cascade distilled from its final network."""
+    from wsdal_wsi.train.presets import get_preset
+    from wsdal_wsi.train.run import RunSettings, train_run
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = tmp_path_factory.mktemp("cascade_run") / "run"
+        settings = RunSettings(method="baseline", preset=get_preset("tiny"), val_fraction=0.25)
+        summary = train_run(synth_dataset.out_dir, run, settings, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    return run, summary
+
+
+@pytest.fixture(scope="session")
 def scaleout_batch(tmp_path_factory):
     """Three synthetic slides (1024 x 768 px) and a truncated fourth, ``broken.tiff``,
     predicted by a plain sequential run: ``.folder``, ``.model``, ``.out``, ``.result``.

@@ -43,6 +43,17 @@ def test_detection_key_holds_what_decides_the_detections():
     assert a != detection_key(model_sha256="ab", threshold=0.6, slide_mpp=0.25, target_mpp=0.25)
     assert a != detection_key(model_sha256="cd", threshold=0.5, slide_mpp=0.25, target_mpp=0.25)
     assert a != detection_key(model_sha256="ab", threshold=0.5, slide_mpp=0.5, target_mpp=0.25)
+    # --no-cascade enters the key (the default leaves it as it was)
+    off = detection_key(model_sha256="ab", threshold=0.5, slide_mpp=0.25, target_mpp=0.25,
+                        cascade=False)  # fmt: skip
+    assert off == {**a, "cascade": False}
+
+
+def test_cascade_setting():
+    assert PredictSettings().cascade and PredictSettings().to_dict()["cascade"] is True
+    assert PredictSettings(cascade=False).to_dict()["cascade"] is False
+    with pytest.raises(ConfigError, match="cascade must be True or False, got 'no'"):
+        PredictSettings(cascade="no")
 
 
 def test_file_sha256(tmp_path):

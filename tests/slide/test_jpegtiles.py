@@ -10,7 +10,13 @@ import tifffile
 
 from wsdal_wsi.errors import SlideError
 from wsdal_wsi.slide import open_slide
-from wsdal_wsi.slide._jpegtiles import JpegTileReader
+from wsdal_wsi.slide._jpegtiles import (
+    CpuDecoder,
+    JpegTileReader,
+    TileDecoder,
+    TorchDecoder,
+    jpeg_stream,
+)
 from wsdal_wsi.slide._pixels import read_level_rgb
 
 from .conftest import pattern_image, write_pyramid
@@ -158,3 +164,121 @@ def test_openslide_error_state_is_detected(tmp_path: Path) -> None:
         assert openslide_failed(handle)  # sticky: why open_slide reopens after a self-check
     finally:
         handle.close()
+
+
+# ----------------------------------------------------------------------------- batched decoding
+# TorchDecoder on the CPU is the same batching code that decodes with nvJPEG on CUDA.
+
+
+class _CountingDecoder(TorchDecoder):
+    """TorchDecoder that records the size of every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__("cpu")
+        self.sizes: list[int] = []
+
+    def decode(self, level, items):
+        self.sizes.append(len(items))
+        return super().decode(level, items)
+
+
+@pytest.mark.parametrize("fixture", ["jpeg_slide_path", "cmu1_path"])
+def test_torch_decoder_gives_the_cpu_decoders_pixels(fixture: str, request) -> None:
+    """Self-made YCbCr tiles, and Aperio's RGB tiles with shared JPEG tables (CMU-1)."""
+    path = request.getfixturevalue(fixture)
+    reference, batched = _probe(path), _probe(path)
+    decoder = _CountingDecoder()
+    assert batched.use_decoder(decoder) is None
+    assert batched.decoder is decoder
+    try:
+        for level, x, y, w, h in [
+            (0, 0, 0, 700, 500),
+            (0, 130, 250, 260, 300),
+            (1, 10, 20, 200, 150),
+        ]:
+            if level >= len(batched._levels):
+                continue
+            ours = batched.read(level, x, y, w, h)
+            theirs = reference.read(level, x, y, w, h)
+            # both decode with libjpeg-turbo: the very same pixels
+            np.testing.assert_array_equal(ours, theirs)
+    finally:
+        reference.close()
+        batched.close()
+
+
+def test_a_read_decodes_its_new_tiles_in_one_batch(jpeg_slide_path: Path) -> None:
+    reader = _probe(jpeg_slide_path)
+    decoder = _CountingDecoder()
+    assert reader.use_decoder(decoder) is None
+    decoder.sizes.clear()  # the self-check's batches
+    try:
+        reader.read(0, 100, 100, 400, 300)  # 256-px tiles: columns 0-1, rows 0-1
+        assert decoder.sizes == [4] and reader.batches == 1
+        reader.read(0, 100, 100, 400, 300)  # all cached: no decoding
+        assert decoder.sizes == [4] and reader.batches == 1
+        reader.read(0, 300, 100, 400, 300)  # columns 1-2: only column 2 is new
+        assert decoder.sizes == [4, 2]
+        reader.read(0, 2000, 2000, 50, 50)  # outside the level: nothing to decode
+        assert decoder.sizes == [4, 2]
+    finally:
+        reader.close()
+
+
+def test_jpeg_stream_splices_tables_and_marks_rgb(cmu1_path: Path) -> None:
+    import torch
+    from torchvision.io import decode_jpeg
+
+    with tifffile.TiffFile(cmu1_path) as tif:
+        page = tif.pages[0]
+        tables = page.jpegtables
+        with open(cmu1_path, "rb") as fh:
+            fh.seek(page.dataoffsets[3])
+            tile = fh.read(page.databytecounts[3])
+        reference = page.decode(tile, 3, jpegtables=tables)[0]
+    reference = reference.reshape(reference.shape[-3:])[..., :3]
+    assert tables and not tile[2:].startswith(tables[2:6])  # the tile lacks the tables
+    stream = jpeg_stream(tile, tables=tables, rgb=True)
+    assert stream.startswith(b"\xff\xd8\xff\xee\x00\x0eAdobe") and stream.count(b"\xff\xd9") == 1
+    got = decode_jpeg(torch.frombuffer(bytearray(stream), dtype=torch.uint8))
+    np.testing.assert_array_equal(got.permute(1, 2, 0).numpy(), reference)
+    # Without the Adobe marker the decoder takes R, G, B for Y, Cb, Cr: other colours.
+    wrong = decode_jpeg(
+        torch.frombuffer(bytearray(jpeg_stream(tile, tables=tables, rgb=False)), dtype=torch.uint8)
+    )
+    assert np.abs(wrong.permute(1, 2, 0).numpy().astype(int) - reference).max() > 50
+    with pytest.raises(ValueError, match="SOI"):
+        jpeg_stream(tile[2:], tables=tables, rgb=True)
+
+
+class _WrongDecoder(TileDecoder):
+    name = "wrong"
+
+    def decode(self, level, items):
+        return [np.clip(t.astype(int) + 40, 0, 255).astype(np.uint8)
+                for t in CpuDecoder().decode(level, items)]  # fmt: skip
+
+
+def test_a_decoder_with_other_pixels_is_refused(jpeg_slide_path: Path) -> None:
+    reader = _probe(jpeg_slide_path)
+    try:
+        reason = reader.use_decoder(_WrongDecoder())
+        assert reason is not None and "wrong: pixels differ by up to 40" in reason
+        assert isinstance(reader.decoder, CpuDecoder)
+    finally:
+        reader.close()
+
+
+def test_slide_decodes_tiles_on_a_device_where_the_raw_tile_path_applies(
+    jpeg_slide_path: Path, pattern_slide_path: Path
+) -> None:
+    with open_slide(jpeg_slide_path) as slide, open_slide(jpeg_slide_path) as plain:
+        assert slide.info()["tile_decoder"].startswith("cpu (libjpeg-turbo)")
+        assert slide.decode_tiles_on("cpu") is None
+        assert slide.info()["tile_decoder"] == "cpu (torchvision decode_jpeg)"
+        np.testing.assert_array_equal(
+            slide.read_region((37.0, 11.0), (500, 400)), plain.read_region((37.0, 11.0), (500, 400))
+        )
+    with open_slide(pattern_slide_path) as slide:  # deflate tiles: OpenSlide reads them
+        assert "OpenSlide" in slide.decode_tiles_on("cpu")
+        assert slide.info()["tile_decoder"] is None

@@ -51,7 +51,8 @@ def test_wsdal_run_stops_resumes_and_writes_the_model(tmp_path, blob_store):
     assert (run / "dmu" / "done.json").stat().st_mtime_ns == dmu_mtime
     for stage in ("ns", "dmu", "dle", "csdgl"):
         assert (run / stage / "done.json").is_file()
-    assert set(summary["stages"]) == {"ns", "dmu", "audit", "dle", "csdgl"}
+    assert set(summary["stages"]) == {"ns", "dmu", "audit", "dle", "csdgl", "cascade"}
+    assert (run / "cascade" / "done.json").is_file()  # distilled, or why not
     assert summary["skipped_images"] == []
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["method"] == "wsdal" and cfg["preset"]["width"] == 4
@@ -73,7 +74,8 @@ def test_baseline_run(tmp_path, blob_store):
     store, _ = blob_store(n_pos=12, n_neg=24, n_images=3, n_val_images=1)
     settings = RunSettings(method="baseline", preset=blob_preset(), seed=0)
     summary = train_from_store(store, tmp_path / "b", settings, device="cpu")
-    assert set(summary["stages"]) == {"baseline"} and not (tmp_path / "b" / "ns").exists()
+    assert set(summary["stages"]) == {"baseline", "cascade"}
+    assert not (tmp_path / "b" / "ns").exists()
     assert summary["heldout"]["auc"] > 0.8
     with pytest.raises(TrainingError, match="not a WS-DAL run folder"):
         train_ablation(tmp_path / "b", "ns")

@@ -78,6 +78,13 @@ def predict(
         "1 on a small CPU).",
         rich_help_panel=_RUN,
     ),
+    no_cascade: bool = typer.Option(
+        False,
+        "--no-cascade",
+        help="Score every candidate with the final network, not only those the model's "
+        "cascade lets through (for comparison; slower).",
+        rich_help_panel=_RUN,
+    ),
     window: str | None = typer.Option(
         None,
         "--window",
@@ -204,6 +211,7 @@ def predict(
         reader_threads=reader_threads,
         threshold=threshold,
         hotspot=hotspot,
+        cascade=not no_cascade,
         review_n=review,
     )
     if ray is None and (gpus_per_slide is not None or cpus_per_slide is not None):

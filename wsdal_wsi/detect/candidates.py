@@ -16,9 +16,12 @@ deterministic):
    and a **local background**: the same map smoothed at about 4 µm
    (:attr:`CandidateParams.background_sigma_um`). Their difference, the *contrast*
    (a difference of Gaussians, in OD units), is how much darker in haematoxylin a
-   blob is than its surroundings. Both blurs are exact Gaussians applied in the
-   frequency domain (one FFT for both; faster on a CPU than a separable
-   convolution with a 16 px sigma).
+   blob is than its surroundings. Both maps are computed in
+   :mod:`wsdal_wsi.detect.maps`: separable Gaussians as banded matrix products, the
+   wide background from every 4th row and column of the smoothed map (exact to
+   about 1e-8 for a band-limited map), the OD by table look-up. On the 2-core
+   development CPU that is 5-7x less work than the earlier frequency-domain maps,
+   with the same candidates (``tests/detect``, ``benchmarks/RESULTS.md``).
 3. **Peaks**: local maxima of the smoothed OD within
    :attr:`CandidateParams.peak_radius_um` (the centre of a dark nucleus; the
    contrast of a large uniformly dark nucleus peaks along its rim) whose contrast
@@ -55,10 +58,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.profiler import record_function
 
+from wsdal_wsi.detect import maps
 from wsdal_wsi.detect.merge import greedy_merge_torch, merge_points
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.units import check_mpp, um2_to_px2, um_to_px
@@ -161,7 +165,7 @@ class CandidateParams:
                     f"got {value!r}"
                 )
             object.__setattr__(self, name, vector)
-        _stain_inverse(self.stain_haematoxylin, self.stain_eosin)  # raises if degenerate
+        maps.stain_inverse(self.stain_haematoxylin, self.stain_eosin)  # raises if degenerate
 
     def to_dict(self) -> dict[str, Any]:
         """Return the settings as a JSON-able dict (stain vectors as lists)."""
@@ -212,26 +216,6 @@ def _finite(value: Any) -> bool:
         return False
 
 
-def _stain_inverse(
-    haematoxylin: tuple[float, float, float], eosin: tuple[float, float, float]
-) -> np.ndarray:
-    """Return the (3,) row that maps RGB optical density to haematoxylin amount."""
-    h = np.asarray(haematoxylin, dtype=np.float64)
-    e = np.asarray(eosin, dtype=np.float64)
-    h = h / np.linalg.norm(h)
-    e = e / np.linalg.norm(e)
-    residual = np.cross(h, e)
-    norm = np.linalg.norm(residual)
-    if norm < 1e-6:
-        raise ConfigError(
-            f"stain vectors {tuple(haematoxylin)} and {tuple(eosin)} are parallel; "
-            "colour deconvolution needs two different stains"
-        )
-    stains = np.stack([h, e, residual / norm])  # rows: stains, columns: R, G, B
-    # od (row vector over RGB) = amounts @ stains  ->  amounts = od @ inv(stains)
-    return np.linalg.inv(stains)[:, 0]
-
-
 def haematoxylin_od(
     rgb: torch.Tensor,
     *,
@@ -267,10 +251,11 @@ def haematoxylin_od(
         degenerate.
     """
     _check_rgb(rgb)
-    row = _stain_inverse(tuple(stain_haematoxylin), tuple(stain_eosin))
-    weights = torch.tensor(row, dtype=torch.float32, device=rgb.device).view(1, 3, 1, 1)
-    od = torch.log10(rgb.float().clamp_(min=1.0).div_(255.0)).neg_()
-    return (od * weights).sum(dim=1, keepdim=True).clamp_(min=0.0)
+    with torch.autocast(device_type=rgb.device.type, enabled=False):
+        od = maps.haematoxylin_od(
+            rgb, stain_haematoxylin=tuple(stain_haematoxylin), stain_eosin=tuple(stain_eosin)
+        )
+    return od[:, None]
 
 
 def _check_rgb(rgb: Any) -> None:
@@ -280,59 +265,6 @@ def _check_rgb(rgb: Any) -> None:
         raise ConfigError(
             f"expected a (B, 3, H, W) uint8 tensor, got shape {tuple(rgb.shape)} dtype {rgb.dtype}"
         )
-
-
-def _fft_size(n: int) -> int:
-    """The smallest integer >= ``n`` whose only prime factors are 2, 3 and 5 (fast FFTs)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
-def _gaussian_pair(
-    image: torch.Tensor, sigma_small_px: float, sigma_large_px: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``image`` smoothed by two Gaussians, with mirrored edges.
-
-    Both Gaussians are applied in the frequency domain: exact Gaussians (no
-    truncation), one forward and two inverse real FFTs whatever the sigmas. On
-    the 2-core development CPU this is several times faster than separable
-    convolutions with a 16 px sigma; on CUDA it is cuFFT. Edges are mirrored over
-    4 large sigmas (``replicate`` where the image is smaller than that), so the
-    circular wrap of the FFT never reaches the image.
-
-    Parameters
-    ----------
-    image : torch.Tensor
-        ``(B, 1, H, W)`` float32.
-    sigma_small_px, sigma_large_px : float
-        Standard deviations in pixels.
-
-    Returns
-    -------
-    (small, large) : tuple of torch.Tensor
-        Two ``(B, 1, H, W)`` float32 maps (views into one buffer).
-    """
-    height, width = image.shape[-2:]
-    pad = math.ceil(4.0 * sigma_large_px)
-    mode = "reflect" if pad < min(height, width) else "replicate"
-    padded = F.pad(image, (pad, pad, pad, pad), mode=mode)
-    size = (_fft_size(padded.shape[-2]), _fft_size(padded.shape[-1]))
-    spectrum = torch.fft.rfft2(padded, s=size)
-    fy = torch.fft.fftfreq(size[0], dtype=torch.float64, device=image.device)[:, None]
-    fx = torch.fft.rfftfreq(size[1], dtype=torch.float64, device=image.device)[None, :]
-    # Fourier transform of a unit Gaussian of std s: exp(-2 pi^2 s^2 f^2), f in cycles/px.
-    f2 = (fy * fy + fx * fx) * (2.0 * math.pi * math.pi)
-    transfer = torch.stack([torch.exp(-f2 * sigma_small_px**2), torch.exp(-f2 * sigma_large_px**2)])
-    # (B, 1, h, w) x (2, h, w) -> (B, 2, h, w): both filters in one inverse transform.
-    out = torch.fft.irfft2(spectrum * transfer.to(torch.float32), s=size)
-    out = out[..., pad : pad + height, pad : pad + width]
-    return out[:, 0:1], out[:, 1:2]
 
 
 def _window_max(image: torch.Tensor, half: int) -> torch.Tensor:
@@ -353,13 +285,13 @@ def _maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Smoothed haematoxylin OD and contrast, both ``(B, 1, H, W)`` float32."""
     with torch.autocast(device_type=rgb.device.type, enabled=False):
-        od = haematoxylin_od(
+        od = maps.haematoxylin_od(
             rgb, stain_haematoxylin=params.stain_haematoxylin, stain_eosin=params.stain_eosin
         )
-        smooth, background = _gaussian_pair(
+        smooth, background = maps.gaussian_pair(
             od, um_to_px(params.smooth_sigma_um, mpp), um_to_px(params.background_sigma_um, mpp)
         )
-        return smooth, smooth - background
+        return smooth[:, None], background.neg_().add_(smooth)[:, None]
 
 
 def contrast_map(rgb: torch.Tensor, *, mpp: float, params: CandidateParams) -> torch.Tensor:
@@ -423,9 +355,10 @@ def detect_candidates(
     Deterministic; translation-equivariant away from the image border (the
     contrast near a border is computed from mirrored pixels, see
     :meth:`CandidateParams.context_um`). On the CPU a batch gives exactly the
-    candidates of its images one by one; on CUDA, cuFFT may round differently
-    with the batch size (scores equal to about 1e-6). Under autocast the maps are
-    still computed in float32.
+    candidates of its images one by one; on CUDA, batched matrix products may
+    round differently with the batch size (scores equal to about 1e-6). Under
+    autocast, and with TF32 matrix products allowed, the maps are still computed
+    in full float32.
     """
     params = params if params is not None else CandidateParams()
     _check_rgb(rgb)
@@ -435,7 +368,17 @@ def detect_candidates(
     if batch == 0 or height == 0 or width == 0:
         return [torch.zeros((0, 3), dtype=torch.float32, device=device) for _ in range(batch)]
 
-    smooth, contrast = _maps(rgb, mpp=mpp, params=params)
+    with record_function("candidates.maps"):
+        smooth, contrast = _maps(rgb, mpp=mpp, params=params)
+    with record_function("candidates.peaks"):
+        return _peaks(smooth, contrast, mpp=mpp, params=params)
+
+
+def _peaks(
+    smooth: torch.Tensor, contrast: torch.Tensor, *, mpp: float, params: CandidateParams
+) -> list[torch.Tensor]:
+    """Steps 3 and 4 (peaks, area test, merge) on the maps of :func:`_maps`."""
+    batch, _, height, _ = smooth.shape
 
     # Peaks: maxima of the smoothed OD in their (2 h + 1)^2 window (the centre of a
     # dark nucleus, not the rim where a large one's contrast peaks), with enough

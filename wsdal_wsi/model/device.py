@@ -2,6 +2,10 @@
 
 What training and inference share: ``resolve_device("auto")`` is CUDA when available,
 else the CPU; CUDA gets bf16 autocast and channels-last memory, the CPU plain fp32.
+Inference (:func:`prepare_inference`) folds batch norms into the convolutions before
+them and uses channels-last memory on every device (oneDNN's fast path on a CPU:
+1.4-1.8x for ResNet-18 at 80 px on the 2-core development machine, the same fp32
+arithmetic).
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import torch
 from torch import nn
 
 from wsdal_wsi.errors import ConfigError
+from wsdal_wsi.model.nets import fold_batchnorm
 
-__all__ = ["autocast", "prepare_model", "resolve_device"]
+__all__ = ["autocast", "prepare_inference", "prepare_model", "resolve_device"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -49,3 +54,10 @@ def prepare_model(model: nn.Module, device: torch.device) -> nn.Module:
     if device.type == "cuda":
         model.to(memory_format=torch.channels_last)
     return model
+
+
+def prepare_inference(model: nn.Module, device: torch.device) -> nn.Module:
+    """Eval mode, batch norms folded, on ``device``, channels-last (any device)."""
+    fold_batchnorm(model.eval())
+    model.to(device)
+    return model.to(memory_format=torch.channels_last)

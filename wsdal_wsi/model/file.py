@@ -6,7 +6,8 @@ cannot run code)::
 
     {"format": "wsdal-wsi-model", "format_version": 1,
      "spec": "<JSON text of ModelSpec>",
-     "state_dict": {name: tensor, ...}}
+     "state_dict": {name: tensor, ...},
+     "cascade": {"spec": "<JSON text of CascadeSpec>", "state_dict": {...}}}   (optional)
 
 The spec carries the architecture name and its constructor arguments, the patch
 size and target resolution, the normalisation, the decision threshold, the class
@@ -14,6 +15,10 @@ names, the candidate-detection settings and merge radius used in training, and a
 provenance block (data, preset, stage statistics, versions). Inference reads all
 of it from the file: :meth:`LoadedModel.predict_proba` takes raw ``uint8``
 patches and does its own normalisation.
+
+The optional ``"cascade"`` entry is the first stage of a two-stage classifier
+(:mod:`wsdal_wsi.model.cascade`). It needs no new format version: a reader that
+does not know it ignores it and scores every candidate with the final network.
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ from torch import Tensor, nn
 from wsdal_wsi.atomic import atomic_path
 from wsdal_wsi.errors import ConfigError, ModelFileError
 from wsdal_wsi.model.calibration import Calibration
-from wsdal_wsi.model.device import autocast, prepare_model
+from wsdal_wsi.model.cascade import Cascade, CascadeSpec
+from wsdal_wsi.model.device import autocast, prepare_inference
 from wsdal_wsi.model.nets import build_network
 from wsdal_wsi.model.torch_files import read_torch_file
 from wsdal_wsi.units import check_probability
@@ -168,8 +174,14 @@ class ModelSpec:
         return ModelSpec(**{**asdict(self), "threshold": float(threshold)})
 
 
-def save_model(path: str | Path, module: nn.Module, spec: ModelSpec) -> Path:
-    """Write ``module``'s weights and ``spec`` to ``path`` atomically.
+def save_model(
+    path: str | Path,
+    module: nn.Module,
+    spec: ModelSpec,
+    *,
+    cascade: tuple[nn.Module, CascadeSpec] | None = None,
+) -> Path:
+    """Write ``module``'s weights and ``spec`` (and the cascade's) to ``path`` atomically.
 
     Parameters
     ----------
@@ -179,6 +191,8 @@ def save_model(path: str | Path, module: nn.Module, spec: ModelSpec) -> Path:
         The network; it must be ``build_network(spec.arch, **spec.arch_kwargs)``-shaped.
     spec : ModelSpec
         Its description.
+    cascade : (nn.Module, CascadeSpec), optional
+        The cascade's first stage and its description.
 
     Returns
     -------
@@ -186,16 +200,21 @@ def save_model(path: str | Path, module: nn.Module, spec: ModelSpec) -> Path:
         ``path``.
     """
     path = Path(path)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
-    payload = {
+    payload: dict[str, Any] = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "spec": spec.to_json(),
-        "state_dict": state,
+        "state_dict": _cpu_state(module),
     }
+    if cascade is not None:
+        payload["cascade"] = {"spec": cascade[1].to_json(), "state_dict": _cpu_state(cascade[0])}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
+
+
+def _cpu_state(module: nn.Module) -> dict[str, Tensor]:
+    return {k: v.detach().to("cpu").contiguous().clone() for k, v in module.state_dict().items()}
 
 
 @dataclass
@@ -208,25 +227,67 @@ class LoadedModel:
     module : nn.Module
     device : torch.device
     path : Path
+    cascade : Cascade or None
+        The first stage of the cascade, when the file has one.
     """
 
     spec: ModelSpec
     module: nn.Module
     device: torch.device
     path: Path
+    cascade: Cascade | None = None
 
     def __post_init__(self) -> None:
-        self._mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=self.device)
-        self._std = torch.tensor(self.spec.std, dtype=torch.float32, device=self.device)
-        self._cuda = self.device.type == "cuda"
+        mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=self.device)
+        std = torch.tensor(self.spec.std, dtype=torch.float32, device=self.device)
+        # x = (rgb / 255 - mean) / std = rgb * scale - shift
+        self._scale = (1.0 / (255.0 * std)).view(1, 3, 1, 1)
+        self._shift = (mean / std).view(1, 3, 1, 1)
+
+    def _float(self, patches: Tensor) -> Tensor:
+        """``uint8 (N, 3, P, P)`` → float32 0-255 on the model's device, channels-last."""
+        x = patches.to(self.device, non_blocking=True)
+        return x.to(torch.float32, memory_format=torch.channels_last)
+
+    def _scale_shift(self, x: Tensor) -> Tensor:
+        return torch.addcmul(-self._shift, x, self._scale)
 
     def normalise(self, patches: Tensor) -> Tensor:
-        """``uint8 (N, 3, P, P)`` on the model's device → normalised float32."""
-        x = patches.to(self.device, non_blocking=True).float().div_(255.0)
-        x = (x - self._mean.view(1, 3, 1, 1)) / self._std.view(1, 3, 1, 1)
-        if self._cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        """``uint8 (N, 3, P, P)`` on any device → normalised float32 (channels-last)."""
+        return self._scale_shift(self._float(patches))
+
+    def first_threshold(self, threshold: float) -> float | None:
+        """The first stage's logit cut for detections at ``threshold`` (None: no cascade)."""
+        return None if self.cascade is None else self.cascade.spec.first_threshold(threshold)
+
+    @torch.inference_mode()
+    def first_stage_logits(self, patches: Tensor) -> Tensor:
+        """``(N,)`` float32 first-stage logits of ``(N, 3, P, P)`` uint8 patches.
+
+        Raises
+        ------
+        ValueError
+            The model has no cascade, or the patches are not uint8 ``(N, 3, P, P)``.
+        """
+        if self.cascade is None:
+            raise ValueError(f"{self.path}: the model has no cascade")
+        self._check(patches)
+        if patches.shape[0] == 0:
+            return torch.zeros(0, dtype=torch.float32, device=self.device)
+        with autocast(self.device):
+            return self.cascade.logits(self._float(patches), self._scale_shift)
+
+    def _check(self, patches: Tensor) -> None:
+        p = self.spec.patch_size_px
+        if (
+            patches.dtype != torch.uint8
+            or patches.ndim != 4
+            or tuple(patches.shape[1:]) != (3, p, p)
+        ):
+            raise ValueError(
+                f"the model takes uint8 (N, 3, {p}, {p}) patches, "
+                f"got {patches.dtype} {tuple(patches.shape)}"
+            )
 
     @torch.inference_mode()
     def predict_proba(self, patches: Tensor, *, batch_size: int | None = None) -> Tensor:
@@ -244,16 +305,7 @@ class LoadedModel:
         Tensor
             ``(N,)`` float32 p(mitosis) in [0, 1], on the model's device.
         """
-        p = self.spec.patch_size_px
-        if (
-            patches.dtype != torch.uint8
-            or patches.ndim != 4
-            or tuple(patches.shape[1:]) != (3, p, p)
-        ):
-            raise ValueError(
-                f"predict_proba takes uint8 (N, 3, {p}, {p}) patches, "
-                f"got {patches.dtype} {tuple(patches.shape)}"
-            )
+        self._check(patches)
         n = patches.shape[0]
         if n == 0:
             return torch.zeros(0, dtype=torch.float32, device=self.device)
@@ -388,5 +440,22 @@ def _model_of(path: Path, payload: dict[str, Any], device: str | torch.device) -
             f"{path}: weights do not fit architecture {spec.arch!r} ({first})"
         ) from exc
     dev = torch.device(device)
-    prepare_model(module.eval(), dev)
-    return LoadedModel(spec=spec, module=module, device=dev, path=path)
+    prepare_inference(module, dev)
+    cascade = _load_cascade(path, payload.get("cascade"), dev)
+    return LoadedModel(spec=spec, module=module, device=dev, path=path, cascade=cascade)
+
+
+def _load_cascade(path: Path, entry: Any, device: torch.device) -> Cascade | None:
+    """The cascade's first stage of a payload (None when the file has none)."""
+    if entry is None:
+        return None
+    try:
+        spec = CascadeSpec.from_dict(json.loads(entry["spec"]))
+        state = entry["state_dict"]
+        module = build_network(spec.arch, **spec.arch_kwargs)
+        module.load_state_dict(state, strict=True)
+    except (KeyError, TypeError, ValueError, RuntimeError, ConfigError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFileError(f"{path}: the cascade entry is malformed ({first})") from exc
+    prepare_inference(module, device)
+    return Cascade(spec=spec, module=module)

@@ -18,7 +18,9 @@ Ray can spread slides over machines). The pipeline:
    lie in the inference area), and patch cropping by one gather from the tile
    tensor (no per-patch loop); patches of several tiles are pooled and classified
    in large batches (:meth:`wsdal_wsi.model.file.LoadedModel.predict_proba`, bf16
-   and channels-last on CUDA).
+   on CUDA, channels-last everywhere). With a cascade in the model file, a small
+   first stage scores every candidate and only those above its threshold reach
+   the final network (:class:`~wsdal_wsi.predict.patches.PatchClassifier`).
 5. **Detections**: candidates with p >= threshold, merged greedily within the
    model's ``merge_radius_um`` over the whole slide (one mitotic figure, one
    detection), in a canonical order so the result depends neither on the tile
@@ -31,6 +33,7 @@ Coordinates: candidates are pixel centres of the global target-px lattice,
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +44,7 @@ import torch
 
 from wsdal_wsi.detect.candidates import CandidateParams, detect_candidates, merge_points
 from wsdal_wsi.predict.patches import PatchClassifier, crop_patches
-from wsdal_wsi.predict.plan import engine_options, plan_tiles
+from wsdal_wsi.predict.plan import engine_options, plan_tiles, tile_decode_device
 from wsdal_wsi.predict.reader import TileStream
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.slide import TissueMask, tissue_mask
@@ -51,8 +54,11 @@ __all__ = ["NEAR_MISS_FRACTION", "SlidePrediction", "predict_slide"]
 
 #: Near misses are the candidates scoring at least this fraction of the threshold (kept for
 #: the hotspot's count interval and the review list). Greedy merging visits candidates by
-#: descending score, so keeping them changes no detection.
+#: descending score, so keeping them changes no detection. With the model's cascade only the
+#: candidates its first stage lets through (its cut is the threshold's) can be near misses.
 NEAR_MISS_FRACTION = 0.25
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -75,6 +81,10 @@ class SlidePrediction:
         ``(M,)`` float64 p(mitosis) of the near misses.
     n_candidates : int
         Candidates classified (each once, in the inference area).
+    n_full : int
+        Candidates scored by the final network (all of them without a cascade).
+    first_threshold : float or None
+        The cascade's first-stage logit cut (None: no cascade used).
     n_above_threshold : int
         Candidates at or above the threshold, before merging.
     n_tiles : int
@@ -107,6 +117,8 @@ class SlidePrediction:
     near_points_level0: np.ndarray
     near_scores: np.ndarray
     n_candidates: int
+    n_full: int
+    first_threshold: float | None
     n_above_threshold: int
     n_tiles: int
     tile_size_px: int
@@ -120,6 +132,7 @@ class SlidePrediction:
     tissue_mp: float
     read_mp: float
     timings: dict[str, float] = field(default_factory=dict)
+    tile_decoder: str | None = None
 
     def engine_info(self) -> dict[str, Any]:
         """JSON-able description of how the slide was run (for provenance and summaries)."""
@@ -129,8 +142,14 @@ class SlidePrediction:
             "batch_size": self.batch_size,
             "reader_threads": self.reader_threads,
             "device": self.device,
+            "tile_decoder": self.tile_decoder,
             "n_tiles": self.n_tiles,
             "n_candidates": self.n_candidates,
+            "cascade": self.first_threshold is not None,
+            "n_full": self.n_full,
+            "skipped_fraction": round(1.0 - self.n_full / self.n_candidates, 4)
+            if self.n_candidates
+            else 0.0,
             "n_above_threshold": self.n_above_threshold,
             "tissue_mp": round(self.tissue_mp, 3),
             "read_mp": round(self.read_mp, 3),
@@ -148,6 +167,7 @@ def predict_slide(
     batch_size: int | None = None,
     reader_threads: int | None = None,
     tiles_per_step: int | None = None,
+    cascade: bool = True,
     progress: Progress | None = None,
 ) -> SlidePrediction:
     """Find the mitoses of one slide (streaming, on the model's device).
@@ -175,6 +195,9 @@ def predict_slide(
     tiles_per_step : int, optional
         Tiles sent to the candidate detector at once (default 8 on CUDA, 1 on
         the CPU).
+    cascade : bool
+        Use the model's cascade, when it has one for the threshold (False: the
+        final network scores every candidate, for comparison).
     progress : Progress, optional
         One bar, advanced per tile.
 
@@ -204,8 +227,6 @@ def predict_slide(
     )
     thr = spec.decision_threshold(threshold)
     target_mpp = float(spec.target_mpp)
-    patch_px = int(spec.patch_size_px)
-    params = CandidateParams.from_dict(spec.candidate_params or {})
     slide.require_mpp()
     timings: dict[str, float] = {}
 
@@ -214,28 +235,20 @@ def predict_slide(
         tissue = tissue_mask(slide)
         timings["tissue_s"] = time.perf_counter() - t0
     plan = plan_tiles(slide, spec, tissue=tissue, tile_size_px=tile_size_px)
+    tile_decoder = _tile_decoder(slide, device)
     area, tiles, margin_px, read_px = plan.area, plan.tiles, plan.margin_px, plan.read_px
     f = slide.level0_per_px(target_mpp)
-    area_dev = torch.from_numpy(np.ascontiguousarray(area.mask)).to(device)
-    mask_h, mask_w = area.mask.shape
-    scale = f / area.downsample  # mask px per target px
-
-    classifier = PatchClassifier(model, batch_size=batch_size, keep_from=NEAR_MISS_FRACTION * thr)
+    classifier = PatchClassifier(
+        model,
+        batch_size=batch_size,
+        threshold=thr,
+        keep_from=NEAR_MISS_FRACTION * thr,
+        cascade=cascade,
+    )
     stream = TileStream(slide, tiles, read_px=read_px, target_mpp=target_mpp,
                         threads=reader_threads, depth=reader_threads + tiles_per_step,
                         pinned=cuda, held=tiles_per_step)  # fmt: skip
-    step = functools.partial(
-        _step,
-        stream=stream,
-        classifier=classifier,
-        area_dev=area_dev,
-        scale=scale,
-        mask_wh=(mask_w, mask_h),
-        device=device,
-        target_mpp=target_mpp,
-        params=params,
-        patch_px=patch_px,
-    )
+    step = _stepper(stream, classifier, area, spec=spec, level0_per_px=f, device=device)
     progress = progress or NULL_PROGRESS
     with progress.task(f"Predicting {slide.name}", total=len(tiles)) as task:
         detect_s = _stream_tiles(stream, step, classifier, tiles_per_step=tiles_per_step, task=task)
@@ -259,6 +272,8 @@ def predict_slide(
         near_points_level0=points[~det],
         near_scores=scores[~det],
         n_candidates=classifier.n_classified,
+        n_full=classifier.n_full,
+        first_threshold=classifier.first_threshold,
         n_above_threshold=n_above,
         n_tiles=len(tiles),
         tile_size_px=tile_size_px,
@@ -272,7 +287,45 @@ def predict_slide(
         tissue_mp=tissue_mp,
         read_mp=len(tiles) * read_px * read_px / 1e6,
         timings={k: round(v, 4) for k, v in timings.items()},
+        tile_decoder=tile_decoder,
     )
+
+
+def _stepper(
+    stream: TileStream,
+    classifier: PatchClassifier,
+    area: Any,
+    *,
+    spec: Any,
+    level0_per_px: float,
+    device: torch.device,
+) -> Callable[[list[Any]], float]:
+    """:func:`_step` bound to one slide: its analysed area (``area.mask`` at
+    ``area.downsample``) on the device and the model's candidate and patch settings."""
+    mask_h, mask_w = area.mask.shape
+    return functools.partial(
+        _step,
+        stream=stream,
+        classifier=classifier,
+        area_dev=torch.from_numpy(np.ascontiguousarray(area.mask)).to(device),
+        scale=level0_per_px / area.downsample,  # mask px per target px
+        mask_wh=(mask_w, mask_h),
+        device=device,
+        target_mpp=float(spec.target_mpp),
+        params=CandidateParams.from_dict(spec.candidate_params or {}),
+        patch_px=int(spec.patch_size_px),
+    )
+
+
+def _tile_decoder(slide: Any, device: torch.device) -> str | None:
+    """Decode the slide's raw JPEG tiles where :func:`tile_decode_device` says; the decoder used."""
+    where = tile_decode_device(device)
+    if where is not None and hasattr(slide, "decode_tiles_on"):
+        why = slide.decode_tiles_on(where)
+        if why is not None:
+            log.info("%s: JPEG tiles decoded on the CPU (%s)", slide.name, why)
+    info = slide.info() if hasattr(slide, "info") else {}
+    return info.get("tile_decoder")
 
 
 def _stream_tiles(

@@ -208,6 +208,7 @@ def predict_image(
             tile_size_px=settings.tile_size_px,
             batch_size=settings.batch_size,
             reader_threads=settings.reader_threads,
+            cascade=settings.cascade,
             progress=progress,
         )
         t_assets = time.perf_counter()
@@ -240,6 +241,7 @@ def predict_image(
         threshold=threshold,
         slide_mpp=slide_mpp,
         target_mpp=model.spec.target_mpp,
+        cascade=settings.cascade,
     )
     prov = make_provenance(
         slide=dataclasses.asdict(info),

@@ -182,6 +182,7 @@ def reuse_previous(
             threshold=job.threshold,
             slide_mpp=record.mpp,
             target_mpp=job.target_mpp,
+            cascade=job.settings.cascade,
         )
         previous = previous_result(
             job.out_dir,

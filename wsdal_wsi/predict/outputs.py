@@ -96,4 +96,5 @@ def folder_settings(
         "thumbnail_px": settings.thumbnail_px,
         "gallery_n": settings.gallery_n,
         "review_n": settings.review_n,
+        "cascade": settings.cascade,
     }

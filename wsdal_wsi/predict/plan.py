@@ -32,6 +32,7 @@ __all__ = [
     "inference_area",
     "margin_px_for",
     "plan_tiles",
+    "tile_decode_device",
 ]
 
 #: Extra context (µm) beyond what the candidate detector needs, against rounding.
@@ -54,6 +55,16 @@ def default_reader_threads(device: torch.device | str, *, cores: int | None = No
 def default_tile_size(device: torch.device | str) -> int:
     """Core side of the tiles by default (px): 2048 on CUDA (less margin read twice), else 1024."""
     return 2048 if torch.device(device).type == "cuda" else 1024
+
+
+def tile_decode_device(device: torch.device | str) -> str | None:
+    """Where raw JPEG tiles are decoded: on the model's GPU (nvJPEG, in batches), else None.
+
+    None keeps the reader threads' CPU decoder (libjpeg-turbo): on a CPU the model
+    and the candidate detector need the cores, and decoding is a small part of them.
+    """
+    device = torch.device(device)
+    return str(device) if device.type == "cuda" else None
 
 
 def default_batch_size(device: torch.device | str) -> int:

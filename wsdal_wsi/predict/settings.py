@@ -24,7 +24,8 @@ from wsdal_wsi.units import check_probability
 __all__ = ["ENGINE_VERSION", "PredictSettings", "detection_key", "file_sha256"]
 
 #: Bumped when the engine changes what it detects (invalidates earlier results on re-run).
-ENGINE_VERSION = 1
+#: 2: candidate maps by separable Gaussians, and the cascade's first stage.
+ENGINE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,10 @@ class PredictSettings:
         Longest side of the report's slide thumbnail (px).
     gallery_n : int
         Crops of the highest-scoring detections shown in the report.
+    cascade : bool
+        Let the model's cascade (when its file has one) decide which candidates
+        the final network scores; False scores every candidate with it (for
+        comparison: at most about 0.5 % of the detections differ).
     review_n : int
         ``WS-DAL check`` objects per slide: the least certain decisions, hotspot first
         (``--review N``; 0: none).
@@ -66,6 +71,7 @@ class PredictSettings:
     hotspot: HotspotSettings = field(default_factory=HotspotSettings)
     thumbnail_px: int = 1600
     gallery_n: int = 24
+    cascade: bool = True
     review_n: int = 0
 
     def __post_init__(self) -> None:
@@ -88,6 +94,8 @@ class PredictSettings:
                 raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if self.threshold is not None:
             object.__setattr__(self, "threshold", check_probability(self.threshold))
+        if not isinstance(self.cascade, bool):
+            raise ConfigError(f"cascade must be True or False, got {self.cascade!r}")
         if not isinstance(self.hotspot, HotspotSettings):
             raise ConfigError(f"hotspot must be HotspotSettings, got {type(self.hotspot).__name__}")
 
@@ -106,12 +114,18 @@ class PredictSettings:
             "hotspot": self.hotspot.to_dict(),
             "thumbnail_px": self.thumbnail_px,
             "gallery_n": self.gallery_n,
+            "cascade": self.cascade,
             "review_n": self.review_n,
         }
 
 
 def detection_key(
-    *, model_sha256: str, threshold: float, slide_mpp: float | None, target_mpp: float
+    *,
+    model_sha256: str,
+    threshold: float,
+    slide_mpp: float | None,
+    target_mpp: float,
+    cascade: bool = True,
 ) -> dict[str, Any]:
     """What decides a slide's detections (compared on re-runs to skip finished slides).
 
@@ -125,19 +139,25 @@ def detection_key(
         The slide's level-0 resolution used (µm/px).
     target_mpp : float
         The model's resolution (µm/px).
+    cascade : bool
+        Whether the model's cascade was allowed (``--no-cascade``: False, which
+        enters the key; the default leaves the key as it was).
 
     Returns
     -------
     dict
         JSON-able.
     """
-    return {
+    key = {
         "engine_version": ENGINE_VERSION,
         "model_sha256": model_sha256,
         "threshold": round(float(threshold), 9),
         "slide_mpp": None if slide_mpp is None else round(float(slide_mpp), 9),
         "target_mpp": round(float(target_mpp), 9),
     }
+    if not cascade:
+        key["cascade"] = False
+    return key
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:

@@ -10,7 +10,9 @@ shuffle); the public API is the fallback, and the two give the same pixels.
 from __future__ import annotations
 
 import ctypes
+import math
 import sys
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -143,3 +145,31 @@ def openslide_failed(osr: object) -> bool:
         return lowlevel.get_error(osr._osr) is not None  # type: ignore[attr-defined]
     except Exception:  # an older binding without get_error: assume it is fine
         return False
+
+
+def read_chunked(
+    read: Callable[..., np.ndarray],
+    location: tuple[float, float],
+    size: tuple[int, int],
+    scale: float,
+    ratio: tuple[float, float],
+    max_px: int,
+) -> np.ndarray:
+    """Read a big request as a grid of smaller ones on the same lattice.
+
+    ``read(location_level0, size_px, level0_per_px=scale)`` reads one piece;
+    ``ratio`` is the level pixels read per output pixel along x and y, so that
+    every piece reads at most about ``max_px`` level pixels.
+    """
+    (x0, y0), (w, h) = location, size
+    side = int(math.sqrt(max_px))
+    step_w = max(1, int(side / max(ratio[0], 1e-9)) - 8)
+    step_h = max(1, int(side / max(ratio[1], 1e-9)) - 8)
+    out = np.empty((h, w, 3), np.uint8)
+    for j in range(0, h, step_h):
+        for i in range(0, w, step_w):
+            cw, ch = min(step_w, w - i), min(step_h, h - j)
+            out[j : j + ch, i : i + cw] = read(
+                (x0 + i * scale, y0 + j * scale), (cw, ch), level0_per_px=scale
+            )
+    return out

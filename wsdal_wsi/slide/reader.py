@@ -26,8 +26,13 @@ import numpy as np
 from wsdal_wsi.errors import ConfigError, ResolutionError, SlideError
 from wsdal_wsi.slide import _diagnose
 from wsdal_wsi.slide._geometry import ReadPlan, check_request, plan_read
-from wsdal_wsi.slide._jpegtiles import JpegTileReader, fast_tile_reader
-from wsdal_wsi.slide._pixels import openslide_failed, read_level_rgb, resample_rgb
+from wsdal_wsi.slide._jpegtiles import JpegTileReader, decode_tiles_on, fast_tile_reader
+from wsdal_wsi.slide._pixels import (
+    openslide_failed,
+    read_chunked,
+    read_level_rgb,
+    resample_rgb,
+)
 from wsdal_wsi.slide.resolution import (
     MPP_FROM_PROPERTIES,
     MPP_FROM_TIFF_TAGS,
@@ -336,7 +341,8 @@ class Slide:
                 (x0, y0), (w, h), level0_per_px=scale, level_downsamples=self.level_downsamples
             )
             if plan.read_w * plan.read_h > _MAX_READ_PX and (w > 1 or h > 1):
-                return self._read_chunked(x0, y0, w, h, scale, plan.read_w / w, plan.read_h / h)
+                ratio = (plan.read_w / w, plan.read_h / h)
+                return read_chunked(self.read_scaled, (x0, y0), (w, h), scale, ratio, _MAX_READ_PX)
             rgb, start_x, start_y = self._read_pixels(plan)
             if plan.direct:
                 return rgb
@@ -353,22 +359,6 @@ class Slide:
         return (
             x0 + w * scale < -pad or y0 + h * scale < -pad or x0 > width + pad or y0 > height + pad
         )
-
-    def _read_chunked(
-        self, x0: float, y0: float, w: int, h: int, scale: float, ratio_x: float, ratio_y: float
-    ) -> np.ndarray:
-        """Read a big request as a grid of smaller ones on the same lattice."""
-        side = int(math.sqrt(_MAX_READ_PX))
-        step_w = max(1, int(side / max(ratio_x, 1e-9)) - 8)
-        step_h = max(1, int(side / max(ratio_y, 1e-9)) - 8)
-        out = np.empty((h, w, 3), np.uint8)
-        for j in range(0, h, step_h):
-            for i in range(0, w, step_w):
-                cw, ch = min(step_w, w - i), min(step_h, h - j)
-                out[j : j + ch, i : i + cw] = self.read_scaled(
-                    (x0 + i * scale, y0 + j * scale), (cw, ch), level0_per_px=scale
-                )
-        return out
 
     def _read_pixels(self, plan: ReadPlan) -> tuple[np.ndarray, float, float]:
         """The level pixels of a plan, and the level px where the read really starts."""
@@ -457,7 +447,15 @@ class Slide:
             "file_size_bytes": self.path.stat().st_size if self.path.exists() else None,
             "associated_images": sorted(getattr(self._osr, "associated_images", {}).keys()),
             "reader": "raw JPEG tiles" if self._tiles is not None else "OpenSlide",
+            "tile_decoder": self._tiles.decoder.name if self._tiles is not None else None,
         }
+
+    def decode_tiles_on(self, device: str) -> str | None:
+        """Decode raw JPEG tiles on ``device`` in batches (:func:`._jpegtiles.decode_tiles_on`).
+
+        Returns None when in use, else why not (reads stay as they were).
+        """
+        return decode_tiles_on(self._tiles, device)
 
     # ------------------------------------------------------------------ lifetime
 

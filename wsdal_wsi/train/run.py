@@ -7,6 +7,7 @@ Run folder::
     RUN/ns/ RUN/dmu/ RUN/audit/ RUN/dle/ RUN/csdgl/    (method wsdal)
     RUN/baseline/                                       (method baseline)
     RUN/threshold.json     the decision threshold and the validation F1
+    RUN/cascade/           the cascade's first stage, distilled from the final model
     RUN/model.pt           the model file (``wsdal predict --model RUN/model.pt``)
     RUN/summary.json       stage statistics, threshold, held-out metrics, where the model is
 
@@ -37,6 +38,7 @@ import torchvision
 from wsdal_wsi import __version__
 from wsdal_wsi.atomic import write_json_atomic
 from wsdal_wsi.errors import ConfigError, InputError, TrainingError
+from wsdal_wsi.model.cascade import CascadeSpec
 from wsdal_wsi.model.device import resolve_device
 from wsdal_wsi.model.file import ModelSpec, save_model
 from wsdal_wsi.model.torch_files import read_torch_file
@@ -45,6 +47,7 @@ from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.audit import write_audit
 from wsdal_wsi.train.baseline import train_ce
+from wsdal_wsi.train.cascade import run_cascade
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.context import require_both_classes, resolve_init_weights, stage_context
 from wsdal_wsi.train.csdgl import run_csdgl
@@ -364,8 +367,9 @@ def _finish(
             },
         ),
     )
+    cascade = _cascade(ctx, model_path.parent / "cascade", model, stages, thr, preset)
     if is_main_process():
-        save_model(model_path, model, spec)
+        save_model(model_path, model, spec, cascade=cascade)
     summary = {
         "method": settings.method,
         "preset": preset.name,
@@ -385,6 +389,38 @@ def _finish(
         write_json_atomic(model_path.parent / "summary.json", summary)
     barrier()  # the model file is there for every process when this returns
     return summary
+
+
+def _cascade(
+    ctx: StageContext,
+    out_dir: Path,
+    model: torch.nn.Module,
+    stages: dict[str, Any],
+    thr: dict[str, Any],
+    preset: Preset,
+) -> tuple[torch.nn.Module, CascadeSpec] | None:
+    """The cascade stage (into ``stages["cascade"]``): its first stage and spec, or None."""
+    first, stages["cascade"] = run_cascade(
+        ctx,
+        out_dir,
+        model,
+        threshold=float(thr["threshold"]),
+        merge_radius_um=preset.merge_radius_um,
+    )
+    if first is None:
+        return None
+    info = {k: v for k, v in stages["cascade"].items() if k != "table"}
+    return first, _cascade_spec(stages["cascade"], info)
+
+
+def _cascade_spec(done: dict[str, Any], info: dict[str, Any]) -> CascadeSpec:
+    return CascadeSpec(
+        arch=done["arch"],
+        arch_kwargs=done["arch_kwargs"],
+        table=tuple(done["table"]),
+        keep_fraction=float(done["settings"]["keep_fraction"]),
+        provenance=info,
+    )
 
 
 def train_ablation(
