@@ -96,3 +96,21 @@ def test_three_shard_processes_into_one_out_give_the_outputs_of_one_run(
     assert {im.key: im.status for im in result.state.images} == {
         "broken": "failed", **{k: "skipped" for k in keys}
     }  # fmt: skip
+
+
+def test_shards_started_with_a_relative_and_an_absolute_source_path_share_out(
+    scaleout_batch, monkeypatch
+):
+    """One array task may be given ``slides/``, another ``/shared/slides``: the same batch."""
+    from wsdal_wsi.predict.outputs import folder_settings
+
+    folder = Path(scaleout_batch.folder).resolve()
+    monkeypatch.chdir(folder.parent)
+    settings = PredictSettings(device="cpu")
+
+    def key(path):
+        src = open_source(path)
+        return folder_settings(src, model_sha256="m", threshold=0.5, settings=settings)
+
+    assert key(Path(folder.name)) == key(folder)
+    assert key(Path(folder.name))["source"]["path"] == str(folder)

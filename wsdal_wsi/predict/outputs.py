@@ -77,6 +77,10 @@ def check_outputs_apart(
             )
 
 
+def _resolved(path: Any) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
 def folder_settings(
     source: Any,
     *,
@@ -88,7 +92,8 @@ def folder_settings(
     info = source.describe()
     return {
         "command": "wsdal predict",
-        "source": {"kind": info.get("kind"), "path": info.get("path")},
+        # however each run or shard spelt it: relative, absolute, through a link
+        "source": {"kind": info.get("kind"), "path": _resolved(info.get("path"))},
         "model_sha256": model_sha256,
         "threshold": round(float(threshold), 9),
         "engine_version": ENGINE_VERSION,
