@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from wsdal_wsi.qupath import read_objects
-from wsdal_wsi.train.audit import REVIEW_CLASS, flag_annotations, write_audit
+from wsdal_wsi.train.audit import (
+    AUDIT_RANK_MEASUREMENT,
+    REVIEW_CLASS,
+    flag_annotations,
+    write_audit,
+)
+from wsdal_wsi.train.presets import AuditSettings
 from wsdal_wsi.train.store import StoreWriter
 
 
@@ -64,7 +70,7 @@ def test_flags_aggregate_clicks_over_their_copies(store):
         "noisy",
     ]
     p = [0.1, 0.2, 0.6, 0.9, 0.1, 0.8, 0.3, 0.7, 0.2, 0.95]
-    f = flag_annotations(_table(outcome, p=p), store)
+    f = flag_annotations(_table(outcome, p=p), store, settings=DMU_ONLY)
     assert len(f) == 6
     kinds = dict(zip(zip(f.image_key, f.kind, strict=True), f.flagged, strict=True))
     assert kinds[("a", "positive_click")] and not kinds[("b", "positive_click")]
@@ -74,13 +80,35 @@ def test_flags_aggregate_clicks_over_their_copies(store):
     assert f.xy_level0[i].tolist() == [10.0, 5.0]  # the click, not a jittered copy
     assert f.noisy_fraction[i] == pytest.approx(2 / 3) and f.p_mitosis[i] == pytest.approx(0.3)
     never = [0, 0, 0, 0, 0, 1, 1, 0, 0, 0]  # never learned counts like noisy
-    f2 = flag_annotations(_table(["clean"] * 10, never=never), store)
+    f2 = flag_annotations(_table(["clean"] * 10, never=never), store, settings=DMU_ONLY)
     assert f2.flagged.tolist().count(True) == 1
+
+
+#: DMU's verdict alone, without the network's agreement.
+DMU_ONLY = AuditSettings(click_max_p=1.0, candidate_min_p=0.0)
+
+
+def test_the_network_must_agree_before_an_annotation_is_blamed(store):
+    outcome = ["noisy"] * 10
+    # a: click p 0.3 (mean of its copies), negative click 0.9, candidate 0.1
+    # b: click p 0.05, negative click 0.5, candidate 0.95
+    p = [0.1, 0.2, 0.6, 0.9, 0.1, 0.05, 0.05, 0.05, 0.5, 0.95]
+    f = flag_annotations(_table(outcome, p=p), store)
+    flagged = {(k, kind) for k, kind, on in zip(f.image_key, f.kind, f.flagged, strict=True) if on}
+    assert flagged == {("a", "negative_click"), ("b", "positive_click"), ("b", "candidate")}
+    i = int(np.flatnonzero((f.image_key == "b") & (f.kind == "positive_click"))[0])
+    assert f.sureness[i] == pytest.approx(0.95)  # 1 - p for a click of a mitosis
+    j = int(np.flatnonzero((f.image_key == "b") & (f.kind == "candidate"))[0])
+    assert f.sureness[j] == pytest.approx(0.95)  # p for the others
+    looser = flag_annotations(_table(outcome, p=p), store, settings=AuditSettings(click_max_p=0.5))
+    assert looser.flagged.sum() == 4  # a's click (p 0.3) too
+    with pytest.raises(Exception, match="click_max_p"):
+        AuditSettings(click_max_p=1.5)
 
 
 def test_write_audit_geojson(tmp_path, store):
     outcome = ["noisy", "noisy", "noisy", "noisy", "clean"] + ["clean"] * 5
-    stats = write_audit(tmp_path / "audit", _table(outcome, p=[0.05] * 3 + [0.9] * 7), store)
+    stats = write_audit(tmp_path / "audit", _table(outcome, p=[0.05] * 3 + [0.92] * 7), store)
     assert stats["n_flagged"] == 2 and stats["per_image"] == {"a": 2, "b": 0}
     assert stats["by_reason"]["click with no mitosis under it"] == 1
     objs = read_objects(tmp_path / "audit" / "a.geojson")
@@ -92,7 +120,11 @@ def test_write_audit_geojson(tmp_path, store):
     ]
     raw = json.loads((tmp_path / "audit" / "a.geojson").read_text())
     meas = [f["properties"]["measurements"] for f in raw["features"]]
-    assert sorted(m["WS-DAL probability"] for m in meas) == [0.05, 0.9]
+    # surest first: the click (1 - 0.05) before the negative-class click (0.92)
+    assert [m["WS-DAL probability"] for m in meas] == [0.05, 0.92]
+    assert [m[AUDIT_RANK_MEASUREMENT] for m in meas] == [1, 2]
     assert raw["wsdal"]["slide"] == "a.tiff"
     assert json.loads((tmp_path / "audit" / "b.geojson").read_text())["features"] == []
-    assert (tmp_path / "audit" / "review.csv").read_text().count("\n") == 3
+    review = (tmp_path / "audit" / "review.csv").read_text().splitlines()
+    assert len(review) == 3 and review[0].startswith("rank,")
+    assert review[1].startswith("1,a,") and "click with no mitosis" in review[1]

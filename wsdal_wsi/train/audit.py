@@ -1,26 +1,35 @@
 """Label audit: the annotations the model believes are wrong, back to the annotator.
 
-From DMU's per-sample table, per annotation:
+From DMU's per-sample table, per annotation (settings:
+:class:`~wsdal_wsi.train.presets.AuditSettings`), when DMU called at least
+``noisy_min_fraction`` of its patches ``noisy`` or never learned them **and** DMU's
+network agrees firmly:
 
-* a **positive click** (aggregating its jittered copies) is flagged when at least
-  ``min_fraction`` of its patches came out ``noisy`` or never learned: *"click
-  with no mitosis under it"*;
-* a **negative-class click** flagged noisy: *"likely mitosis near a
-  negative-class click"*;
+* a **positive click** (aggregating its jittered copies) with p(mitosis) below
+  ``click_max_p``: *"click with no mitosis under it"*;
+* a **negative-class click** with p(mitosis) at least ``candidate_min_p``:
+  *"likely mitosis near a negative-class click"*;
 * a **candidate used as a negative** (random or mined, inside an exhaustively
-  annotated area) flagged noisy: *"likely mitosis not annotated"*.
+  annotated area) with p(mitosis) at least ``candidate_min_p``: *"likely mitosis
+  not annotated"*.
 
-Each flagged annotation becomes a QuPath point annotation of class
-``WS-DAL review`` named ``"WS-DAL review: <reason>"`` with the measurements
-``WS-DAL probability`` (the DMU network's p(mitosis)) and ``WS-DAL noisy
-fraction``, in ``RUN/audit/<image key>.geojson`` (one file per training image,
-empty when nothing was flagged) plus ``RUN/audit/review.csv`` listing all of
-them. Importing the GeoJSON into QuPath puts the points on the slide; nothing of
-the pathologist's own annotations is changed.
+DMU's verdict alone was right less than half of the time on the development data;
+the agreement is what makes the audit right when it speaks (numbers in
+:class:`~wsdal_wsi.train.presets.AuditSettings`). The flags are ranked surest first
+(the network's confidence against the annotation: 1 - p for a click of a mitosis,
+p for the others; then the noisy fraction). Each becomes a QuPath point annotation
+of class ``WS-DAL review`` named ``"WS-DAL review: <reason>"`` with the
+measurements ``WS-DAL probability`` (the DMU network's p(mitosis)), ``WS-DAL noisy
+fraction`` and ``WS-DAL audit rank`` (1 = surest), in
+``RUN/audit/<image key>.geojson`` (one file per training image, empty when nothing
+was flagged) plus ``RUN/audit/review.csv`` listing all of them in rank order.
+Importing the GeoJSON into QuPath puts the points on the slide; nothing of the
+pathologist's own annotations is changed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +41,23 @@ from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath.geojson_write import point_feature, write_features
 from wsdal_wsi.qupath.model import PROBABILITY_MEASUREMENT, tool_name
 from wsdal_wsi.train.common import StageDir
+from wsdal_wsi.train.presets import AuditSettings
 from wsdal_wsi.train.store import PatchStore
 
-__all__ = ["REASONS", "REVIEW_CLASS", "AnnotationFlags", "flag_annotations", "write_audit"]
+__all__ = [
+    "AUDIT_RANK_MEASUREMENT",
+    "REASONS",
+    "REVIEW_CLASS",
+    "AnnotationFlags",
+    "flag_annotations",
+    "write_audit",
+]
 
 #: The QuPath class of the review objects.
 REVIEW_CLASS = "WS-DAL review"
+
+#: The measurement giving a review object's place in the audit (1 = surest).
+AUDIT_RANK_MEASUREMENT = "WS-DAL audit rank"
 
 #: Reason per kind of annotation.
 REASONS = {
@@ -63,6 +83,9 @@ class AnnotationFlags:
     p_mitosis : ndarray float64
         Mean DMU p(mitosis) over its patches.
     flagged : ndarray bool
+    sureness : ndarray float64
+        How firmly DMU's network contradicts the annotation: ``1 - p_mitosis``
+        for a positive click, ``p_mitosis`` for the others.
     click_id : ndarray int64
         The store's click id (-1 for candidates).
     row : ndarray int64
@@ -75,6 +98,7 @@ class AnnotationFlags:
     noisy_fraction: np.ndarray
     p_mitosis: np.ndarray
     flagged: np.ndarray
+    sureness: np.ndarray
     click_id: np.ndarray
     row: np.ndarray
 
@@ -83,9 +107,19 @@ class AnnotationFlags:
 
 
 def flag_annotations(
-    table: Mapping[str, np.ndarray], store: PatchStore, *, min_fraction: float = 0.5
+    table: Mapping[str, np.ndarray],
+    store: PatchStore,
+    *,
+    settings: AuditSettings = AuditSettings(),
 ) -> AnnotationFlags:
-    """Aggregate DMU's per-sample outcomes into per-annotation flags."""
+    """Aggregate DMU's per-sample outcomes into per-annotation flags.
+
+    An annotation is flagged when its noisy fraction is at least
+    ``settings.noisy_min_fraction``, DMU's p(mitosis) agrees (below
+    ``settings.click_max_p`` for a positive click, at least
+    ``settings.candidate_min_p`` for the others) and the store does not mark it
+    trusted (a pathologist's answer).
+    """
     bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
         bool
     )
@@ -119,13 +153,19 @@ def flag_annotations(
     for i in np.flatnonzero((label == 0) & (src == "candidate")):
         add(np.array([i]), "candidate", rows[i], -1)
     frac = np.array(out["frac"], np.float64)
+    kind = np.array(out["kind"], dtype=object)
+    p_ann = np.array(out["p"], np.float64)
+    click = kind == "positive_click"
+    agrees = np.where(click, p_ann < settings.click_max_p, p_ann >= settings.candidate_min_p)
+    trusted = store.trusted[np.array(out["row"], np.int64)].astype(bool)
     return AnnotationFlags(
         image_key=np.array(out["image_key"], dtype=object),
         xy_level0=np.stack([np.array(out["x"]), np.array(out["y"])], axis=1).reshape(-1, 2),
-        kind=np.array(out["kind"], dtype=object),
+        kind=kind,
         noisy_fraction=frac,
-        p_mitosis=np.array(out["p"], np.float64),
-        flagged=(frac >= min_fraction) & ~store.trusted[np.array(out["row"], np.int64)],
+        p_mitosis=p_ann,
+        flagged=(frac >= settings.noisy_min_fraction) & agrees & ~trusted,
+        sureness=np.where(click, 1.0 - p_ann, p_ann),
         click_id=np.array(out["cid"], np.int64),
         row=np.array(out["row"], np.int64),
     )
@@ -136,16 +176,18 @@ def write_audit(
     table: Mapping[str, np.ndarray],
     store: PatchStore,
     *,
-    min_fraction: float = 0.5,
+    settings: AuditSettings = AuditSettings(),
     run_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the review objects per training image; return the audit's statistics."""
+    """Write the review objects per training image, surest first; return the statistics."""
 
     stage = StageDir(out_dir)
     if (done := stage.done) is not None:
         return done
-    flags = flag_annotations(table, store, min_fraction=min_fraction)
+    flags = flag_annotations(table, store, settings=settings)
     sel = np.flatnonzero(flags.flagged)
+    sel = sel[np.lexsort((-flags.noisy_fraction[sel], -flags.sureness[sel]))]  # surest first
+    rank = {int(i): r + 1 for r, i in enumerate(sel)}
     reasons = np.array([REASONS[k] for k in flags.kind[sel]], dtype=object)
     keys = sorted({str(im["key"]) for im in store.images if im["split"] == "train"})
     per_image: dict[str, int] = {}
@@ -161,6 +203,7 @@ def write_audit(
                 measurements={
                     PROBABILITY_MEASUREMENT: round(float(flags.p_mitosis[i]), 4),
                     "WS-DAL noisy fraction": round(float(flags.noisy_fraction[i]), 4),
+                    AUDIT_RANK_MEASUREMENT: rank[int(i)],
                 },
             )
             for i in mine
@@ -171,13 +214,14 @@ def write_audit(
             provenance=provenance(
                 slide=str(im["slide"]),
                 model="WS-DAL DMU label audit",
-                settings={"min_fraction": min_fraction, **dict(run_info or {})},
+                settings={**dataclasses.asdict(settings), **dict(run_info or {})},
             ),
         )
         per_image[key] = len(features)
     stage.save_table(
         "review.csv",
         {
+            "rank": np.arange(1, len(sel) + 1),
             "image_key": flags.image_key[sel],
             "x_level0": flags.xy_level0[sel, 0],
             "y_level0": flags.xy_level0[sel, 1],

@@ -196,7 +196,9 @@ def _wsdal_stages(
     table = read_dmu_table(out_dir / "dmu")
     run_info = {"run": str(out_dir), "preset": preset.name}
     stages["audit"] = on_main(
-        lambda: write_audit(out_dir / "audit", table, store, run_info=run_info)
+        lambda: write_audit(
+            out_dir / "audit", table, store, settings=preset.audit, run_info=run_info
+        )
     )
     if stop_after == "dmu":
         return None, None

@@ -143,6 +143,10 @@ def check_run_config(out_dir: Path, settings: RunSettings, *, resume: bool) -> N
         # a setting an older run's config.json does not record had its default then
         defaults = json.loads(json.dumps(RunSettings(preset=settings.preset).to_dict()))
         old_settings = {k: old.get(k, defaults[k]) for k in new}
+        if isinstance(old_settings.get("preset"), dict):  # a preset field added since: its default
+            old_settings["preset"] = json.loads(
+                json.dumps(Preset.from_dict(old_settings["preset"]).to_dict())
+            )
         if old_settings != new:
             diff = differing_keys(old_settings, new)
             raise ConfigError(
