@@ -87,3 +87,17 @@ def test_a_run_started_before_classes_were_recorded_resumes_with_the_defaults(tm
                       classes=ClassSettings(positive=("Mitotic figure",)))  # fmt: skip
     with pytest.raises(ConfigError, match=r"differs: classes\.positive"):
         check_run_config(tmp_path, lab, resume=True)
+
+
+def test_a_run_started_before_a_preset_field_existed_resumes_with_its_default(tmp_path):
+    settings = RunSettings(method="wsdal", preset=get_preset("tiny"))
+    check_run_config(tmp_path, settings, resume=False)
+    cfg = read_run_config(tmp_path)
+    del cfg["preset"]["audit"]  # as wsdal-wsi wrote it before the audit had settings
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    check_run_config(tmp_path, settings, resume=True)  # no "differs: preset.audit..."
+    stricter = RunSettings(
+        method="wsdal", preset=get_preset("tiny").replace(**{"audit.candidate_min_p": 0.95})
+    )
+    with pytest.raises(ConfigError, match=r"differs: preset\.audit\.candidate_min_p"):
+        check_run_config(tmp_path, stricter, resume=True)
