@@ -110,9 +110,8 @@ class BatchLedger:
                     todo = []
                     for job in some:
                         if not self.hold(job, wait=wait):
-                            state.images[
-                                job.index
-                            ].reason = "another run is writing it; coming back to it"
+                            busy = state.images[job.index]
+                            busy.reason = "another run is writing it; coming back to it"
                             deferred.append(job)
                             continue
                         task.update(status=job.name)

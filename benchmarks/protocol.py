@@ -1,0 +1,229 @@
+"""Accuracy protocol: WS-DAL against the baseline through the commands users run.
+
+Data seeds are split once, here, into
+
+* ``DEV_DATA_SEEDS``: development data, where settings are chosen (the label
+  audit's agreement thresholds, :class:`wsdal_wsi.train.presets.AuditSettings`,
+  were chosen on runs of the ``wsdal demo`` data, data seed 0);
+* ``REPORT_DATA_SEEDS``: reporting data, never used to choose anything. Their
+  numbers are what RESULTS.md reports.
+
+Per data seed, the ``wsdal demo`` data set's settings: ``wsdal synth`` makes 4
+training slides of 3072² px (220 mitoses and 220 look-alikes per mm² of tissue,
+realistic click noise as the demo's: 15 % of the mitoses missed, false clicks on
+look-alikes worth 15 % of the true clicks, ``Mitosis-like`` clicks on 20 % of the
+other look-alikes) and 2 test slides of 8192² px (30
+mitoses and 60 look-alikes per mm², data seed + 1000). Per training seed and
+method: ``wsdal train --preset demo --method M --seed S``, ``wsdal predict`` on
+the test slides, ``wsdal evaluate --json`` against their true mitoses (MIDOG
+matching within 7.5 µm, micro-averaged). For WS-DAL runs the label audit
+(``RUN/audit/review.csv``) is scored against the injected noise: a flagged
+``Mitosis`` click is right when the click was false; a flagged unannotated
+candidate when a missed mitosis lies within 7.5 µm.
+
+Printed: one row per run; per method mean and sd of the test F1; the paired
+difference WS-DAL - baseline (same data, same training seed) with its mean, sd and
+95 % t-interval; audit precision / recall per reason, summed over the runs.
+
+CPU here (2 cores): about 4 minutes per data seed and training seed (both methods)::
+
+    python benchmarks/protocol.py --out bench-protocol                  # reporting seeds, seed 0
+    python benchmarks/protocol.py --train-seeds 0,1,2 --out bench-protocol
+    python benchmarks/protocol.py --data-seeds dev --out bench-protocol   # development data
+
+Everything lands in ``--out``; a rerun reuses every finished step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEV_DATA_SEEDS = (0,)
+REPORT_DATA_SEEDS = (11, 12, 13)
+METHODS = ("baseline", "wsdal")
+MATCH_UM = 7.5
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
+
+
+def _wsdal(*args: str, log: Path) -> None:
+    cmd = [sys.executable, "-m", "wsdal_wsi", *args]
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write("$ " + " ".join(cmd) + "\n")
+        fh.flush()
+        subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
+
+
+def make_data(root: Path, seed: int, log: Path) -> tuple[Path, Path]:
+    """The training and test folders of one data seed (generated once)."""
+    train, test = root / f"data{seed}" / "train", root / f"data{seed}" / "test"
+    common = ["--tissue-fraction", "0.7", "--mpp", "0.25", "--negative-click-fraction", "0.2"]
+    if not (train / "synth.json").is_file():
+        _wsdal("synth", str(train), "--slides", "4", "--seed", str(seed), "--size", "3072x3072",
+               "--mitoses-per-mm2", "220", "--lookalikes-per-mm2", "220", "--prefix", "train_",
+               *common, log=log)  # fmt: skip
+    if not (test / "synth.json").is_file():
+        _wsdal("synth", str(test), "--slides", "2", "--seed", str(seed + 1000), "--size",
+               "8192x8192", "--mitoses-per-mm2", "30", "--lookalikes-per-mm2", "60", "--prefix",
+               "test_", *common, log=log)  # fmt: skip
+    return train, test
+
+
+def run_one(root: Path, seed: int, train_seed: int, method: str, log: Path) -> dict:
+    """Train, predict, evaluate one method: its F1 and times (reused when done)."""
+    train, test = make_data(root, seed, log)
+    run = root / f"data{seed}" / f"{method}-seed{train_seed}"
+    result_path = run / "protocol.json"
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    t0 = time.perf_counter()
+    resume = ["--resume"] if (run / "train" / "config.json").is_file() else []
+    _wsdal("train", str(train), "--out", str(run / "train"), "--preset", "demo", "--method",
+           method, "--seed", str(train_seed), "--device", "cpu", *resume, log=log)  # fmt: skip
+    t1 = time.perf_counter()
+    _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
+           str(run / "predict"), "--device", "cpu", log=log)  # fmt: skip
+    t2 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, "-m", "wsdal_wsi", "evaluate", str(run / "predict"), str(test / "truth"),
+         "--json"], check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    ev = json.loads(out.stdout)
+    total = ev.get("total", ev)
+    result = {
+        "data_seed": seed,
+        "train_seed": train_seed,
+        "method": method,
+        "f1": total["f1"],
+        "precision": total["precision"],
+        "recall": total["recall"],
+        "train_s": round(t1 - t0, 1),
+        "predict_s": round(t2 - t1, 1),
+    }
+    if method == "wsdal":
+        result["audit"] = score_audit(run / "train", train)
+    result_path.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def score_audit(run: Path, data: Path) -> dict:
+    """Per reason: flagged, right, and how many wrong annotations of that kind there were."""
+    with open(run / "audit" / "review.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    out = {}
+    by_key: dict[str, tuple] = {}
+    for noise_path in sorted((data / "truth").glob("*.noise.json")):
+        noise = json.loads(noise_path.read_text())
+        key = noise_path.name[: -len(".noise.json")]
+        cxy = np.array([[c["x"], c["y"]] for c in noise["clicks"]]).reshape(-1, 2)
+        bad = np.array([c["kind"] in ("false", "mislabelled") for c in noise["clicks"]], bool)
+        missed = np.array([[m["x"], m["y"]] for m in noise["missed"]]).reshape(-1, 2)
+        by_key[key] = (cxy, bad, missed)
+    radius_px = MATCH_UM / 0.25
+    train_keys = _train_keys(run)
+    for reason, wrong_total in (
+        ("click with no mitosis under it", sum(int(by_key[k][1].sum()) for k in train_keys)),
+        ("likely mitosis not annotated", sum(len(by_key[k][2]) for k in train_keys)),
+    ):
+        mine = [r for r in rows if r["reason"] == reason]
+        right = 0
+        for r in mine:
+            cxy, bad, missed = by_key[r["image_key"]]
+            xy = np.array([float(r["x_level0"]), float(r["y_level0"])])
+            if reason.startswith("click") and len(cxy):
+                right += bool(bad[np.argmin(np.linalg.norm(cxy - xy, axis=1))])
+            elif len(missed):
+                right += bool(np.linalg.norm(missed - xy, axis=1).min() <= radius_px)
+        out[reason] = {"flagged": len(mine), "right": right, "wrong_in_data": wrong_total}
+    return out
+
+
+def _train_keys(run: Path) -> list[str]:
+    """The training-split image keys of a run (the audit covers those only)."""
+    with open(run / "store" / "images.csv", encoding="utf-8") as fh:
+        return [r["key"] for r in csv.DictReader(fh) if r["split"] == "train"]
+
+
+def _ci(values: list[float]) -> str:
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return f"{mean:+.3f} (one run)"
+    sd = statistics.stdev(values)
+    half = T95.get(n - 1, 1.96) * sd / math.sqrt(n)
+    return f"{mean:+.3f} ± {sd:.3f} (95 % CI {mean - half:+.3f} .. {mean + half:+.3f}, n={n})"
+
+
+def report(results: list[dict], seeds_name: str) -> None:
+    print(f"# Accuracy protocol ({seeds_name} data seeds), demo preset, CPU")
+    print(f"# {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| data seed | train seed | method | F1 | precision | recall | train s | predict s |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        scores = [f"{r[k]:.3f}" for k in ("f1", "precision", "recall")]
+        cells = [r["data_seed"], r["train_seed"], r["method"], *scores]
+        cells += [r["train_s"], r["predict_s"]]
+        print("| " + " | ".join(str(c) for c in cells) + " |")
+    by = {(r["data_seed"], r["train_seed"], r["method"]): r for r in results}
+    for m in METHODS:
+        f1 = [r["f1"] for r in results if r["method"] == m]
+        if f1:
+            sd = statistics.stdev(f1) if len(f1) > 1 else 0.0
+            print(f"{m}: F1 {statistics.fmean(f1):.3f} ± {sd:.3f} over {len(f1)} runs")
+    diffs = [by[(d, s, "wsdal")]["f1"] - by[(d, s, "baseline")]["f1"]
+             for (d, s, m) in by if m == "wsdal" and (d, s, "baseline") in by]  # fmt: skip
+    if diffs:
+        print(f"WS-DAL - baseline (paired): {_ci(diffs)}")
+    audit: dict[str, list[int]] = {}
+    for r in results:
+        for reason, a in (r.get("audit") or {}).items():
+            t = audit.setdefault(reason, [0, 0, 0])
+            t[0] += a["flagged"]
+            t[1] += a["right"]
+            t[2] += a["wrong_in_data"]
+    for reason, (flagged, right, wrong) in audit.items():
+        p = right / flagged if flagged else float("nan")
+        print(f"audit '{reason}': {flagged} flagged, {right} right: precision {p:.2f}, "
+              f"recall {right / max(wrong, 1):.2f} (of {wrong} in the data)")  # fmt: skip
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data-seeds", default="report", help="'report', 'dev' or a comma list")
+    ap.add_argument("--train-seeds", default="0")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--out", type=Path, default=Path("bench-protocol"))
+    args = ap.parse_args()
+    named = {"report": REPORT_DATA_SEEDS, "dev": DEV_DATA_SEEDS}
+    if args.data_seeds in named:
+        seeds = named[args.data_seeds]
+    else:
+        seeds = tuple(int(s) for s in args.data_seeds.split(","))
+        if set(seeds) & set(REPORT_DATA_SEEDS) and set(seeds) - set(REPORT_DATA_SEEDS):
+            sys.exit("mix of reporting and other data seeds: report them apart")
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "commands.log"
+    results = []
+    for seed in seeds:
+        for train_seed in (int(s) for s in args.train_seeds.split(",")):
+            for method in args.methods.split(","):
+                print(f"data seed {seed}, training seed {train_seed}, {method} ...",
+                      file=sys.stderr, flush=True)  # fmt: skip
+                results.append(run_one(args.out, seed, train_seed, method, log))
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    report(results, args.data_seeds)
+
+
+if __name__ == "__main__":
+    main()
