@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -53,6 +54,7 @@ import numpy as np
 DEV_DATA_SEEDS = (0,)
 REPORT_DATA_SEEDS = (11, 12, 13)
 METHODS = ("baseline", "wsdal")
+ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
 MATCH_UM = 7.5
 T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26}
 
@@ -95,19 +97,11 @@ def run_one(root: Path, seed: int, train_seed: int, method: str, log: Path) -> d
     _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
            str(run / "predict"), "--device", "cpu", log=log)  # fmt: skip
     t2 = time.perf_counter()
-    out = subprocess.run(
-        [sys.executable, "-m", "wsdal_wsi", "evaluate", str(run / "predict"), str(test / "truth"),
-         "--json"], check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    ev = json.loads(out.stdout)
-    total = ev.get("total", ev)
     result = {
         "data_seed": seed,
         "train_seed": train_seed,
         "method": method,
-        "f1": total["f1"],
-        "precision": total["precision"],
-        "recall": total["recall"],
+        **_evaluate(run / "predict", test),
         "train_s": round(t1 - t0, 1),
         "predict_s": round(t2 - t1, 1),
     }
@@ -115,6 +109,47 @@ def run_one(root: Path, seed: int, train_seed: int, method: str, log: Path) -> d
         result["audit"] = score_audit(run / "train", train)
     result_path.write_text(json.dumps(result, indent=2))
     return result
+
+
+def run_ablations(root: Path, seed: int, train_seed: int, log: Path) -> list[dict]:
+    """The stage ablations of a finished WS-DAL run: cross-entropy on the NS set, on the NS
+    set without DMU's removals, on DLE's kept set (``train_ablation``, the same settings as
+    the baseline), each predicted and evaluated by the commands users run."""
+    _, test = make_data(root, seed, log)
+    run = root / f"data{seed}" / f"wsdal-seed{train_seed}"
+    out = []
+    for variant in ABLATIONS:
+        path = run / f"ablation-{variant}.json"
+        if path.is_file():
+            out.append(json.loads(path.read_text()))
+            continue
+        code = (
+            "from wsdal_wsi.train.run import train_ablation; "
+            f"train_ablation({str(run / 'train')!r}, {variant!r}, device='cpu')"
+        )
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+        t1 = time.perf_counter()
+        model = run / "train" / f"ablation-{variant}" / "model.pt"
+        _wsdal("predict", str(test), "--model", str(model), "--out",
+               str(run / f"predict-{variant}"), "--device", "cpu", log=log)  # fmt: skip
+        t2 = time.perf_counter()
+        ev = _evaluate(run / f"predict-{variant}", test)
+        result = {"data_seed": seed, "train_seed": train_seed, "method": f"ablation {variant}",
+                  **ev, "train_s": round(t1 - t0, 1), "predict_s": round(t2 - t1, 1)}  # fmt: skip
+        path.write_text(json.dumps(result, indent=2))
+        out.append(result)
+    return out
+
+
+def _evaluate(pred: Path, test: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "wsdal_wsi", "evaluate", str(pred), str(test / "truth"), "--json"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    ev = json.loads(out.stdout)
+    total = ev.get("total", ev)
+    return {k: total[k] for k in ("f1", "precision", "recall")}
 
 
 def score_audit(run: Path, data: Path) -> dict:
@@ -198,12 +233,32 @@ def report(results: list[dict], seeds_name: str) -> None:
               f"recall {right / max(wrong, 1):.2f} (of {wrong} in the data)")  # fmt: skip
 
 
+def report_ablations(results: list[dict], ablations: list[dict]) -> None:
+    """Each stage against the one before it, paired by data and training seed."""
+    f1 = {(r["data_seed"], r["train_seed"], r["method"]): r["f1"] for r in results + ablations}
+    steps = ["baseline", *(f"ablation {v}" for v in ABLATIONS), "wsdal"]
+    pairs = sorted({(d, s) for d, s, m in f1 if m.startswith("ablation")})
+    print("\n| data seed | train seed | " + " | ".join(steps) + " |")
+    print("|---:|---:|" + "---:|" * len(steps))
+    for d, s in pairs:
+        cells = [f"{f1[(d, s, m)]:.3f}" if (d, s, m) in f1 else "" for m in steps]
+        print(f"| {d} | {s} | " + " | ".join(cells) + " |")
+    for before, after in itertools.pairwise(steps):
+        diffs = [f1[(d, s, after)] - f1[(d, s, before)] for d, s in pairs
+                 if (d, s, after) in f1 and (d, s, before) in f1]  # fmt: skip
+        if diffs:
+            print(f"{after} - {before}: {_ci(diffs)}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-seeds", default="report", help="'report', 'dev' or a comma list")
     ap.add_argument("--train-seeds", default="0")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--out", type=Path, default=Path("bench-protocol"))
+    ap.add_argument(
+        "--ablations", action="store_true", help="also the stage ablations of each WS-DAL run"
+    )
     args = ap.parse_args()
     named = {"report": REPORT_DATA_SEEDS, "dev": DEV_DATA_SEEDS}
     if args.data_seeds in named:
@@ -214,15 +269,20 @@ def main() -> None:
             sys.exit("mix of reporting and other data seeds: report them apart")
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "commands.log"
-    results = []
+    results: list[dict] = []
+    ablations: list[dict] = []
     for seed in seeds:
         for train_seed in (int(s) for s in args.train_seeds.split(",")):
             for method in args.methods.split(","):
                 print(f"data seed {seed}, training seed {train_seed}, {method} ...",
                       file=sys.stderr, flush=True)  # fmt: skip
                 results.append(run_one(args.out, seed, train_seed, method, log))
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+            if args.ablations and "wsdal" in args.methods.split(","):
+                ablations.extend(run_ablations(args.out, seed, train_seed, log))
+    (args.out / "results.json").write_text(json.dumps(results + ablations, indent=2))
     report(results, args.data_seeds)
+    if ablations:
+        report_ablations(results, ablations)
 
 
 if __name__ == "__main__":
