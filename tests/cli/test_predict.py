@@ -3,31 +3,19 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import re
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.predict import builders
 from wsdal_wsi.cli import app
 
 runner = CliRunner()
-
-
-def _builders():
-    path = Path(__file__).resolve().parents[1] / "predict" / "builders.py"
-    name = "_wsdal_predict_builders"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(autouse=True)
@@ -40,12 +28,12 @@ def _one_torch_thread():
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return _builders().make_dataset(tmp_path_factory.mktemp("cli_predict") / "data")
+    return builders.make_dataset(tmp_path_factory.mktemp("cli_predict") / "data")
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return _builders().make_tiny_model(tmp_path_factory.mktemp("cli_model") / "model.pt")
+    return builders.make_tiny_model(tmp_path_factory.mktemp("cli_model") / "model.pt")
 
 
 @pytest.fixture
@@ -85,7 +73,7 @@ def test_predict_a_slide_folder_then_evaluate(slides, model, data, tmp_path):
 
 def test_predict_a_qupath_project_without_qupath(data, model, tmp_path):
     project = tmp_path / "project"
-    qpproj = _builders().make_project(
+    qpproj = builders.make_project(
         project, [s.slide_path for s in data.slides], [s.annotation_path for s in data.slides]
     )
     out = tmp_path / "OUT"
@@ -99,7 +87,7 @@ def test_predict_a_qupath_project_without_qupath(data, model, tmp_path):
 
 
 def test_a_corrupt_slide_fails_alone_and_the_exit_code_says_so(slides, model, data, tmp_path):
-    _builders().corrupt_copy(data.slides[0].slide_path, slides / "broken.tiff")
+    builders.corrupt_copy(data.slides[0].slide_path, slides / "broken.tiff")
     out = tmp_path / "OUT"
     result = _predict(str(slides), "--model", str(model), "--out", str(out))
     assert result.exit_code == 1, result.output
@@ -140,7 +128,7 @@ def test_write_qupath_without_qupath_says_what_to_do(data, model, tmp_path, monk
     from wsdal_wsi.qupath import paquo_adapter
 
     monkeypatch.setattr(paquo_adapter, "qupath_available", lambda: False)
-    qpproj = _builders().make_project(
+    qpproj = builders.make_project(
         tmp_path / "project", [data.slides[0].slide_path], [data.slides[0].annotation_path]
     )
     out = tmp_path / "OUT"
@@ -182,7 +170,7 @@ def test_out_into_the_slide_folder_exits_2_naming_the_sidecar(slides, model):
 
 def test_out_into_a_projects_annotation_exports_exits_2(data, model, tmp_path):
     project = tmp_path / "project"
-    qpproj = _builders().make_project(
+    qpproj = builders.make_project(
         project, [s.slide_path for s in data.slides], [s.annotation_path for s in data.slides]
     )
     exports = project / "wsdal" / "annotations"
@@ -215,7 +203,7 @@ def test_a_read_only_out_exits_2(slides, model, tmp_path, monkeypatch):
 
 def test_a_single_bad_slide_as_source_exits_2(data, model, tmp_path):
     """A bad slide given by itself was a batch of one failed slide (exit 1)."""
-    broken = _builders().corrupt_copy(data.slides[0].slide_path, tmp_path / "broken.tiff")
+    broken = builders.corrupt_copy(data.slides[0].slide_path, tmp_path / "broken.tiff")
     result = _predict(str(broken), "--model", str(model), "--out", str(tmp_path / "OUT"))
     _one_error_line(result, "broken.tiff", "truncated")
     assert not (tmp_path / "OUT").exists()
@@ -238,8 +226,8 @@ def test_predict_counts_with_the_class_roles_the_model_was_trained_with(data, tm
         shutil.copy(s.slide_path, folder)
         _rename_classes(s.annotation_path, folder / s.annotation_path.name, {"Region": "Pen mark"})
     lab = {"positive": ["Mitotic figure"], "ignored": ["Pen mark"]}
-    lab_model = _builders().make_tiny_model(tmp_path / "lab.pt", annotation_classes=lab)
-    default_model = _builders().make_tiny_model(tmp_path / "default.pt")
+    lab_model = builders.make_tiny_model(tmp_path / "lab.pt", annotation_classes=lab)
+    default_model = builders.make_tiny_model(tmp_path / "default.pt")
 
     def regions(model_path, out, *extra):
         result = _predict(str(folder), "--model", str(model_path), "--out", str(out), *extra)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.predict import builders
 from wsdal_wsi.cli import app
 from wsdal_wsi.cli.train import format_summary
 from wsdal_wsi.model.file import load_model
@@ -206,17 +205,6 @@ def test_a_pretrained_file_that_would_run_code_is_refused_before_any_work(tmp_pa
     assert not (tmp_path / "run").exists()
 
 
-def _project_builder():
-    path = Path(__file__).resolve().parents[1] / "predict" / "builders.py"
-    name = "_wsdal_predict_builders"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _lab_copy(dataset, folder, names):
     """The dataset's slides (linked) with their clicks under the lab's class names."""
     folder.mkdir()
@@ -266,7 +254,7 @@ def test_train_a_moved_project_with_relink(synth_dataset, tmp_path):
     for s in synth_dataset.slides:
         shutil.copy(s.slide_path, old)
     project = tmp_path / "project"
-    _project_builder().make_project(
+    builders.make_project(
         project,
         [old / s.slide_path.name for s in synth_dataset.slides],
         [s.annotation_path for s in synth_dataset.slides],
@@ -326,4 +314,4 @@ def test_the_pathologists_answers_are_trusted_labels_and_init_fine_tunes(synth_d
 
 
 def _tiny_model(tmp_path):
-    return _project_builder().make_tiny_model(tmp_path / "tiny.pt")
+    return builders.make_tiny_model(tmp_path / "tiny.pt")

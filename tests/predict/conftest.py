@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-
-def _load_builders():
-    path = Path(__file__).with_name("builders.py")
-    spec = importlib.util.spec_from_file_location("_wsdal_predict_builders", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_builders = _load_builders()
+from tests.predict import builders as _builders
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ the CLI in a separate process (to kill it), and fingerprints of a folder's files
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -13,21 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.predict import builders
+
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _load_builders():
-    path = REPO / "tests" / "predict" / "builders.py"
-    name = "_wsdal_predict_builders"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-builders = _load_builders()
 
 
 @pytest.fixture(autouse=True)
