@@ -21,6 +21,14 @@ matching within 7.5 µm, micro-averaged). For WS-DAL runs the label audit
 ``Mitosis`` click is right when the click was false; a flagged unannotated
 candidate when a missed mitosis lies within 7.5 µm.
 
+Stain shift: the same test slides are made a second time with ``wsdal synth
+--stain-shift S`` (``--stain-shift``, default 1: every slide's haematoxylin stronger
+and bluer, its eosin paler, outside the training slides' range; the same figures in
+the same places), and every model is scored on them too; printed per method: F1 on
+the shifted slides and the paired drop (F1 on the originals - F1 on the shifted).
+``--stain-jitter A`` trains with that stain augmentation (``wsdal train
+--stain-jitter``) instead of the preset's; use another ``--out`` per value.
+
 Printed: one row per run; per method mean and sd of the test F1; the paired
 difference WS-DAL - baseline (same data, same training seed) with its mean, sd and
 95 % t-interval; audit precision / recall per reason, summed over the runs.
@@ -51,7 +59,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEV_DATA_SEEDS = (0,)
+DEV_DATA_SEEDS = (0, 1, 2)
 REPORT_DATA_SEEDS = (11, 12, 13)
 METHODS = ("baseline", "wsdal")
 ABLATIONS = ("ns", "ns_dmu", "ns_dmu_dle")
@@ -67,10 +75,23 @@ def _wsdal(*args: str, log: Path) -> None:
         subprocess.run(cmd, check=True, stdout=fh, stderr=subprocess.STDOUT)
 
 
+COMMON = ["--tissue-fraction", "0.7", "--mpp", "0.25", "--negative-click-fraction", "0.2"]
+
+
+def make_shifted(root: Path, seed: int, shift: float, log: Path) -> Path:
+    """The test slides of one data seed again, recoloured by ``--stain-shift shift``."""
+    test = root / f"data{seed}" / f"test-shift{shift:g}"
+    if not (test / "synth.json").is_file():
+        _wsdal("synth", str(test), "--slides", "2", "--seed", str(seed + 1000), "--size",
+               "8192x8192", "--mitoses-per-mm2", "30", "--lookalikes-per-mm2", "60", "--prefix",
+               "test_", "--stain-shift", f"{shift:g}", *COMMON, log=log)  # fmt: skip
+    return test
+
+
 def make_data(root: Path, seed: int, log: Path) -> tuple[Path, Path]:
     """The training and test folders of one data seed (generated once)."""
     train, test = root / f"data{seed}" / "train", root / f"data{seed}" / "test"
-    common = ["--tissue-fraction", "0.7", "--mpp", "0.25", "--negative-click-fraction", "0.2"]
+    common = COMMON
     if not (train / "synth.json").is_file():
         _wsdal("synth", str(train), "--slides", "4", "--seed", str(seed), "--size", "3072x3072",
                "--mitoses-per-mm2", "220", "--lookalikes-per-mm2", "220", "--prefix", "train_",
@@ -82,17 +103,32 @@ def make_data(root: Path, seed: int, log: Path) -> tuple[Path, Path]:
     return train, test
 
 
-def run_one(root: Path, seed: int, train_seed: int, method: str, log: Path) -> dict:
-    """Train, predict, evaluate one method: its F1 and times (reused when done)."""
+def run_one(
+    root: Path,
+    seed: int,
+    train_seed: int,
+    method: str,
+    log: Path,
+    *,
+    stain_jitter: float | None = None,
+    shift: float = 0.0,
+) -> dict:
+    """Train, predict, evaluate one method: its F1 and times (reused when done); with
+    ``shift``, its F1 on the stain-shifted test slides too."""
     train, test = make_data(root, seed, log)
     run = root / f"data{seed}" / f"{method}-seed{train_seed}"
     result_path = run / "protocol.json"
     if result_path.is_file():
-        return json.loads(result_path.read_text())
+        result = json.loads(result_path.read_text())
+        if result.get("stain_jitter") != stain_jitter:
+            sys.exit(f"{run} was trained with --stain-jitter {result.get('stain_jitter')}")
+        return _with_shift(result, run, root, seed, shift, log)
     t0 = time.perf_counter()
     resume = ["--resume"] if (run / "train" / "config.json").is_file() else []
+    jitter = [] if stain_jitter is None else ["--stain-jitter", f"{stain_jitter:g}"]
     _wsdal("train", str(train), "--out", str(run / "train"), "--preset", "demo", "--method",
-           method, "--seed", str(train_seed), "--device", "cpu", *resume, log=log)  # fmt: skip
+           method, "--seed", str(train_seed), "--device", "cpu", *jitter, *resume,
+           log=log)  # fmt: skip
     t1 = time.perf_counter()
     _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
            str(run / "predict"), "--device", "cpu", log=log)  # fmt: skip
@@ -101,6 +137,7 @@ def run_one(root: Path, seed: int, train_seed: int, method: str, log: Path) -> d
         "data_seed": seed,
         "train_seed": train_seed,
         "method": method,
+        "stain_jitter": stain_jitter,
         **_evaluate(run / "predict", test),
         "train_s": round(t1 - t0, 1),
         "predict_s": round(t2 - t1, 1),
@@ -108,6 +145,19 @@ def run_one(root: Path, seed: int, train_seed: int, method: str, log: Path) -> d
     if method == "wsdal":
         result["audit"] = score_audit(run / "train", train)
     result_path.write_text(json.dumps(result, indent=2))
+    return _with_shift(result, run, root, seed, shift, log)
+
+
+def _with_shift(result: dict, run: Path, root: Path, seed: int, shift: float, log: Path) -> dict:
+    """``result`` with ``shift{S}``: the model's F1 on the stain-shifted test slides."""
+    key = f"shift{shift:g}"
+    if shift <= 0 or key in result:
+        return result
+    test = make_shifted(root, seed, shift, log)
+    _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
+           str(run / f"predict-{key}"), "--device", "cpu", log=log)  # fmt: skip
+    result[key] = _evaluate(run / f"predict-{key}", test)
+    (run / "protocol.json").write_text(json.dumps(result, indent=2))
     return result
 
 
@@ -200,6 +250,25 @@ def _ci(values: list[float]) -> str:
     return f"{mean:+.3f} ± {sd:.3f} (95 % CI {mean - half:+.3f} .. {mean + half:+.3f}, n={n})"
 
 
+def report_shift(results: list[dict], shift: float) -> None:
+    """Per method: F1 on the stain-shifted test slides and the paired drop."""
+    key = f"shift{shift:g}"
+    for m in METHODS:
+        rs = [r for r in results if r["method"] == m and key in r]
+        if not rs:
+            continue
+        f1 = [r[key]["f1"] for r in rs]
+        drop = [r["f1"] - r[key]["f1"] for r in rs]
+        sd = statistics.stdev(f1) if len(f1) > 1 else 0.0
+        print(f"{m}, stain shift {shift:g}: F1 {statistics.fmean(f1):.3f} ± {sd:.3f}; "
+              f"drop (original - shifted) {_ci(drop)}")  # fmt: skip
+    by = {(r["data_seed"], r["train_seed"], r["method"]): r for r in results if key in r}
+    diffs = [by[(d, s, "wsdal")][key]["f1"] - by[(d, s, "baseline")][key]["f1"]
+             for (d, s, m) in by if m == "wsdal" and (d, s, "baseline") in by]  # fmt: skip
+    if diffs:
+        print(f"WS-DAL - baseline on the shifted slides (paired): {_ci(diffs)}")
+
+
 def report(results: list[dict], seeds_name: str) -> None:
     print(f"# Accuracy protocol ({seeds_name} data seeds), demo preset, CPU")
     print(f"# {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -259,6 +328,14 @@ def main() -> None:
     ap.add_argument(
         "--ablations", action="store_true", help="also the stage ablations of each WS-DAL run"
     )
+    ap.add_argument(
+        "--stain-shift",
+        type=float,
+        default=1.0,
+        help="score every model on the test slides shifted by this (0: not)",
+    )
+    ap.add_argument("--stain-jitter", type=float, default=None,
+                    help="wsdal train --stain-jitter (default: the preset's)")  # fmt: skip
     args = ap.parse_args()
     named = {"report": REPORT_DATA_SEEDS, "dev": DEV_DATA_SEEDS}
     if args.data_seeds in named:
@@ -276,11 +353,14 @@ def main() -> None:
             for method in args.methods.split(","):
                 print(f"data seed {seed}, training seed {train_seed}, {method} ...",
                       file=sys.stderr, flush=True)  # fmt: skip
-                results.append(run_one(args.out, seed, train_seed, method, log))
+                results.append(run_one(args.out, seed, train_seed, method, log,
+                                       stain_jitter=args.stain_jitter,
+                                       shift=args.stain_shift))  # fmt: skip
             if args.ablations and "wsdal" in args.methods.split(","):
                 ablations.extend(run_ablations(args.out, seed, train_seed, log))
     (args.out / "results.json").write_text(json.dumps(results + ablations, indent=2))
     report(results, args.data_seeds)
+    report_shift(results, args.stain_shift)
     if ablations:
         report_ablations(results, ablations)
 

@@ -35,6 +35,8 @@ def test_parse_size_rejects_with_the_value(text):
         ("jpeg_quality", 20),
         ("tile_px", 100),
         ("stain_variation", 3.0),
+        ("stain_shift", -0.5),
+        ("stain_shift", 4.0),
         ("lookalike_mix", (0.0, 0.0, 0.0)),
     ],
 )

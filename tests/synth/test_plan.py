@@ -29,3 +29,16 @@ def test_plan_areas():
     assert plan.tissue_area_mm2 == pytest.approx(0.5 * area, rel=0.2)
     assert 0 < plan.tumour_area_mm2 < plan.tissue_area_mm2
     assert plan.mpp == 0.25 and plan.name == "x"
+
+
+def test_a_stain_shift_recolours_the_same_slide():
+    """--stain-shift changes the look only: the same figures in the same places."""
+    from dataclasses import replace
+
+    bank = make_bank(PARAMS, 11)
+    plain = make_plan(PARAMS, seed=11, name="a", bank=bank)
+    shifted = make_plan(replace(PARAMS, stain_shift=1.0), seed=11, name="a", bank=bank)
+    for field in ("xy", "kind", "variant", "hard", "angle", "dark"):
+        assert np.array_equal(getattr(plain.objects, field), getattr(shifted.objects, field))
+    assert shifted.look.h_strength > plain.look.h_strength
+    assert shifted.look.e_strength < plain.look.e_strength

@@ -47,3 +47,32 @@ def test_no_variation_gives_the_reference_look_and_variation_differs_by_seed():
     assert a != b
     assert a == _look(1.0, seed=1)
     assert 50 <= a.jpeg_quality <= 90 and a.blur_sigma_um > 0
+
+
+def test_stain_shift_moves_every_slide_outside_the_variation_and_keeps_the_stream():
+    """A shifted look keeps the seed's own variation and moves beyond its spread."""
+    plain = [_look(1.0, seed=s) for s in range(40)]
+    shifted = [
+        sample_look(
+            np.random.default_rng(s),
+            stain_variation=1.0,
+            blur_um=0.15,
+            jpeg_quality=90,
+            stain_shift=1.0,
+        )
+        for s in range(40)
+    ]
+    h_plain = [lk.h_strength for lk in plain]
+    e_plain = [lk.e_strength for lk in plain]
+    assert min(lk.h_strength for lk in shifted) > max(h_plain)
+    assert max(lk.e_strength for lk in shifted) < min(e_plain)
+    for a, b in zip(plain, shifted, strict=True):
+        # only the colours move: blur, JPEG quality and noise come from the same stream
+        assert (a.blur_sigma_um, a.jpeg_quality, a.noise_level) == (
+            b.blur_sigma_um,
+            b.jpeg_quality,
+            b.noise_level,
+        )
+        assert np.isclose(np.linalg.norm(b.h_vec), 1.0) and np.isclose(np.linalg.norm(b.e_vec), 1.0)
+        # haematoxylin turned bluer: more red absorbed relative to green
+        assert b.h_vec[0] / b.h_vec[1] > a.h_vec[0] / a.h_vec[1]

@@ -14,6 +14,8 @@ from wsdal_wsi.train.augment import (
     center_crop,
     matched_shifts,
     normalise,
+    stain_jitter,
+    with_stain_jitter,
 )
 
 
@@ -122,3 +124,50 @@ def test_an_extra_shift_moves_the_crop():
     y0, x0 = divmod(int(out[0, 0].argmax()), 24)
     y1, x1 = divmod(int(out[1, 0].argmax()), 24)
     assert (y0, x0) == (12, 12 - 5) and (y1, x1) == (12 + 3, 12)
+
+
+def test_stain_jitter_raises_every_view_to_its_amplitude():
+    assert with_stain_jitter(WEAK, 0.0) is WEAK
+    weak = with_stain_jitter(WEAK, 0.2)
+    assert (weak.hed_scale, weak.hed_shift, weak.hed_mix) == (0.2, 0.2, 0.2)
+    assert weak.rotate_deg == WEAK.rotate_deg and weak.brightness == WEAK.brightness
+    strong = with_stain_jitter(STRONG, 0.01)  # the view's own larger jitter stays
+    assert (strong.hed_scale, strong.hed_shift) == (STRONG.hed_scale, STRONG.hed_shift)
+
+
+def test_stain_jitter_moves_stain_amounts_and_zero_is_the_identity():
+    """HED jitter changes each patch's colour by one per-stain factor and offset: a
+    haematoxylin-only patch stays on the haematoxylin direction, darker or paler."""
+    x = torch.rand(8, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    assert stain_jitter(x, scale=0.0, shift=0.0, generator=g) is x
+    y = stain_jitter(x, scale=0.3, shift=0.1, generator=g)
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert (y - x).abs().mean() > 0.01
+    # per sample one transform: the mean colour shifts differ between samples
+    shift = (y - x).mean(dim=(2, 3))
+    assert shift.std(dim=0).max() > 1e-3
+    again = stain_jitter(x, scale=0.3, shift=0.1, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(y, again)
+
+
+def test_stain_mix_turns_a_pure_stain_into_another_hue():
+    """With ``mix``, a haematoxylin-only patch gains other stains in proportion to its
+    own amount: its hue changes, which scale and shift alone cannot do."""
+    from wsdal_wsi.train.augment import _HED_FROM_RGB, _RGB_FROM_HED
+
+    amount = torch.linspace(0.1, 1.0, 16).view(1, 1, 1, 16).expand(4, 1, 16, 16)
+    h = _RGB_FROM_HED[0].view(1, 3, 1, 1)  # pure haematoxylin, rising amounts along x
+    x = ((torch.exp(-amount * h) * 256.0 - 1.0) / 255.0).clamp(0, 1)
+
+    def hed(img):
+        od = -torch.log((img * 255.0 + 1.0) / 256.0)
+        return torch.einsum("ij,bjhw->bihw", _HED_FROM_RGB.T, od)
+
+    g = torch.Generator().manual_seed(2)
+    scaled = hed(stain_jitter(x, scale=0.3, shift=0.0, generator=g))
+    mixed = hed(stain_jitter(x, scale=0.0, shift=0.0, mix=0.3, generator=g))
+    # scale alone: eosin stays ~0 wherever haematoxylin rises; mix: eosin follows it
+    assert scaled[:, 1].abs().max() < 0.02
+    e_slope = (mixed[:, 1, :, -1] - mixed[:, 1, :, 0]).abs().mean()
+    assert e_slope > 0.05

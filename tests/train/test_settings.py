@@ -101,3 +101,17 @@ def test_a_run_started_before_a_preset_field_existed_resumes_with_its_default(tm
     )
     with pytest.raises(ConfigError, match=r"differs: preset\.audit\.candidate_min_p"):
         check_run_config(tmp_path, stricter, resume=True)
+
+
+def test_stain_jitter_replaces_the_presets_and_an_older_run_had_none(tmp_path):
+    run = tmp_path / "run"
+    first = resolve_run_settings(run, resume=False, preset="tiny", stain_jitter=0.2)
+    assert first.preset.name == "tiny" and first.preset.stain_jitter == 0.2
+    check_run_config(run, first, resume=False)
+    assert resolve_run_settings(run, resume=True).preset.stain_jitter == 0.2
+    with pytest.raises(ConfigError, match="stain_jitter must be a number in"):
+        resolve_run_settings(tmp_path / "x", resume=False, stain_jitter=0.9)
+    cfg = read_run_config(run)
+    del cfg["preset"]["stain_jitter"]  # as a run of an older wsdal-wsi recorded it
+    (run / "config.json").write_text(json.dumps(cfg))
+    assert resolve_run_settings(run, resume=True).preset.stain_jitter == 0.0

@@ -91,6 +91,15 @@ def synth(
         "colour and intensity, blur and JPEG quality; 0 = every slide alike.",
         rich_help_panel=_LOOK,
     ),
+    stain_shift: float = typer.Option(
+        0.0,
+        "--stain-shift",
+        help="Shift (0-3, unitless) of every slide's stain away from the "
+        "reference, as another lab or scanner: haematoxylin stronger and bluer, eosin "
+        "paler; 1 lies outside the spread of --stain-variation 1. The same --seed gives "
+        "the same slides, only recoloured (for stain-robustness tests).",
+        rich_help_panel=_LOOK,
+    ),
     blur_um: float = typer.Option(
         0.15, "--blur-um", help="Mean focus blur, Gaussian sigma in µm.", rich_help_panel=_LOOK
     ),
@@ -192,6 +201,7 @@ def synth(
         tumour_fraction=tumour_fraction,
         hard_fraction=hard_fraction,
         stain_variation=stain_variation,
+        stain_shift=stain_shift,
         blur_um=blur_um,
         jpeg_quality=jpeg_quality,
     )

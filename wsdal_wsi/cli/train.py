@@ -135,6 +135,13 @@ def train(
         help="Fraction of the slides held out to choose the threshold "
         f"[default: {_DEFAULT.val_fraction:g}].",
     ),
+    stain_jitter: float | None = typer.Option(
+        None,
+        "--stain-jitter",
+        help="Stain augmentation (0-0.5): HED jitter amplitude of every training view of "
+        "every stage; raise it when slides will come from other labs or scanners "
+        "[default: the preset's].",
+    ),
     seed: int | None = typer.Option(
         None,
         "--seed",
@@ -184,6 +191,7 @@ def train(
         method=method,
         seed=seed,
         val_fraction=val_fraction,
+        stain_jitter=stain_jitter,
         mpp=mpp,
         pretrained=pretrained,
         init_model=init,

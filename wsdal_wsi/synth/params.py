@@ -98,6 +98,11 @@ class SynthParams:
         Scale of the slide-to-slide variation of stain colour and intensity,
         focus blur and JPEG quality: 0 gives every slide the same look, 1 a
         realistic spread between labs and scanners, up to 2.
+    stain_shift : float
+        A shift of every slide's stain colour and intensity away from the
+        reference (another lab or scanner; :func:`~wsdal_wsi.synth.stain.sample_look`):
+        0 none, 1 outside the spread of ``stain_variation`` 1, up to 3. The same
+        seed gives the same slides, only recoloured.
     blur_um : float
         Mean focus blur (Gaussian sigma, µm) applied to every slide; each
         slide varies around it with ``stain_variation``.
@@ -118,6 +123,7 @@ class SynthParams:
     tumour_fraction: float = 0.6
     hard_fraction: float = 0.25
     stain_variation: float = 1.0
+    stain_shift: float = 0.0
     blur_um: float = 0.15
     jpeg_quality: int = 90
     tile_px: int = 256
@@ -141,6 +147,7 @@ class SynthParams:
         _check_range("tumour_fraction", self.tumour_fraction, 0.05, 1.0)
         _check_range("hard_fraction", self.hard_fraction, 0.0, 1.0)
         _check_range("stain_variation", self.stain_variation, 0.0, 2.0)
+        _check_range("stain_shift", self.stain_shift, 0.0, 3.0)
         _check_range("blur_um", self.blur_um, 0.0, 2.0)
         _check_range("jpeg_quality", self.jpeg_quality, 50, 100, integer=True)
         _check_range("tile_px", self.tile_px, 64, 2048, integer=True)

@@ -90,6 +90,7 @@ def make_plan(params: SynthParams, *, seed: int, name: str, bank: TextureBank) -
     look = sample_look(
         slide_rng(seed, "look"),
         stain_variation=params.stain_variation,
+        stain_shift=params.stain_shift,
         blur_um=params.blur_um,
         jpeg_quality=params.jpeg_quality,
     )

@@ -10,7 +10,12 @@ into RGB by Beer-Lambert::
 so colour deconvolution (Ruifrok-Johnston, Macenko) recovers the stains as it
 does on real slides. Each slide draws its own stain vectors, stain strengths,
 focus blur, background and JPEG quality from its seed (:func:`sample_look`);
-``stain_variation`` scales the spread.
+``stain_variation`` scales the spread. ``stain_shift`` moves every slide's look
+away from the reference in one direction (another lab's protocol, another
+scanner): haematoxylin stronger and bluer, eosin paler and more violet, by an
+amount that at 1 lies outside the spread of ``stain_variation`` 1 (see
+:func:`sample_look`), for testing how a model trained on one lab's slides
+carries over to another's.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ H_VEC = np.array([0.60, 0.72, 0.35], dtype=np.float64) / np.linalg.norm([0.60, 0
 E_VEC = np.array([0.14, 0.90, 0.41], dtype=np.float64) / np.linalg.norm([0.14, 0.90, 0.41])
 
 _LN10 = math.log(10.0)
+#: Directions in which ``stain_shift`` turns the stain vectors (before renormalising):
+#: haematoxylin absorbing more red (bluer), eosin absorbing more blue (more violet).
+_H_SHIFT = np.array([1.0, -0.25, -0.6]) / np.linalg.norm([1.0, -0.25, -0.6])
+_E_SHIFT = np.array([-0.1, -0.35, 1.0]) / np.linalg.norm([-0.1, -0.35, 1.0])
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,12 @@ class SlideLook:
 
 
 def sample_look(
-    rng: np.random.Generator, *, stain_variation: float, blur_um: float, jpeg_quality: int
+    rng: np.random.Generator,
+    *,
+    stain_variation: float,
+    blur_um: float,
+    jpeg_quality: int,
+    stain_shift: float = 0.0,
 ) -> SlideLook:
     """Draw one slide's look.
 
@@ -90,15 +104,27 @@ def sample_look(
         Mean focus blur sigma (µm).
     jpeg_quality : int
         Best JPEG quality; slides lose up to ``12 * stain_variation`` points.
+    stain_shift : float
+        0: none. s > 0 moves every slide's look, after its own variation: the stain
+        vectors turn by ``0.25 s`` (unit vectors; ``stain_variation`` 1 spreads them
+        by about 0.07 per component), haematoxylin strength times ``exp(0.45 s)`` and
+        eosin strength times ``exp(-0.62 s)``: ``stain_variation`` 1 spreads them within
+        ``exp(±0.22)`` and ``exp(±0.30)``, so at s = 1 every slide is stained more
+        strongly with haematoxylin, and more weakly with eosin, than any unshifted
+        slide. The random stream does not depend on it: the same seed gives the same
+        slide, only its colours move.
     """
     v = float(stain_variation)
+    s = float(stain_shift)
     # Draw everything unconditionally so the stream does not depend on v.
     dh, de = rng.normal(size=3), rng.normal(size=3)
     u = rng.uniform(-1.0, 1.0, size=6)
-    h_vec = tuple(float(x) for x in _unit(np.clip(H_VEC + 0.07 * v * dh, 0.02, None)))
-    e_vec = tuple(float(x) for x in _unit(np.clip(E_VEC + 0.07 * v * de, 0.02, None)))
-    h_strength = float(np.exp(0.22 * v * u[0]))
-    e_strength = float(np.exp(0.30 * v * u[1]))
+    h_shifted = H_VEC + 0.07 * v * dh + 0.25 * s * _H_SHIFT
+    e_shifted = E_VEC + 0.07 * v * de + 0.25 * s * _E_SHIFT
+    h_vec = tuple(float(x) for x in _unit(np.clip(h_shifted, 0.02, None)))
+    e_vec = tuple(float(x) for x in _unit(np.clip(e_shifted, 0.02, None)))
+    h_strength = float(np.exp(0.22 * v * u[0] + 0.45 * s))
+    e_strength = float(np.exp(0.30 * v * u[1] - 0.62 * s))
     bg = 0.035 + 0.015 * v * u[2]
     od_background = (bg + 0.004 * v * u[3], bg, bg + 0.004 * v * u[4])
     blur = max(0.0, float(blur_um) * (1.0 + 0.5 * v * u[5]))

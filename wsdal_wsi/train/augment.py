@@ -13,12 +13,16 @@ device.
 * strong view: any rotation, larger scale / shift, elastic deformation,
   brightness / contrast, saturation / hue, HED (haematoxylin-eosin-DAB) jitter,
   Gaussian blur.
+
+A run's stain augmentation (the preset's ``stain_jitter``) raises the HED jitter of
+every view of every stage to at least its amplitude (:func:`with_stain_jitter`; the
+cascade's distillation applies :func:`stain_jitter` to the student's input).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +38,8 @@ __all__ = [
     "center_crop",
     "matched_shifts",
     "normalise",
+    "stain_jitter",
+    "with_stain_jitter",
 ]
 
 #: Normalisation used by every wsdal-wsi network (ImageNet statistics, RGB in [0, 1]).
@@ -92,6 +98,10 @@ class AugmentParams:
     hed_scale, hed_shift : float
         HED jitter: each stain's optical density is scaled by [1 - a, 1 + a] and
         shifted by [-b, b].
+    hed_mix : float
+        Stain-vector jitter: each stain's amount leaks into each other stain's by a
+        factor in [-m, m] (the off-diagonal of the per-sample HED matrix), as when a
+        lab's haematoxylin or eosin has another hue than the reference vectors.
     blur_prob : float
         Probability of a Gaussian blur.
     blur_sigma_px : float
@@ -110,6 +120,7 @@ class AugmentParams:
     hue: float = 0.0
     hed_scale: float = 0.0
     hed_shift: float = 0.0
+    hed_mix: float = 0.0
     blur_prob: float = 0.0
     blur_sigma_px: float = 0.0
 
@@ -289,16 +300,65 @@ def _blur(x: Tensor, sigma: Tensor, *, max_sigma: float) -> Tensor:
     return y.view(b, c, h, w)
 
 
+def with_stain_jitter(params: AugmentParams, amplitude: float) -> AugmentParams:
+    """``params`` with HED jitter of at least ``amplitude`` (scale, shift and stain-vector
+    mix; a view's own larger jitter is kept). 0 returns ``params`` unchanged."""
+    if amplitude <= 0:
+        return params
+    return replace(
+        params,
+        hed_scale=max(params.hed_scale, amplitude),
+        hed_shift=max(params.hed_shift, amplitude),
+        hed_mix=max(params.hed_mix, amplitude),
+    )
+
+
+def stain_jitter(
+    x: Tensor, *, scale: float, shift: float, generator: torch.Generator, mix: float = 0.0
+) -> Tensor:
+    """HED jitter (Tellez et al. 2018): per sample, each stain's optical density
+    times ``U[1 - scale, 1 + scale]`` plus ``U[-shift, shift]``; with ``mix``, each
+    stain's amount also adds ``U[-mix, mix]`` times itself to each other stain (the
+    stain vectors turn, not only their strengths).
+
+    Parameters
+    ----------
+    x : Tensor
+        ``(B, 3, H, W)`` float RGB in [0, 1].
+    scale, shift : float
+        Ranges of the per-stain factor and offset (OD units); 0, 0 and 0: ``x``
+        unchanged.
+    mix : float
+        Range of the off-diagonal of the per-sample stain matrix.
+    generator : torch.Generator
+        On the device of ``x``.
+
+    Returns
+    -------
+    Tensor
+        ``(B, 3, H, W)`` float RGB in [0, 1].
+    """
+    if scale <= 0 and shift <= 0 and mix <= 0:
+        return x
+    b, dev = x.shape[0], x.device
+    od = -torch.log((x * 255.0 + 1.0) / 256.0)
+    hed = _mix(od, _const("hed_from_rgb", _HED_FROM_RGB, dev).T)
+    a = _uniform(3 * b, 1 - scale, 1 + scale, generator, dev).view(b, 3, 1, 1)
+    s = _uniform(3 * b, -shift, shift, generator, dev).view(b, 3, 1, 1)
+    if mix > 0:  # (B, 3, 3): factors on the diagonal, leaks off it
+        m = _uniform(9 * b, -mix, mix, generator, dev).view(b, 3, 3)
+        m = m * (1 - torch.eye(3, device=dev)) + torch.diag_embed(a.view(b, 3))
+        hed = _mix(hed, m) + s
+    else:
+        hed = hed * a + s
+    od = _mix(hed, _const("rgb_from_hed", _RGB_FROM_HED, dev).T)
+    return ((torch.exp(-od) * 256.0 - 1.0) / 255.0).clamp(0, 1)
+
+
 def _colour(x: Tensor, p: AugmentParams, g: torch.Generator) -> Tensor:
     b = x.shape[0]
     dev = x.device
-    if p.hed_scale > 0 or p.hed_shift > 0:
-        od = -torch.log((x * 255.0 + 1.0) / 256.0)
-        hed = _mix(od, _const("hed_from_rgb", _HED_FROM_RGB, dev).T)
-        a = _uniform(3 * b, 1 - p.hed_scale, 1 + p.hed_scale, g, dev).view(b, 3, 1, 1)
-        s = _uniform(3 * b, -p.hed_shift, p.hed_shift, g, dev).view(b, 3, 1, 1)
-        od = _mix(hed * a + s, _const("rgb_from_hed", _RGB_FROM_HED, dev).T)
-        x = ((torch.exp(-od) * 256.0 - 1.0) / 255.0).clamp(0, 1)
+    x = stain_jitter(x, scale=p.hed_scale, shift=p.hed_shift, mix=p.hed_mix, generator=g)
     if p.brightness > 0:
         x = x * _uniform(b, 1 - p.brightness, 1 + p.brightness, g, dev).view(b, 1, 1, 1)
     if p.contrast > 0:

@@ -63,7 +63,7 @@ def train_ce(
         drop_last=True,
     )
     gen = torch.Generator(device=ctx.device)
-    params = STRONG if settings.strong else WEAK
+    params = ctx.view(STRONG if settings.strong else WEAK)
 
     def begin(epoch: int) -> None:
         ctx.seed_augmentations(gen, epoch=epoch, stage=5)

@@ -33,7 +33,13 @@ from wsdal_wsi.model.device import prepare_model
 from wsdal_wsi.model.nets import load_trunk_weights
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.provenance import utc_now_iso
-from wsdal_wsi.train.augment import IMAGENET_MEAN, IMAGENET_STD, matched_shifts
+from wsdal_wsi.train.augment import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentParams,
+    matched_shifts,
+    with_stain_jitter,
+)
 from wsdal_wsi.train.data import PatchBatches
 from wsdal_wsi.train.distributed import is_main_process, sync_buffers, wrap_ddp
 from wsdal_wsi.train.engine import (
@@ -70,6 +76,9 @@ class StageContext:
     negative_jitter_px, negative_jitter_prob : float
         Offsets of the negatives matched to the positives' jitter
         (:func:`~wsdal_wsi.train.augment.matched_shifts`; 0: none).
+    stain_jitter : float
+        HED jitter amplitude every training view gets at least (the preset's
+        ``stain_jitter``; 0: the views as defined).
     rank, world : int
         This process among ``world`` training together (torchrun; 0 of 1 alone).
     """
@@ -85,6 +94,7 @@ class StageContext:
     std: tuple[float, float, float] = IMAGENET_STD
     negative_jitter_px: float = 0.0
     negative_jitter_prob: float = 0.0
+    stain_jitter: float = 0.0
     rank: int = 0
     world: int = 1
 
@@ -103,6 +113,10 @@ class StageContext:
             prob=self.negative_jitter_prob,
             generator=generator,
         )
+
+    def view(self, params: AugmentParams) -> AugmentParams:
+        """A stage's augmentation view with the run's stain jitter."""
+        return with_stain_jitter(params, self.stain_jitter)
 
     @property
     def patch_px(self) -> int:

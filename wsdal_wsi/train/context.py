@@ -87,6 +87,7 @@ def stage_context(
         cache_bytes=cache_bytes,
         negative_jitter_px=jitter_px if on else 0.0,
         negative_jitter_prob=n_jitter / (n_jitter + 1) if on else 0.0,
+        stain_jitter=preset.stain_jitter,
     )
 
 

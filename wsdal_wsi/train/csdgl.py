@@ -341,11 +341,10 @@ class _CSDGLEpoch:
         """CE on two strong views of batch ``b`` plus ``weight`` times their SBCL loss."""
         ctx, gen, settings = self.ctx, self.gen, self.settings
         sh = ctx.shifts(b.labels, gen)
-        v1 = augment_batch(
-            b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
-        )
-        v2 = augment_batch(
-            b.patches, patch_px=ctx.patch_px, params=STRONG, generator=gen, shift_px=sh
+        view = ctx.view(STRONG)
+        v1, v2 = (
+            augment_batch(b.patches, patch_px=ctx.patch_px, params=view, generator=gen, shift_px=sh)
+            for _ in range(2)
         )
         x = to_input(torch.cat([v1, v2]), mean=ctx.mean, std=ctx.std)
         logits, z = m.forward_train(x)

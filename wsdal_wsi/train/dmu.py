@@ -290,6 +290,7 @@ class _DMUEpoch:
         w = _class_weights(samples.labels, self.unit, class_weighted=settings.class_weighted)
         self.weight = torch.tensor(w, dtype=torch.float32, device=ctx.device)
         self.gen = torch.Generator(device=ctx.device)
+        self.weak, self.strong = ctx.view(WEAK), ctx.view(STRONG)
         self.epoch = 0
         self.touched = torch.zeros(self.n_units, dtype=torch.bool, device=ctx.device)
 
@@ -302,7 +303,8 @@ class _DMUEpoch:
     def loss(self, m: torch.nn.Module, b: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         """The dual-view loss of batch ``b``, updating the memory on the way."""
         sh = self.ctx.shifts(b.labels, self.gen)  # one offset per sample, both views
-        lw, ls, lf, _ = m.forward_views(self._view(b, WEAK, sh), self._view(b, STRONG, sh))
+        weak, strong = self._view(b, self.weak, sh), self._view(b, self.strong, sh)
+        lw, ls, lf, _ = m.forward_views(weak, strong)
         ce = torch.nn.functional.cross_entropy
         y, weight = b.labels, self.weight
         loss = (

@@ -149,7 +149,7 @@ def run_ns(ctx: StageContext, out_dir: Path, settings: NSSettings) -> dict[str, 
             augment_batch(
                 b.patches,
                 patch_px=ctx.patch_px,
-                params=WEAK,
+                params=ctx.view(WEAK),
                 generator=gen,
                 shift_px=ctx.shifts(b.labels, gen),
             ),

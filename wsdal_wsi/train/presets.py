@@ -325,6 +325,13 @@ class Preset:
         Detections closer than this are one figure (stored in the model file).
     match_radius_um : float
         Matching radius of the threshold selection (MIDOG: 7.5 µm).
+    stain_jitter : float
+        Stain augmentation of every stage: each training view's HED jitter (each
+        stain's optical density times ``U[1 - a, 1 + a]`` plus ``U[-a, a]``, Tellez et
+        al. 2018) is at least this amplitude ``a``; the cascade's first stage learns
+        the final model's scores from jittered patches. 0: the views as defined
+        (only the strong view has HED jitter, 0.05). A run whose ``config.json``
+        predates this setting had 0.
     """
 
     name: str
@@ -339,6 +346,12 @@ class Preset:
     audit: AuditSettings = AuditSettings()
     merge_radius_um: float = 5.0
     match_radius_um: float = 7.5
+    stain_jitter: float = 0.0
+
+    def __post_init__(self) -> None:
+        a = self.stain_jitter
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0 <= a <= 0.5:
+            raise ConfigError(f"stain_jitter must be a number in [0, 0.5], got {a!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (``config.json``)."""

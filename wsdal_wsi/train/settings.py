@@ -177,6 +177,7 @@ def resolve_run_settings(
     method: str | None = None,
     seed: int | None = None,
     val_fraction: float | None = None,
+    stain_jitter: float | None = None,
     mpp: float | None = None,
     pretrained: str | Path | None = None,
     init_model: str | Path | None = None,
@@ -190,7 +191,8 @@ def resolve_run_settings(
 
     An option given (not None; for the class roles, a non-empty list) wins.
     Otherwise, with ``resume`` and a ``config.json`` in ``out_dir``, the run's own
-    value; otherwise the default of :class:`RunSettings`.
+    value; otherwise the default of :class:`RunSettings`. ``stain_jitter`` replaces
+    the preset's (:attr:`Preset.stain_jitter`).
 
     Raises
     ------
@@ -216,6 +218,9 @@ def resolve_run_settings(
         kw["preset"] = get_preset(preset)
     elif old is not None and isinstance(old.get("preset"), dict):
         kw["preset"] = Preset.from_dict(old["preset"])
+    if stain_jitter is not None:
+        base = kw.get("preset", RunSettings().preset)
+        kw["preset"] = base.replace(stain_jitter=float(stain_jitter))
     old_classes = old.get("classes") if old is not None else None
     kw["classes"] = ClassSettings.from_options(
         positive=positive,
