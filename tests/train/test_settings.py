@@ -101,3 +101,20 @@ def test_a_run_started_before_a_preset_field_existed_resumes_with_its_default(tm
     )
     with pytest.raises(ConfigError, match=r"differs: preset\.audit\.candidate_min_p"):
         check_run_config(tmp_path, stricter, resume=True)
+
+
+def test_a_run_started_before_dle_validator_existed_resumes_with_the_network(tmp_path):
+    settings = RunSettings(method="wsdal", preset=get_preset("tiny"))
+    check_run_config(tmp_path, settings, resume=False)
+    cfg = read_run_config(tmp_path)
+    del cfg["preset"]["dle"]["validator"]  # as wsdal-wsi wrote it before the setting
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    resumed = resolve_run_settings(tmp_path, resume=True)
+    assert resumed.preset.dle.validator == "network"
+    check_run_config(tmp_path, resumed, resume=True)  # no "differs: preset.dle.validator"
+    check_run_config(tmp_path, settings, resume=True)
+    logistic = RunSettings(
+        method="wsdal", preset=get_preset("tiny").replace(**{"dle.validator": "logistic"})
+    )
+    with pytest.raises(ConfigError, match=r"differs: preset\.dle\.validator"):
+        check_run_config(tmp_path, logistic, resume=True)
