@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
+import torch
 
-from wsdal_wsi.train.dle import DLESettings, assign_levels, kept_samples, run_dle, validate_levels
+from wsdal_wsi.errors import ConfigError
+from wsdal_wsi.train.dle import (
+    DLESettings,
+    assign_levels,
+    kept_samples,
+    network_predict,
+    read_levels,
+    run_dle,
+    validate_levels,
+)
 
 
 def test_levels_are_ordered_hardest_first():
@@ -17,19 +28,46 @@ def test_levels_are_ordered_hardest_first():
     assert assign_levels(x[:1], levels=3).tolist() == [0]
 
 
-def test_validation_keeps_predictable_levels_only():
+@pytest.mark.parametrize("validator", ["network", "logistic"])
+def test_validation_keeps_predictable_levels_only(validator):
     rng = np.random.default_rng(1)
     level = np.repeat([0, 1, 2], 30)
     informative = np.eye(3)[level] * 3 + rng.normal(0, 0.3, (90, 3))
-    hits = validate_levels(informative, level, draws=6, seed=0)
+    hits = validate_levels(informative, level, draws=6, seed=0, validator=validator)
     assert hits.min() >= 5
     noise = rng.normal(0, 1, (90, 3))
-    hits_noise = validate_levels(noise, level, draws=6, seed=0)
+    hits_noise = validate_levels(noise, level, draws=6, seed=0, validator=validator)
     assert hits_noise.mean() < 0.55 * 6
     # a level with a single member cannot be cross-validated
     lv = np.array([0] * 10 + [1] * 10 + [2])
-    h = validate_levels(rng.normal(0, 1, (21, 3)), lv, draws=4)
+    h = validate_levels(rng.normal(0, 1, (21, 3)), lv, draws=4, validator=validator)
     assert h[-1] == 0
+
+
+def test_network_validation_is_deterministic_for_a_seed():
+    rng = np.random.default_rng(2)
+    level = np.repeat([0, 1, 2], 20)
+    feats = np.eye(5)[level] + rng.normal(0, 1.0, (60, 5))  # partly predictable
+    torch_rng = torch.get_rng_state()
+    a = validate_levels(feats, level, draws=4, seed=3, validator="network")
+    b = validate_levels(feats, level, draws=4, seed=3, validator="network")
+    np.testing.assert_array_equal(a, b)
+    assert torch.equal(torch.get_rng_state(), torch_rng)  # the global RNG is left alone
+    # the network itself: same seed, same predictions; classes keep their own values
+    y = np.repeat([0, 2], 30)
+    x = np.eye(2)[y // 2] * 2 + rng.normal(0, 0.5, (60, 2))
+    p1 = network_predict(x, y, x, seed=5, steps=50)
+    np.testing.assert_array_equal(p1, network_predict(x, y, x, seed=5, steps=50))
+    assert set(p1.tolist()) <= {0, 2} and np.mean(p1 == y) > 0.9
+
+
+def test_unknown_validator_is_refused():
+    with pytest.raises(
+        ConfigError, match=r"dle\.validator must be one of network, logistic.*'forest'"
+    ):
+        DLESettings(validator="forest")
+    with pytest.raises(ValueError, match="'forest'"):
+        validate_levels(np.zeros((4, 2)), np.array([0, 0, 1, 1]), validator="forest")
 
 
 def _table(n_hard_per_class=30, seed=0):
@@ -55,12 +93,16 @@ def _table(n_hard_per_class=30, seed=0):
     }
 
 
-def test_run_dle_drops_noisy_and_unvalidated(tmp_path):
+@pytest.mark.parametrize("validator", ["network", "logistic"])
+def test_run_dle_drops_noisy_and_unvalidated(tmp_path, validator):
     t = _table()
     # features that follow (forget_rate, scd_rate) so most levels validate
     feats = np.stack([t["forget_rate"], t["scd_rate"]], axis=1) * 5
-    stats = run_dle(tmp_path / "dle", t, feats, DLESettings(draws=4), seed=0)
-    assert stats["dropped_noisy"] == 8
+    settings = DLESettings(draws=4, validator=validator)
+    stats = run_dle(tmp_path / "dle", t, feats, settings, seed=0)
+    assert stats["dropped_noisy"] == 8 and stats["validator"] == validator
+    hard = read_levels(tmp_path / "dle")["draws"] > 0
+    assert hard.sum() == 60 and read_levels(tmp_path / "dle")["hits"][hard].mean() > 0.5 * 4
     kept, subclass = kept_samples(tmp_path / "dle")
     assert stats["n_kept"] == len(kept) <= 2 * (10 + 30)
     assert not np.isin(t["row"][t["outcome"] == "noisy"], kept.rows).any()
@@ -95,7 +137,9 @@ def test_negative_clicks_are_never_removed(tmp_path):
     t["origin"][np.concatenate([neg_noisy, neg_hard])] = "negative_click"
     rng = np.random.default_rng(3)
     feats = rng.normal(0, 1, (n, 4))  # uninformative: many hard samples fail validation
-    stats = run_dle(tmp_path / "on", t, feats, DLESettings(draws=4), seed=0)
+    # the protection does not depend on the validator: the faster one
+    on = DLESettings(draws=4, validator="logistic")
+    stats = run_dle(tmp_path / "on", t, feats, on, seed=0)
     kept, subclass = kept_samples(tmp_path / "on")
     protected = t["row"][np.concatenate([neg_noisy, neg_hard])]
     assert np.isin(protected, kept.rows).all()
@@ -104,7 +148,8 @@ def test_negative_clicks_are_never_removed(tmp_path):
     assert stats["dropped_noisy"] == 4 and stats["protected_negative_clicks"] == 10
     assert stats["classes"]["label0"]["protected"] == 10
     # without the protection they leave like any other noisy / unvalidated sample
-    run_dle(tmp_path / "off", t, feats, DLESettings(draws=4, keep_negative_clicks=False), seed=0)
+    off_settings = DLESettings(draws=4, validator="logistic", keep_negative_clicks=False)
+    run_dle(tmp_path / "off", t, feats, off_settings, seed=0)
     off, _ = kept_samples(tmp_path / "off")
     assert not np.isin(t["row"][neg_noisy], off.rows).any()
     assert len(off) < len(kept)

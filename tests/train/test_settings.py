@@ -115,3 +115,20 @@ def test_stain_jitter_replaces_the_presets_and_an_older_run_had_none(tmp_path):
     del cfg["preset"]["stain_jitter"]  # as a run of an older wsdal-wsi recorded it
     (run / "config.json").write_text(json.dumps(cfg))
     assert resolve_run_settings(run, resume=True).preset.stain_jitter == 0.0
+
+
+def test_a_run_started_before_dle_validator_existed_resumes_with_the_network(tmp_path):
+    settings = RunSettings(method="wsdal", preset=get_preset("tiny"))
+    check_run_config(tmp_path, settings, resume=False)
+    cfg = read_run_config(tmp_path)
+    del cfg["preset"]["dle"]["validator"]  # as wsdal-wsi wrote it before the setting
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    resumed = resolve_run_settings(tmp_path, resume=True)
+    assert resumed.preset.dle.validator == "network"
+    check_run_config(tmp_path, resumed, resume=True)  # no "differs: preset.dle.validator"
+    check_run_config(tmp_path, settings, resume=True)
+    logistic = RunSettings(
+        method="wsdal", preset=get_preset("tiny").replace(**{"dle.validator": "logistic"})
+    )
+    with pytest.raises(ConfigError, match=r"differs: preset\.dle\.validator"):
+        check_run_config(tmp_path, logistic, resume=True)

@@ -4,12 +4,22 @@ Per class, the samples DMU called ``hard`` are clustered into ``levels`` (3)
 difficulty levels by a Gaussian mixture on ``(forget_rate, scd_rate)``; level 0 is
 the hardest (highest mean forget_rate + scd_rate), level ``levels - 1`` the
 mildest, and clean samples get level ``levels`` (easy). The levels are then
-validated (our reading of the missing upstream code): a small class-balanced
-3-way classifier (logistic regression on the DMU network's pooled features)
-predicts each hard sample's level out-of-fold over ``draws`` repeated 2-fold
-splits; a hard sample is kept only if it was predicted as its own level in at
-least ``min_fraction`` of its draws. Noisy and never-learned samples and
-unvalidated hard samples leave the training set.
+validated, as the method says: a small class-balanced 3-way classifier on the DMU
+network's pooled features predicts each hard sample's level out-of-fold over
+``draws`` repeated 2-fold splits; a hard sample is kept only if it was predicted
+as its own level in at least ``min_fraction`` of its draws. Noisy and
+never-learned samples and unvalidated hard samples leave the training set.
+
+The classifier (``DLESettings.validator``) is a network by default
+(:func:`network_predict`: one hidden layer of 64 ReLU units with dropout on
+standardised features, class-balanced cross-entropy, Adam for a fixed number of
+steps, seeded; its size is ours) or a class-balanced logistic regression
+(``"logistic"``, :func:`logistic_predict`, the only one before). On development
+data (data seed 0, demo run, DLE seeds 0-4, against the injected noise) both kept
+equally clean sets (96.8 % right labels; 46.0 +- 1.4 wrong labels kept by the
+network, 45.8 +- 2.6 by the regression) and the network dropped fewer right labels
+(141 +- 5 against 148 +- 1), so the method's network is the default
+(``docs/METHOD.md``).
 
 The pathologist's negative-class clicks (``Mitosis-like``, ``Non-mitosis``, ...)
 are protected (``keep_negative_clicks``, ours): they are the explicitly labelled
@@ -34,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from sklearn.linear_model import LogisticRegression
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import StratifiedKFold
@@ -41,9 +53,19 @@ from sklearn.preprocessing import StandardScaler
 
 from wsdal_wsi.train.common import SampleSet, StageDir, read_table
 from wsdal_wsi.train.dmu_outcomes import dmu_removed, trusted_samples
+from wsdal_wsi.train.presets import DLE_VALIDATORS as VALIDATORS
 from wsdal_wsi.train.presets import DLESettings
 
-__all__ = ["DLESettings", "assign_levels", "read_levels", "run_dle", "validate_levels"]
+__all__ = [
+    "VALIDATORS",
+    "DLESettings",
+    "assign_levels",
+    "logistic_predict",
+    "network_predict",
+    "read_levels",
+    "run_dle",
+    "validate_levels",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +100,12 @@ def assign_levels(x: np.ndarray, *, levels: int = 3, seed: int = 0) -> np.ndarra
 
 
 def validate_levels(
-    features: np.ndarray, level: np.ndarray, *, draws: int = 10, seed: int = 0
+    features: np.ndarray,
+    level: np.ndarray,
+    *,
+    draws: int = 10,
+    seed: int = 0,
+    validator: str = "network",
 ) -> np.ndarray:
     """Out-of-fold hits: how often each sample was predicted as its own level.
 
@@ -88,14 +115,26 @@ def validate_levels(
     level : ndarray ``(n,)`` int
     draws : int
         Repeats of a stratified 2-fold split; each sample is predicted once per repeat.
+    seed : int
+        Seeds the splits and the network's weights, batches and dropout.
+    validator : {"network", "logistic"}
+        The 3-way classifier: a small network (:func:`network_predict`) or a
+        logistic regression (:func:`logistic_predict`), both class-balanced, on
+        standardised features.
 
     Returns
     -------
     ndarray ``(n,)`` int64
         Hits in ``[0, draws]``. Samples of a level with fewer than 2 members cannot
         be cross-validated and get 0 hits.
-    """
 
+    Raises
+    ------
+    ValueError
+        For an unknown ``validator``.
+    """
+    if validator not in VALIDATORS:
+        raise ValueError(f"validator must be one of {', '.join(VALIDATORS)}, got {validator!r}")
     n = len(level)
     hits = np.zeros(n, np.int64)
     counts = np.bincount(level)
@@ -107,16 +146,87 @@ def validate_levels(
     y = level[ok]
     idx = np.flatnonzero(ok)
     for r in range(draws):
-        skf = StratifiedKFold(n_splits=2, shuffle=True, random_state=seed * 7919 + r)
-        for tr, te in skf.split(x, y):
+        split_seed = seed * 7919 + r
+        skf = StratifiedKFold(n_splits=2, shuffle=True, random_state=split_seed)
+        for fold, (tr, te) in enumerate(skf.split(x, y)):
             if len(np.unique(y[tr])) < 2:
                 continue
-            clf = LogisticRegression(class_weight="balanced", max_iter=500, C=0.5)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                clf.fit(x[tr], y[tr])
-            hits[idx[te]] += clf.predict(x[te]) == y[te]
+            if validator == "logistic":
+                pred = logistic_predict(x[tr], y[tr], x[te])
+            else:
+                pred = network_predict(x[tr], y[tr], x[te], seed=2 * split_seed + fold)
+            hits[idx[te]] += pred == y[te]
     return hits
+
+
+def logistic_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """Levels of ``x_test`` by a class-balanced logistic regression (C = 0.5)."""
+    clf = LogisticRegression(class_weight="balanced", max_iter=500, C=0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(x_train, y_train)
+    return clf.predict(x_test)
+
+
+def network_predict(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_test: np.ndarray,
+    *,
+    seed: int = 0,
+    hidden: int = 64,
+    dropout: float = 0.2,
+    steps: int = 200,
+    batch_size: int = 128,
+    lr: float = 3e-3,
+    weight_decay: float = 1e-4,
+) -> np.ndarray:
+    """Levels of ``x_test`` by a small class-balanced network trained on ``x_train``.
+
+    One hidden layer of ``hidden`` ReLU units with dropout, then a linear layer to
+    the classes of ``y_train``; cross-entropy weighted by inverse class frequency
+    (as ``class_weight="balanced"``); Adam for ``steps`` mini-batch steps
+    (``batch_size``; the whole set when smaller), batches drawn without
+    replacement, epoch by epoch. CPU, float32; weights, batches and dropout come
+    from a private generator seeded with ``seed`` (the global torch RNG is not
+    touched), so the result is the same for the same inputs and seed.
+    """
+    classes, y = np.unique(y_train, return_inverse=True)
+    gen = torch.Generator().manual_seed(int(seed))
+    xt = torch.as_tensor(x_train, dtype=torch.float32)
+    yt = torch.as_tensor(y, dtype=torch.int64)
+    n, d = xt.shape
+    k = len(classes)
+
+    def uniform(*shape: int, fan_in: int) -> torch.Tensor:
+        bound = 1.0 / np.sqrt(fan_in)  # torch.nn.Linear's default initialisation
+        w = (torch.rand(*shape, generator=gen) * 2 - 1) * bound
+        return w.requires_grad_()
+
+    params = [uniform(d, hidden, fan_in=d), uniform(hidden, fan_in=d)]
+    params += [uniform(hidden, k, fan_in=hidden), uniform(k, fan_in=hidden)]
+    w1, b1, w2, b2 = params
+    weight = torch.as_tensor(n / (k * np.bincount(y, minlength=k)), dtype=torch.float32)
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    bs = min(batch_size, n)
+    order = torch.randperm(n, generator=gen)
+    pos = 0
+    with torch.enable_grad():
+        for _ in range(steps):
+            if pos + bs > n:
+                order, pos = torch.randperm(n, generator=gen), 0
+            b = order[pos : pos + bs]
+            pos += bs
+            h = torch.relu(xt[b] @ w1 + b1)
+            keep = (torch.rand(h.shape, generator=gen) >= dropout).float() / (1.0 - dropout)
+            loss = F.cross_entropy((h * keep) @ w2 + b2, yt[b], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        xs = torch.as_tensor(x_test, dtype=torch.float32)
+        logits = torch.relu(xs @ w1 + b1) @ w2 + b2
+    return classes[logits.argmax(dim=1).numpy()]
 
 
 def read_levels(out_dir: Path) -> dict[str, np.ndarray]:
@@ -134,6 +244,17 @@ def kept_samples(out_dir: Path) -> tuple[SampleSet, np.ndarray]:
         t["origin"][keep].astype(object),
     )
     return s, t["subclass"][keep].astype(np.int64)
+
+
+def _validated_levels(
+    rates: np.ndarray, features: np.ndarray, settings: DLESettings, *, seed: int, split_seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One class's hard samples: their levels, hits, and whether each validated."""
+    level = assign_levels(rates, levels=settings.levels, seed=seed)
+    hits = validate_levels(
+        features, level, draws=settings.draws, seed=split_seed, validator=settings.validator
+    )
+    return level, hits, hits >= settings.min_fraction * settings.draws
 
 
 def run_dle(
@@ -173,18 +294,14 @@ def run_dle(
             kept[hard] = True
             info["validated"] = False
         else:
-            lv = assign_levels(x[hard], levels=settings.levels, seed=seed)
-            h = validate_levels(features[hard], lv, draws=settings.draws, seed=seed + c)
-            level[hard] = lv
-            hits[hard] = h
-            draws[hard] = settings.draws
-            ok = (h >= settings.min_fraction * settings.draws) | protected[hard]
-            kept[hard[ok]] = True
-            info["validated"] = True
-            info["unvalidated_dropped"] = int(np.sum(~ok))
-            info["unvalidated_protected"] = int(
-                np.sum(protected[hard] & (h < settings.min_fraction * settings.draws))
+            level[hard], hits[hard], ok = _validated_levels(
+                x[hard], features[hard], settings, seed=seed, split_seed=seed + c
             )
+            draws[hard] = settings.draws
+            kept[hard[ok | protected[hard]]] = True
+            info["validated"] = True
+            info["unvalidated_dropped"] = int(np.sum(~ok & ~protected[hard]))
+            info["unvalidated_protected"] = int(np.sum(~ok & protected[hard]))
         info["per_level"] = {
             str(lv): int(np.sum((label == c) & (level == lv) & kept))
             for lv in range(settings.levels + 1)
@@ -209,6 +326,7 @@ def run_dle(
     )
     stats = {
         "stage": "dle",
+        "validator": settings.validator,
         "n_in": int(n),
         "n_kept": int(kept.sum()),
         "dropped_noisy": int(np.sum(removed)),

@@ -24,6 +24,7 @@ from wsdal_wsi.errors import ConfigError
 
 __all__ = [
     "DEFAULT_PRESET",
+    "DLE_VALIDATORS",
     "PRESETS",
     "AuditSettings",
     "CESettings",
@@ -158,6 +159,10 @@ class AuditSettings:
                 raise ConfigError(f"audit.{name} must be within [0, 1], got {v!r}")
 
 
+#: The classifiers that can validate DLE's difficulty levels (``DLESettings.validator``).
+DLE_VALIDATORS = ("network", "logistic")
+
+
 @dataclass(frozen=True)
 class DLESettings:
     """Settings of the DLE stage.
@@ -176,6 +181,12 @@ class DLESettings:
         middle level and are kept without validation (too few to cluster).
     keep_negative_clicks : bool
         Never remove a negative-class click (see the module docstring).
+    validator : {"network", "logistic"}
+        The out-of-fold 3-way classifier that validates the levels on the DMU
+        network's pooled features: ``"network"``, a small network (one hidden
+        layer of 64 units, as the method says), or ``"logistic"``, a
+        class-balanced logistic regression (the only one before this setting).
+        A run whose ``config.json`` does not name it gets this default.
     """
 
     levels: int = 3
@@ -183,6 +194,13 @@ class DLESettings:
     min_fraction: float = 0.5
     min_hard: int = 12
     keep_negative_clicks: bool = True
+    validator: str = "network"
+
+    def __post_init__(self) -> None:
+        if self.validator not in DLE_VALIDATORS:
+            raise ConfigError(
+                f"dle.validator must be one of {', '.join(DLE_VALIDATORS)}, got {self.validator!r}"
+            )
 
 
 @dataclass(frozen=True)
