@@ -274,6 +274,24 @@ def report_shift(results: list[dict], shift: float) -> None:
         print(f"WS-DAL - baseline on the shifted slides (paired): {_ci(diffs)}")
 
 
+def report_pairs(results: list[dict], shift: float) -> None:
+    """One row per data and training seed: both methods' F1, their difference, and on the
+    stain-shifted slides."""
+    key = f"shift{shift:g}"
+    by = {(r["data_seed"], r["train_seed"], r["method"]): r for r in results}
+    pairs = sorted({(d, s) for d, s, m in by if m == "wsdal" and (d, s, "baseline") in by})
+    if not pairs:
+        return
+    print("\n| data seed | train seed | baseline F1 | WS-DAL F1 | difference "
+          "| baseline F1, shifted | WS-DAL F1, shifted |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for d, s in pairs:
+        b, w = by[(d, s, "baseline")], by[(d, s, "wsdal")]
+        shifted = [f"{r[key]['f1']:.3f}" if key in r else "" for r in (b, w)]
+        print(f"| {d} | {s} | {b['f1']:.3f} | {w['f1']:.3f} | {w['f1'] - b['f1']:+.3f} | "
+              + " | ".join(shifted) + " |")  # fmt: skip
+
+
 def report(results: list[dict], seeds_name: str) -> None:
     print(f"# Accuracy protocol ({seeds_name} data seeds), demo preset, CPU")
     print(f"# {platform.node()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -324,6 +342,25 @@ def report_ablations(results: list[dict], ablations: list[dict]) -> None:
             print(f"{after} - {before}: {_ci(diffs)}")
 
 
+def finished(
+    root: Path, seeds: tuple[int, ...], train_seeds: str, methods: str
+) -> tuple[list[dict], list[dict]]:
+    """The results and ablations already in ``root`` for these seeds (nothing is run)."""
+    results, ablations = [], []
+    for seed in seeds:
+        for train_seed in (int(s) for s in train_seeds.split(",")):
+            for method in methods.split(","):
+                run = root / f"data{seed}" / f"{method}-seed{train_seed}"
+                if (run / "protocol.json").is_file():
+                    results.append(json.loads((run / "protocol.json").read_text()))
+                if method == "wsdal":
+                    for variant in ABLATIONS:
+                        path = run / f"ablation-{variant}.json"
+                        if path.is_file():
+                            ablations.append(json.loads(path.read_text()))
+    return results, ablations
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data-seeds", default="report", help="'report', 'dev' or a comma list")
@@ -333,6 +370,8 @@ def main() -> None:
     ap.add_argument(
         "--ablations", action="store_true", help="also the stage ablations of each WS-DAL run"
     )
+    ap.add_argument("--report-only", action="store_true",
+                    help="print the tables of the finished runs in --out; run nothing")  # fmt: skip
     ap.add_argument(
         "--stain-shift",
         type=float,
@@ -349,6 +388,14 @@ def main() -> None:
         seeds = tuple(int(s) for s in args.data_seeds.split(","))
         if set(seeds) & set(REPORT_DATA_SEEDS) and set(seeds) - set(REPORT_DATA_SEEDS):
             sys.exit("mix of reporting and other data seeds: report them apart")
+    if args.report_only:
+        results, ablations = finished(args.out, seeds, args.train_seeds, args.methods)
+        report(results, args.data_seeds)
+        report_shift(results, args.stain_shift)
+        report_pairs(results, args.stain_shift)
+        if ablations:
+            report_ablations(results, ablations)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "commands.log"
     results: list[dict] = []
@@ -366,6 +413,7 @@ def main() -> None:
     (args.out / "results.json").write_text(json.dumps(results + ablations, indent=2))
     report(results, args.data_seeds)
     report_shift(results, args.stain_shift)
+    report_pairs(results, args.stain_shift)
     if ablations:
         report_ablations(results, ablations)
 
