@@ -76,10 +76,14 @@ def test_train_end_to_end_with_resume(synth_dataset, tmp_path):
     from wsdal_wsi.train.store import PatchStore
 
     store = PatchStore(run / "store")
-    flags = flag_annotations(read_dmu_table(run / "dmu"), store)
+    look_path = run / "audit" / "click_lookalike.npy"  # the clicks judged by the classifier
+    look = np.load(look_path) if look_path.is_file() else None
+    flags = flag_annotations(read_dmu_table(run / "dmu"), store, click_lookalike=look)
     review = (run / "audit" / "review.csv").read_text().splitlines()
     assert len(review) - 1 == flags.flagged.sum()
-    assert (flags.noisy_fraction[flags.flagged] >= 0.5).all()
+    judged = np.isfinite(flags.lookalike)  # by the look-alike classifier, else by DMU
+    assert (flags.noisy_fraction[flags.flagged & ~judged] >= 0.5).all()
+    assert (flags.lookalike[flags.flagged & judged] >= 0.45).all()
     clicks = flags.kind == "positive_click"
     assert clicks.sum() > 0 and set(flags.kind) <= {"positive_click", "negative_click", "candidate"}
     audit = json.loads((run / "audit" / "done.json").read_text())

@@ -128,3 +128,91 @@ def test_write_audit_geojson(tmp_path, store):
     review = (tmp_path / "audit" / "review.csv").read_text().splitlines()
     assert len(review) == 3 and review[0].startswith("rank,")
     assert review[1].startswith("1,a,") and "click with no mitosis" in review[1]
+
+
+def test_the_lookalike_classifier_judges_the_clicks_it_scores(store):
+    """A click the look-alike classifier scores is shown at p(look-alike) >= the
+    setting whatever DMU says, ranked by it; a click it did not score (NaN) keeps
+    DMU's rule."""
+    outcome = ["clean"] * 10  # DMU blames nothing
+    look = np.full(10, np.nan)
+    look[0:3] = 0.7  # image a's click: its three patches
+    f = flag_annotations(
+        _table(outcome), store, settings=AuditSettings(lookalike_min_p=0.45), click_lookalike=look
+    )
+    a = int(np.flatnonzero((f.image_key == "a") & (f.kind == "positive_click"))[0])
+    b = int(np.flatnonzero((f.image_key == "b") & (f.kind == "positive_click"))[0])
+    assert f.flagged[a] and f.lookalike[a] == pytest.approx(0.7) == f.sureness[a]
+    assert not f.flagged[b] and np.isnan(f.lookalike[b])  # DMU's rule: clean, not shown
+    strict = flag_annotations(
+        _table(outcome), store, settings=AuditSettings(lookalike_min_p=0.8), click_lookalike=look
+    )
+    assert not strict.flagged[a]
+
+
+def test_lookalike_probability_finds_clicks_that_look_like_the_negative_clicks():
+    """Toy features: right clicks in one cluster, negative-class clicks and the wrong
+    clicks in another. Out of fold, the wrong clicks get a high p(look-alike)."""
+    from wsdal_wsi.train.audit_lookalike import lookalike_probability
+
+    rng = np.random.default_rng(0)
+    axis = np.eye(6)[0] * 3.0
+    right = rng.normal(0.0, 1.0, (60, 6)) + axis
+    wrong = rng.normal(0.0, 1.0, (12, 6)) - axis
+    negatives = rng.normal(0.0, 1.0, (30, 6)) - axis
+    x = np.concatenate([right, wrong, negatives])
+    is_click = np.arange(len(x)) < 72
+    p = lookalike_probability(x, is_click, c=0.03)
+    assert p.shape == (len(x),) and ((p >= 0) & (p <= 1)).all()
+    flagged = p[:72] >= 0.45
+    assert flagged[60:72].mean() >= 0.75  # recall on the wrong clicks
+    assert flagged.sum() and flagged[60:72].sum() / flagged.sum() >= 0.75  # precision
+    again = lookalike_probability(x, is_click, c=0.03)
+    np.testing.assert_array_equal(p, again)  # seeded folds
+
+
+def test_click_lookalike_runs_dmus_network_and_needs_negative_clicks(tmp_path):
+    """End to end on a small store: DMU's saved network, dihedral features, one score
+    per click shared by its copies; too few negative-class clicks give None."""
+    import torch
+
+    from wsdal_wsi.model.nets import DualViewNet
+    from wsdal_wsi.train.audit_lookalike import click_lookalike, dihedral_features
+    from wsdal_wsi.train.common import StageContext, StageDir
+
+    rng = np.random.default_rng(1)
+    w = StoreWriter(tmp_path / "s", context_px=40, patch_px=32, target_mpp=0.25)
+    recs, n_clicks, n_neg = [], 8, 10
+    base = {"image_key": "a", "slide": "a.tiff", "split": "train", "y_level0": 5.0}
+    for i in range(n_clicks):
+        cid = w.new_click_id()
+        recs += [
+            {**base, "x_level0": 10.0 * i, "label": 1, "source": "click", "click_id": cid},
+            {**base, "x_level0": 10.0 * i + 2, "label": 1, "source": "jitter", "click_id": cid},
+        ]
+    for i in range(n_neg):
+        recs.append({**base, "x_level0": 500.0 + 10 * i, "label": 0,
+                     "source": "negative_click", "click_id": w.new_click_id()})  # fmt: skip
+    w.append(rng.integers(0, 256, (len(recs), 3, 40, 40), dtype=np.uint8), recs)
+    w.add_image({"key": "a", "slide": "a.tiff", "mpp": 0.25, "split": "train"})
+    store = w.finish(settings={}, provenance={})
+    torch.manual_seed(0)
+    net = DualViewNet(width=8)
+    StageDir(tmp_path / "dmu").save_weights(net)
+    ctx = StageContext(store=store, device=torch.device("cpu"), width=8)
+    n = len(recs)
+    table = {
+        "row": np.arange(n),
+        "label": np.array([r["label"] for r in recs]),
+        "origin": np.array([r["source"] for r in recs], dtype=object),
+    }
+    feats = dihedral_features(net, ctx, np.arange(3))
+    assert feats.shape == (3, 2 * 12 * 8) and np.isfinite(feats).all()
+    settings = AuditSettings(lookalike_min_negatives=5)
+    look = click_lookalike(ctx, tmp_path / "dmu", table, settings=settings)
+    assert look is not None and look.shape == (n,)
+    clicks = table["label"] == 1
+    assert np.isfinite(look[clicks]).all() and np.isnan(look[~clicks]).all()
+    assert (look[0 : 2 * n_clicks : 2] == look[1 : 2 * n_clicks : 2]).all()  # a click and its copy
+    assert click_lookalike(ctx, tmp_path / "dmu", table,
+                           settings=AuditSettings(lookalike_min_negatives=11)) is None  # fmt: skip

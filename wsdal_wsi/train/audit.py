@@ -6,7 +6,10 @@ From DMU's per-sample table, per annotation (settings:
 network agrees firmly:
 
 * a **positive click** (aggregating its jittered copies) with p(mitosis) below
-  ``click_max_p``: *"click with no mitosis under it"*;
+  ``click_max_p``: *"click with no mitosis under it"*; where the pathologist made
+  enough negative-class clicks, clicks are instead judged by the look-alike
+  classifier (:mod:`wsdal_wsi.train.audit_lookalike`): shown when their
+  p(look-alike) is at least ``lookalike_min_p``, whatever DMU's verdict;
 * a **negative-class click** with p(mitosis) at least ``candidate_min_p``:
   *"likely mitosis near a negative-class click"*;
 * a **candidate used as a negative** (random or mined, inside an exhaustively
@@ -22,7 +25,9 @@ of class ``WS-DAL review`` named ``"WS-DAL review: <reason>"`` with the
 measurements ``WS-DAL probability`` (the DMU network's p(mitosis)), ``WS-DAL noisy
 fraction`` and ``WS-DAL audit rank`` (1 = surest), in
 ``RUN/audit/<image key>.geojson`` (one file per training image, empty when nothing
-was flagged) plus ``RUN/audit/review.csv`` listing all of them in rank order.
+was flagged) plus ``RUN/audit/review.csv`` listing all of them in rank order (and
+``click_lookalike.npy``, the look-alike classifier's score per DMU-table row, where
+it judged the clicks).
 Importing the GeoJSON into QuPath puts the points on the slide; nothing of the
 pathologist's own annotations is changed.
 """
@@ -30,7 +35,7 @@ pathologist's own annotations is changed.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +51,7 @@ from wsdal_wsi.train.store import PatchStore
 
 __all__ = [
     "AUDIT_RANK_MEASUREMENT",
+    "LOOKALIKE_MEASUREMENT",
     "REASONS",
     "REVIEW_CLASS",
     "AnnotationFlags",
@@ -58,6 +64,9 @@ REVIEW_CLASS = "WS-DAL review"
 
 #: The measurement giving a review object's place in the audit (1 = surest).
 AUDIT_RANK_MEASUREMENT = "WS-DAL audit rank"
+
+#: The measurement giving a click's p(look-alike) from the look-alike classifier.
+LOOKALIKE_MEASUREMENT = "WS-DAL look-alike probability"
 
 #: Reason per kind of annotation.
 REASONS = {
@@ -90,6 +99,9 @@ class AnnotationFlags:
         The store's click id (-1 for candidates).
     row : ndarray int64
         A store row of the annotation (the click itself where present).
+    lookalike : ndarray float64
+        The look-alike classifier's p(look-alike) of a positive click (NaN where it
+        did not judge).
     """
 
     image_key: np.ndarray
@@ -101,6 +113,7 @@ class AnnotationFlags:
     sureness: np.ndarray
     click_id: np.ndarray
     row: np.ndarray
+    lookalike: np.ndarray
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -111,6 +124,7 @@ def flag_annotations(
     store: PatchStore,
     *,
     settings: AuditSettings = AuditSettings(),
+    click_lookalike: np.ndarray | None = None,
 ) -> AnnotationFlags:
     """Aggregate DMU's per-sample outcomes into per-annotation flags.
 
@@ -118,7 +132,10 @@ def flag_annotations(
     ``settings.noisy_min_fraction``, DMU's p(mitosis) agrees (below
     ``settings.click_max_p`` for a positive click, at least
     ``settings.candidate_min_p`` for the others) and the store does not mark it
-    trusted (a pathologist's answer).
+    trusted (a pathologist's answer). ``click_lookalike`` (per table row, NaN where
+    none; :func:`~wsdal_wsi.train.audit_lookalike.click_lookalike`) replaces that
+    rule for the positive clicks it scores: flagged at p(look-alike) >=
+    ``settings.lookalike_min_p``, ranked by it.
     """
     bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
         bool
@@ -128,8 +145,13 @@ def flag_annotations(
     p = np.asarray(table["p_mitosis"]).astype(np.float64)
     cid = store.click_id[rows]
     src = store.source[rows]
+    look = (
+        np.full(len(rows), np.nan)
+        if click_lookalike is None
+        else np.asarray(click_lookalike, np.float64)
+    )
     out: dict[str, list] = {
-        k: [] for k in ("image_key", "x", "y", "kind", "frac", "p", "cid", "row")
+        k: [] for k in ("image_key", "x", "y", "kind", "frac", "p", "cid", "row", "look")
     }
 
     def add(i_rows: np.ndarray, kind: str, anchor: int, click: int) -> None:
@@ -141,6 +163,7 @@ def flag_annotations(
         out["p"].append(float(np.mean(p[i_rows])))
         out["cid"].append(int(click))
         out["row"].append(int(anchor))
+        out["look"].append(float(np.mean(look[i_rows])))
 
     pos = np.flatnonzero((label == 1) & (cid >= 0))
     for c in np.unique(cid[pos]):
@@ -157,6 +180,12 @@ def flag_annotations(
     p_ann = np.array(out["p"], np.float64)
     click = kind == "positive_click"
     agrees = np.where(click, p_ann < settings.click_max_p, p_ann >= settings.candidate_min_p)
+    flagged = (frac >= settings.noisy_min_fraction) & agrees
+    lookalike = np.array(out["look"], np.float64)
+    judged = click & np.isfinite(lookalike)
+    flagged = np.where(judged, lookalike >= settings.lookalike_min_p, flagged)
+    sureness = np.where(click, 1.0 - p_ann, p_ann)
+    sureness = np.where(judged, lookalike, sureness)
     trusted = store.trusted[np.array(out["row"], np.int64)].astype(bool)
     return AnnotationFlags(
         image_key=np.array(out["image_key"], dtype=object),
@@ -164,11 +193,23 @@ def flag_annotations(
         kind=kind,
         noisy_fraction=frac,
         p_mitosis=p_ann,
-        flagged=(frac >= settings.noisy_min_fraction) & agrees & ~trusted,
-        sureness=np.where(click, 1.0 - p_ann, p_ann),
+        flagged=flagged & ~trusted,
+        sureness=sureness,
         click_id=np.array(out["cid"], np.int64),
         row=np.array(out["row"], np.int64),
+        lookalike=lookalike,
     )
+
+
+def _measurements(flags: AnnotationFlags, i: int, rank: int) -> dict[str, float | int]:
+    m: dict[str, float | int] = {
+        PROBABILITY_MEASUREMENT: round(float(flags.p_mitosis[i]), 4),
+        "WS-DAL noisy fraction": round(float(flags.noisy_fraction[i]), 4),
+        AUDIT_RANK_MEASUREMENT: rank,
+    }
+    if np.isfinite(flags.lookalike[i]):
+        m[LOOKALIKE_MEASUREMENT] = round(float(flags.lookalike[i]), 4)
+    return m
 
 
 def write_audit(
@@ -178,13 +219,21 @@ def write_audit(
     *,
     settings: AuditSettings = AuditSettings(),
     run_info: Mapping[str, Any] | None = None,
+    click_lookalike: Callable[[], np.ndarray | None] | None = None,
 ) -> dict[str, Any]:
-    """Write the review objects per training image, surest first; return the statistics."""
+    """Write the review objects per training image, surest first; return the statistics.
+
+    ``click_lookalike`` computes the look-alike classifier's per-row scores (see
+    :func:`flag_annotations`); called only when the stage is not done yet.
+    """
 
     stage = StageDir(out_dir)
     if (done := stage.done) is not None:
         return done
-    flags = flag_annotations(table, store, settings=settings)
+    look = click_lookalike() if click_lookalike is not None else None
+    if look is not None:  # per DMU-table row; kept for inspection
+        stage.save_array("click_lookalike.npy", look)
+    flags = flag_annotations(table, store, settings=settings, click_lookalike=look)
     sel = np.flatnonzero(flags.flagged)
     sel = sel[np.lexsort((-flags.noisy_fraction[sel], -flags.sureness[sel]))]  # surest first
     rank = {int(i): r + 1 for r, i in enumerate(sel)}
@@ -200,11 +249,7 @@ def write_audit(
                 float(flags.xy_level0[i, 1]),
                 REVIEW_CLASS,
                 name=tool_name(f"review: {REASONS[flags.kind[i]]}"),
-                measurements={
-                    PROBABILITY_MEASUREMENT: round(float(flags.p_mitosis[i]), 4),
-                    "WS-DAL noisy fraction": round(float(flags.noisy_fraction[i]), 4),
-                    AUDIT_RANK_MEASUREMENT: rank[int(i)],
-                },
+                measurements=_measurements(flags, int(i), rank[int(i)]),
             )
             for i in mine
         ]
@@ -228,11 +273,13 @@ def write_audit(
             "reason": reasons,
             "p_mitosis": flags.p_mitosis[sel],
             "noisy_fraction": flags.noisy_fraction[sel],
+            "p_lookalike": flags.lookalike[sel],
         },
     )
     stats = {
         "stage": "audit",
         "n_flagged": len(sel),
+        "clicks_judged_by": "look-alike classifier" if look is not None else "DMU",
         "by_reason": {r: int(np.sum(reasons == r)) for r in REASONS.values()},
         "per_image": per_image,
     }

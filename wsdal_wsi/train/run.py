@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from wsdal_wsi.progress import Progress
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath.model import ClassSettings
 from wsdal_wsi.train.audit import write_audit
+from wsdal_wsi.train.audit_lookalike import click_lookalike
 from wsdal_wsi.train.baseline import train_ce
 from wsdal_wsi.train.cascade import run_cascade
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
@@ -195,11 +197,9 @@ def _wsdal_stages(
     barrier()
     table = read_dmu_table(out_dir / "dmu")
     run_info = {"run": str(out_dir), "preset": preset.name}
-    stages["audit"] = on_main(
-        lambda: write_audit(
-            out_dir / "audit", table, store, settings=preset.audit, run_info=run_info
-        )
-    )
+    look = partial(click_lookalike, ctx, out_dir / "dmu", table, settings=preset.audit)
+    audit = partial(write_audit, settings=preset.audit, run_info=run_info, click_lookalike=look)
+    stages["audit"] = on_main(lambda: audit(out_dir / "audit", table, store))
     if stop_after == "dmu":
         return None, None
     feats = np.load(out_dir / "dmu" / "features.npy").astype(np.float32)
