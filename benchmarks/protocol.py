@@ -239,6 +239,38 @@ def score_audit(run: Path, data: Path) -> dict:
     return out
 
 
+def redo_audit(run: Path, data: Path) -> dict:
+    """Rerun the label audit stage of a finished WS-DAL run (``run/train``) with the code
+    of today, from its stored DMU outputs, and score it again (the old audit is kept in
+    ``audit-before``). The stage is deterministic given DMU's outputs: the same as a
+    fresh ``wsdal train`` with today's code would write."""
+    import shutil
+
+    import torch
+
+    from wsdal_wsi.train.audit import write_audit
+    from wsdal_wsi.train.audit_lookalike import click_lookalike
+    from wsdal_wsi.train.common import StageContext
+    from wsdal_wsi.train.dmu import read_dmu_table
+    from wsdal_wsi.train.presets import Preset
+    from wsdal_wsi.train.settings import read_run_config
+    from wsdal_wsi.train.store import PatchStore
+
+    train = run / "train"
+    before = train / "audit-before"
+    if not before.exists():
+        shutil.move(train / "audit", before)
+    shutil.rmtree(train / "audit", ignore_errors=True)
+    preset = Preset.from_dict(read_run_config(train)["preset"])
+    store, table = PatchStore(train / "store"), read_dmu_table(train / "dmu")
+    ctx = StageContext(store=store, device=torch.device("cpu"), width=preset.width)
+    write_audit(
+        train / "audit", table, store, settings=preset.audit,
+        click_lookalike=lambda: click_lookalike(ctx, train / "dmu", table, settings=preset.audit),
+    )  # fmt: skip
+    return score_audit(train, data)
+
+
 def _train_keys(run: Path) -> list[str]:
     """The training-split image keys of a run (the audit covers those only)."""
     with open(run / "store" / "images.csv", encoding="utf-8") as fh:
@@ -370,6 +402,9 @@ def main() -> None:
     ap.add_argument(
         "--ablations", action="store_true", help="also the stage ablations of each WS-DAL run"
     )
+    ap.add_argument("--redo-audit", action="store_true",
+                    help="rerun the label audit of the finished WS-DAL runs with today's code, "
+                    "then report")  # fmt: skip
     ap.add_argument("--report-only", action="store_true",
                     help="print the tables of the finished runs in --out; run nothing")  # fmt: skip
     ap.add_argument(
@@ -388,6 +423,16 @@ def main() -> None:
         seeds = tuple(int(s) for s in args.data_seeds.split(","))
         if set(seeds) & set(REPORT_DATA_SEEDS) and set(seeds) - set(REPORT_DATA_SEEDS):
             sys.exit("mix of reporting and other data seeds: report them apart")
+    if args.redo_audit:
+        for seed in seeds:
+            for train_seed in (int(s) for s in args.train_seeds.split(",")):
+                run = args.out / f"data{seed}" / f"wsdal-seed{train_seed}"
+                path = run / "protocol.json"
+                result = json.loads(path.read_text())
+                result["audit"] = redo_audit(run, args.out / f"data{seed}" / "train")
+                path.write_text(json.dumps(result, indent=2))
+                print(f"audit redone: {run}", file=sys.stderr, flush=True)
+        args.report_only = True
     if args.report_only:
         results, ablations = finished(args.out, seeds, args.train_seeds, args.methods)
         report(results, args.data_seeds)
