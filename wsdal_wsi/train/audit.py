@@ -45,8 +45,8 @@ import numpy as np
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath.geojson_write import point_feature, write_features
 from wsdal_wsi.qupath.model import PROBABILITY_MEASUREMENT, tool_name
+from wsdal_wsi.train.audit_settings import AuditSettings
 from wsdal_wsi.train.common import StageDir
-from wsdal_wsi.train.presets import AuditSettings
 from wsdal_wsi.train.store import PatchStore
 
 __all__ = [

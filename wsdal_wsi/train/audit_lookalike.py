@@ -43,10 +43,10 @@ from sklearn.preprocessing import StandardScaler
 from torch import Tensor
 
 from wsdal_wsi.model.nets import DualViewNet, ResNet18Trunk
+from wsdal_wsi.train.audit_settings import AuditSettings
 from wsdal_wsi.train.augment import center_crop
 from wsdal_wsi.train.common import StageContext, StageDir
 from wsdal_wsi.train.engine import to_input
-from wsdal_wsi.train.presets import AuditSettings
 
 __all__ = ["click_lookalike", "dihedral_features", "lookalike_probability"]
 
