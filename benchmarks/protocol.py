@@ -83,29 +83,30 @@ def _wsdal(*args: str, log: Path) -> None:
 COMMON = ["--tissue-fraction", "0.7", "--mpp", "0.25", "--negative-click-fraction", "0.2"]
 
 
-def make_shifted(root: Path, seed: int, shift: float, log: Path) -> Path:
-    """The test slides of one data seed again, recoloured by ``--stain-shift shift``."""
-    test = root / f"data{seed}" / f"test-shift{shift:g}"
+def _test_slides(test: Path, seed: int, log: Path, *extra: str) -> Path:
+    """The 2 test slides of one data seed in ``test`` (generated once); ``extra``: more
+    ``wsdal synth`` options (the stain shift)."""
     if not (test / "synth.json").is_file():
         _wsdal("synth", str(test), "--slides", "2", "--seed", str(seed + 1000), "--size",
                "8192x8192", "--mitoses-per-mm2", "30", "--lookalikes-per-mm2", "60", "--prefix",
-               "test_", "--stain-shift", f"{shift:g}", *COMMON, log=log)  # fmt: skip
+               "test_", *extra, *COMMON, log=log)  # fmt: skip
     return test
+
+
+def make_shifted(root: Path, seed: int, shift: float, log: Path) -> Path:
+    """The test slides of one data seed again, recoloured by ``--stain-shift shift``."""
+    test = root / f"data{seed}" / f"test-shift{shift:g}"
+    return _test_slides(test, seed, log, "--stain-shift", f"{shift:g}")
 
 
 def make_data(root: Path, seed: int, log: Path) -> tuple[Path, Path]:
     """The training and test folders of one data seed (generated once)."""
-    train, test = root / f"data{seed}" / "train", root / f"data{seed}" / "test"
-    common = COMMON
+    train = root / f"data{seed}" / "train"
     if not (train / "synth.json").is_file():
         _wsdal("synth", str(train), "--slides", "4", "--seed", str(seed), "--size", "3072x3072",
                "--mitoses-per-mm2", "220", "--lookalikes-per-mm2", "220", "--prefix", "train_",
-               *common, log=log)  # fmt: skip
-    if not (test / "synth.json").is_file():
-        _wsdal("synth", str(test), "--slides", "2", "--seed", str(seed + 1000), "--size",
-               "8192x8192", "--mitoses-per-mm2", "30", "--lookalikes-per-mm2", "60", "--prefix",
-               "test_", *common, log=log)  # fmt: skip
-    return train, test
+               *COMMON, log=log)  # fmt: skip
+    return train, _test_slides(root / f"data{seed}" / "test", seed, log)
 
 
 def run_one(
