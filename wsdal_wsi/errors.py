@@ -34,6 +34,7 @@ __all__ = [
     "QuPathUnavailableError",
     "ResolutionError",
     "SlideError",
+    "StainError",
     "TrainingError",
     "WsdalError",
 ]
@@ -61,6 +62,11 @@ class SlideError(InputError):
 
 class ResolutionError(SlideError):
     """A slide has no known resolution (µm/px) and none was given (``--mpp``)."""
+
+
+class StainError(SlideError):
+    """A slide's stains cannot be estimated from its pixels (too little stained tissue,
+    one stain only); the message names the slide and what was found."""
 
 
 class AnnotationFormatError(InputError):
