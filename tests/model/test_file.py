@@ -212,3 +212,16 @@ def test_save_is_atomic_on_failure(tmp_path):
     with pytest.raises(ConfigError):
         save_model(p, ProjNet(width=4, proj_dim=8), _spec(provenance={"x": float("nan")}))
     assert not p.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_stain_reference_travels_with_the_model_and_is_checked(tmp_path):
+    from wsdal_wsi.errors import ConfigError
+    from wsdal_wsi.stain import StainEstimate
+
+    assert _spec().stain_estimate() is None  # older models: slides as scanned
+    ref = StainEstimate((0.6, 0.7, 0.3), (0.1, 0.9, 0.4), 0.8, 0.5, n_pixels=7)
+    spec = _spec(stain_reference=ref.to_dict())
+    path = save_model(tmp_path / "m.pt", ProjNet(width=4, proj_dim=8), spec)
+    assert read_spec(path).stain_estimate().to_dict() == ref.to_dict()
+    with pytest.raises(ConfigError, match="stain estimate needs the keys"):
+        _spec(stain_reference={"haematoxylin": [1, 0, 0]})

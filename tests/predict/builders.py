@@ -21,7 +21,12 @@ SCALEOUT_ARGS = ("--device", "cpu", "--tile-size", "512")
 
 
 def make_tiny_model(
-    path: Path, *, threshold: float = 0.2, seed: int = 0, annotation_classes: dict | None = None
+    path: Path,
+    *,
+    threshold: float = 0.2,
+    seed: int = 0,
+    annotation_classes: dict | None = None,
+    stain_reference: dict | None = None,
 ) -> Path:
     """An untrained, very narrow ResNet-18 model file (random weights, fixed seed).
 
@@ -46,6 +51,7 @@ def make_tiny_model(
         merge_radius_um=5.0,
         provenance={"test": "untrained tiny model"},
         annotation_classes=annotation_classes or {},
+        stain_reference=stain_reference or {},
     )
     return save_model(path, net, spec)
 

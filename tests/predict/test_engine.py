@@ -217,3 +217,42 @@ def test_near_misses_are_the_merged_candidates_just_below_the_threshold(
     floor = reference.scores >= NEAR_MISS_FRACTION * t
     below = floor & (reference.scores < t)
     np.testing.assert_array_equal(high.near_points_level0, reference.points_level0[below])
+
+
+def test_a_model_with_stain_reference_sees_every_tile_mapped_onto_it(slide, builders, tmp_path):
+    """Candidates and patches come from the normalised slide: the candidates are those of
+    the whole slide normalised at once, and the record says what was done."""
+    from wsdal_wsi.model.file import load_model
+    from wsdal_wsi.slide import tissue_mask
+    from wsdal_wsi.stain import StainEstimate, normalise_rgb, slide_stains, stain_matrix
+
+    est = slide_stains(slide, tissue_mask(slide), target_mpp=0.25)
+    darker = StainEstimate(
+        est.haematoxylin, est.eosin, 1.5 * est.haematoxylin_strength_od, est.eosin_strength_od
+    )
+    path = builders.make_tiny_model(tmp_path / "m.pt", stain_reference=darker.to_dict())
+    model = load_model(path, device="cpu")
+    pred = predict_slide(slide, model, threshold=0.0, tile_size_px=512)
+    stain = pred.engine_info()["stain"]
+    assert stain["normalised"] is True
+    assert stain["estimate"] == est.to_dict() and stain["reference"] == darker.to_dict()
+
+    w, h = slide.dimensions
+    m = 200
+    rgb = np.full((h + 2 * m, w + 2 * m, 3), 255, np.uint8)
+    rgb[m : m + h, m : m + w] = slide.read_region((0, 0), (w, h), target_mpp=0.25)
+    rgb = normalise_rgb(torch.from_numpy(rgb), stain_matrix(est, darker))
+    params = CandidateParams.from_dict(model.spec.candidate_params)
+    found = detect_candidates(rgb.permute(2, 0, 1)[None], mpp=0.25, params=params)[0]
+    xy = found[:, :2].numpy().astype(np.float64) - m + 0.5
+    inside = (xy[:, 0] >= 0) & (xy[:, 1] >= 0) & (xy[:, 0] < w) & (xy[:, 1] < h)
+    expected = int((inside & inference_area(pred.tissue).contains(xy)).sum())
+    assert pred.n_candidates == expected
+
+
+def test_a_model_without_stain_reference_sees_the_slide_as_scanned(reference):
+    assert reference.engine_info()["stain"] == {
+        "normalised": False,
+        "reason": "the model has no stain reference",
+    }
+    assert reference.timings["stain_s"] >= 0

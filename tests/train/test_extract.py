@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -195,3 +196,46 @@ def test_patches_are_read_in_bounded_chunks(synth_slide, tmp_path, monkeypatch):
     whole = extract_store(folder, tmp_path / "whole", settings=settings, val_fraction=0.0)
     np.testing.assert_array_equal(whole.xy_level0, store.xy_level0)
     np.testing.assert_array_equal(np.asarray(whole.patches), np.asarray(store.patches))
+
+
+def test_every_image_is_read_mapped_onto_the_images_median_stains(synth_dataset, tmp_path):
+    """The store records each image's stains and their median; its patches are normalised."""
+    import torch
+
+    from wsdal_wsi.stain import StainEstimate, median_estimate, normalise_rgb, stain_matrix
+
+    store = extract_store(
+        synth_dataset.out_dir,
+        tmp_path / "store",
+        settings=dataclasses.replace(SETTINGS, stain_normalise=True),
+        val_fraction=0.25,
+        seed=0,
+    )
+    stain = store.meta["settings"]["stain"]
+    estimates = {k: StainEstimate.from_dict(v["estimate"]) for k, v in stain["images"].items()}
+    assert len(estimates) == 4
+    reference = StainEstimate.from_dict(stain["reference"])
+    assert reference.to_dict() == median_estimate(list(estimates.values())).to_dict()
+    moved = 0
+    for im in store.images:
+        r = int(store.select(image_key=im["key"], source="click")[0])
+        x, y = store.centre_level0[r]
+        m = stain_matrix(estimates[im["key"]], reference)
+        with open_slide(im["slide"]) as slide:
+            raw = slide.read_region((x - 48, y - 48), (96, 96), target_mpp=0.25)
+        got = store.patches[r].transpose(1, 2, 0)
+        np.testing.assert_array_equal(got, normalise_rgb(torch.from_numpy(raw), m).numpy())
+        moved += not np.array_equal(got, raw)
+    assert moved >= 3  # every slide has its own stains, so (nearly) every one moves
+
+    plain = extract_store(
+        synth_dataset.out_dir,
+        tmp_path / "plain",
+        settings=SETTINGS,  # stain_normalise off: the default
+        val_fraction=0.25,
+        seed=0,
+    )
+    assert plain.meta["settings"]["stain"] == {
+        "reference": None,
+        "reason": "stain_normalise is off",
+    }

@@ -132,3 +132,23 @@ def test_a_run_started_before_dle_validator_existed_resumes_with_the_network(tmp
     )
     with pytest.raises(ConfigError, match=r"differs: preset\.dle\.validator"):
         check_run_config(tmp_path, logistic, resume=True)
+
+
+def test_stain_normalisation_is_off_by_default_and_an_older_run_had_none(tmp_path):
+    run = tmp_path / "run"
+    default = resolve_run_settings(run, resume=False, preset="tiny")
+    assert default.preset.extract.stain_normalise is False
+    on = resolve_run_settings(run, resume=False, preset="tiny", stain_normalise=True)
+    assert on.preset.extract.stain_normalise is True
+    check_run_config(run, on, resume=False)
+    assert resolve_run_settings(run, resume=True).preset.extract.stain_normalise is True
+    with pytest.raises(ConfigError, match="stain_normalise"):
+        check_run_config(run, default, resume=True)
+    cfg = read_run_config(run)
+    del cfg["preset"]["extract"]["stain_normalise"]  # as a run of an older wsdal-wsi recorded it
+    (run / "config.json").write_text(json.dumps(cfg))
+    resumed = resolve_run_settings(run, resume=True)
+    assert resumed.preset.extract.stain_normalise is False  # its store was read as scanned
+    check_run_config(run, resumed, resume=True)
+    with pytest.raises(ConfigError, match="stain_normalise must be true or false"):
+        get_preset("tiny").replace(**{"extract.stain_normalise": "yes"})

@@ -142,6 +142,13 @@ def train(
         "every stage; raise it when slides will come from other labs or scanners "
         "[default: the preset's].",
     ),
+    stain_normalise: bool | None = typer.Option(
+        None,
+        "--stain-normalise/--no-stain-normalise",
+        help="Map every slide onto the training slides' median stains (Macenko), in "
+        "training and in prediction, so that slides from other labs or scanners look "
+        "like the training slides [default: the preset's, off].",
+    ),
     seed: int | None = typer.Option(
         None,
         "--seed",
@@ -192,6 +199,7 @@ def train(
         seed=seed,
         val_fraction=val_fraction,
         stain_jitter=stain_jitter,
+        stain_normalise=stain_normalise,
         mpp=mpp,
         pretrained=pretrained,
         init_model=init,

@@ -40,6 +40,7 @@ from wsdal_wsi.model.cascade import Cascade, CascadeSpec
 from wsdal_wsi.model.device import autocast, prepare_inference
 from wsdal_wsi.model.nets import build_network
 from wsdal_wsi.model.torch_files import read_torch_file
+from wsdal_wsi.stain.estimate import StainEstimate
 from wsdal_wsi.units import check_probability
 
 __all__ = [
@@ -96,6 +97,12 @@ class ModelSpec:
         The training run's class roles (``ClassSettings.to_dict()``): prediction
         counts the same region classes unless told otherwise. Empty in models made
         before it was recorded.
+    stain_reference : dict
+        The training slides' median stains
+        (:meth:`wsdal_wsi.stain.StainEstimate.to_dict`): prediction maps every slide
+        onto them before detecting candidates. Empty: the model was trained on
+        slides as scanned (``stain_normalise`` off, or made before it existed), and
+        predicts on slides as scanned.
     """
 
     arch: str
@@ -111,6 +118,7 @@ class ModelSpec:
     arch_kwargs: dict[str, Any] = field(default_factory=dict)
     annotation_classes: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
+    stain_reference: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # bounds a model file from a stranger must keep too: a patch of 10^9 px, a
@@ -123,7 +131,7 @@ class ModelSpec:
             raise ConfigError(f"target_mpp must be in (0, 16] µm/px, got {self.target_mpp}")
         if not (math.isfinite(self.merge_radius_um) and 0 <= self.merge_radius_um <= 100):
             raise ConfigError(f"merge_radius_um must be in [0, 100], got {self.merge_radius_um}")
-        for name in ("arch_kwargs", "candidate_params", "provenance"):
+        for name in ("arch_kwargs", "candidate_params", "provenance", "stain_reference"):
             if not isinstance(getattr(self, name), dict):
                 raise ConfigError(f"{name} must be a JSON object, got {getattr(self, name)!r:.60}")
         norm = (*self.mean, *self.std)
@@ -137,6 +145,17 @@ class ModelSpec:
             raise ConfigError(f"threshold must be in [0, 1], got {self.threshold}")
         if len(self.class_names) < 2:
             raise ConfigError(f"class_names needs at least 2 names, got {self.class_names}")
+        self.stain_estimate()  # raises if malformed
+
+    def stain_estimate(self) -> StainEstimate | None:
+        """The reference stains prediction maps slides onto (None: slides as scanned).
+
+        Raises
+        ------
+        ConfigError
+            A malformed ``stain_reference``.
+        """
+        return StainEstimate.from_dict(self.stain_reference) if self.stain_reference else None
 
     def to_json(self) -> str:
         """The spec as JSON text (raises ConfigError for non-JSON-able metadata)."""

@@ -48,6 +48,7 @@ from wsdal_wsi.predict.plan import engine_options, plan_tiles, tile_decode_devic
 from wsdal_wsi.predict.reader import TileStream
 from wsdal_wsi.progress import NULL_PROGRESS, Progress
 from wsdal_wsi.slide import TissueMask, tissue_mask
+from wsdal_wsi.stain import normalise_rgb, stain_normaliser
 from wsdal_wsi.units import um_to_px
 
 __all__ = ["NEAR_MISS_FRACTION", "SlidePrediction", "predict_slide"]
@@ -107,8 +108,13 @@ class SlidePrediction:
         Seconds: ``tissue_s`` (mask, when computed here), ``read_s`` (summed over
         reader threads), ``read_wait_s`` (the device loop waiting for pixels),
         ``detect_s`` (candidates, ownership, cropping), ``classify_s``,
-        ``merge_s``, ``total_s`` (wall time of the call). On CUDA the device
-        steps are host wall time up to their synchronisation points.
+        ``merge_s``, ``total_s`` (wall time of the call), ``stain_s`` (the
+        slide's stain estimate). On CUDA the device steps are host wall time up
+        to their synchronisation points.
+    stain : dict
+        The slide's stain normalisation (:func:`wsdal_wsi.stain.stain_normaliser`):
+        ``normalised``, the slide's ``estimate`` and the model's ``reference``, or
+        the ``reason`` it was analysed as scanned.
     """
 
     points_level0: np.ndarray
@@ -133,6 +139,7 @@ class SlidePrediction:
     read_mp: float
     timings: dict[str, float] = field(default_factory=dict)
     tile_decoder: str | None = None
+    stain: dict[str, Any] = field(default_factory=dict)
 
     def engine_info(self) -> dict[str, Any]:
         """JSON-able description of how the slide was run (for provenance and summaries)."""
@@ -153,6 +160,7 @@ class SlidePrediction:
             "n_above_threshold": self.n_above_threshold,
             "tissue_mp": round(self.tissue_mp, 3),
             "read_mp": round(self.read_mp, 3),
+            "stain": self.stain,
         }
 
 
@@ -230,10 +238,7 @@ def predict_slide(
     slide.require_mpp()
     timings: dict[str, float] = {}
 
-    if tissue is None:
-        t0 = time.perf_counter()
-        tissue = tissue_mask(slide)
-        timings["tissue_s"] = time.perf_counter() - t0
+    tissue, stain, stain_record = _tissue_and_stain(slide, tissue, spec=spec, timings=timings)
     plan = plan_tiles(slide, spec, tissue=tissue, tile_size_px=tile_size_px)
     tile_decoder = _tile_decoder(slide, device)
     area, tiles, margin_px, read_px = plan.area, plan.tiles, plan.margin_px, plan.read_px
@@ -248,7 +253,9 @@ def predict_slide(
     stream = TileStream(slide, tiles, read_px=read_px, target_mpp=target_mpp,
                         threads=reader_threads, depth=reader_threads + tiles_per_step,
                         pinned=cuda, held=tiles_per_step)  # fmt: skip
-    step = _stepper(stream, classifier, area, spec=spec, level0_per_px=f, device=device)
+    step = _stepper(
+        stream, classifier, area, spec=spec, level0_per_px=f, device=device, stain=stain
+    )
     progress = progress or NULL_PROGRESS
     with progress.task(f"Predicting {slide.name}", total=len(tiles)) as task:
         detect_s = _stream_tiles(stream, step, classifier, tiles_per_step=tiles_per_step, task=task)
@@ -288,7 +295,26 @@ def predict_slide(
         read_mp=len(tiles) * read_px * read_px / 1e6,
         timings={k: round(v, 4) for k, v in timings.items()},
         tile_decoder=tile_decoder,
+        stain=stain_record,
     )
+
+
+def _tissue_and_stain(
+    slide: Any, tissue: TissueMask | None, *, spec: Any, timings: dict[str, float]
+) -> tuple[TissueMask, np.ndarray | None, dict[str, Any]]:
+    """The slide's tissue mask (computed when not given) and its stain matrix onto the
+    model's reference with its record (:func:`wsdal_wsi.stain.stain_normaliser`);
+    ``timings`` gets ``tissue_s`` (when computed) and ``stain_s``."""
+    if tissue is None:
+        t0 = time.perf_counter()
+        tissue = tissue_mask(slide)
+        timings["tissue_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    stain, record = stain_normaliser(
+        slide, tissue, reference=spec.stain_estimate(), target_mpp=float(spec.target_mpp)
+    )
+    timings["stain_s"] = time.perf_counter() - t0
+    return tissue, stain, record
 
 
 def _stepper(
@@ -299,9 +325,11 @@ def _stepper(
     spec: Any,
     level0_per_px: float,
     device: torch.device,
+    stain: np.ndarray | None,
 ) -> Callable[[list[Any]], float]:
     """:func:`_step` bound to one slide: its analysed area (``area.mask`` at
-    ``area.downsample``) on the device and the model's candidate and patch settings."""
+    ``area.downsample``) on the device, its stain matrix and the model's candidate and
+    patch settings."""
     mask_h, mask_w = area.mask.shape
     return functools.partial(
         _step,
@@ -314,6 +342,7 @@ def _stepper(
         target_mpp=float(spec.target_mpp),
         params=CandidateParams.from_dict(spec.candidate_params or {}),
         patch_px=int(spec.patch_size_px),
+        stain=None if stain is None else torch.as_tensor(stain, dtype=torch.float64),
     )
 
 
@@ -407,10 +436,13 @@ def _step(
     target_mpp: float,
     params: CandidateParams,
     patch_px: int,
+    stain: torch.Tensor | None = None,
 ) -> float:
     """Detect, own and crop the candidates of a group of read tiles; queue their patches.
 
-    Returns the seconds spent (the classifier's time is counted by itself).
+    With a ``stain`` matrix the tiles are mapped by it first (candidates and patches
+    both see the normalised pixels). Returns the seconds spent (the classifier's
+    time is counted by itself).
     """
     t0 = time.perf_counter()
     before = classifier.seconds
@@ -420,6 +452,8 @@ def _step(
         batch = torch.empty((len(group), *group[0].pixels.shape), dtype=torch.uint8, device=device)
         for i, item in enumerate(group):
             batch[i].copy_(item.pixels, non_blocking=True)
+    if stain is not None:
+        batch = normalise_rgb(batch, stain)
     found = detect_candidates(batch.permute(0, 3, 1, 2), mpp=target_mpp, params=params)
     # detect_candidates synchronises (nonzero), so the copies are done: free the buffers.
     for item in group:

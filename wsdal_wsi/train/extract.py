@@ -31,6 +31,13 @@ the same kind of look-alike centred on a candidate. The store keeps the
 annotated point (``x_level0``, ``y_level0``: the audit and the validation
 matching use it) and the patch centre (``centre_x_level0``, ``centre_y_level0``).
 
+**Stains** (``stain_normalise``, :mod:`wsdal_wsi.stain`): before step 1, every
+usable image's stains are estimated; their median is the *reference* (recorded in
+the store, and from there in the model file), and steps 2 and 3 read each image
+mapped onto it. An image whose stains cannot be estimated is read as it is (its
+reason recorded); with none estimable there is no reference and the model
+predicts on slides as they are.
+
 Images are split into train / validation **by slide** (``val_fraction``, seeded).
 Images that cannot be used (missing slide, no resolution, no annotations) are
 skipped, each with its reason in ``store.json``; when none is left the extraction
@@ -52,11 +59,12 @@ import numpy as np
 import torch
 
 from wsdal_wsi.detect.candidates import CandidateParams
-from wsdal_wsi.errors import ConfigError, TrainingError, WsdalError
+from wsdal_wsi.errors import ConfigError, StainError, TrainingError, WsdalError
 from wsdal_wsi.progress import NULL_PROGRESS, Progress, ProgressTask
 from wsdal_wsi.provenance import provenance
 from wsdal_wsi.qupath import ClassSettings, open_source
 from wsdal_wsi.slide import open_slide, tile_grid, tissue_mask
+from wsdal_wsi.stain import StainNormalisedSlide, median_estimate, slide_stains, stain_matrix
 from wsdal_wsi.train.presets import ExtractSettings
 from wsdal_wsi.train.sampling import (
     area_candidates,
@@ -197,6 +205,7 @@ def extract_store(
     rng = np.random.default_rng((seed, 29))
     margin_px = math.ceil(params.context_um() / t) + 1
     totals = {"tiles": 0, "patches": 0}
+    matrices, stains = _training_stains(usable, settings=settings, progress=progress)
     with (
         progress.task("Candidates (tiles)", total=0) as tile_task,
         progress.task("Reading patches", total=0) as patch_task,
@@ -219,6 +228,7 @@ def extract_store(
                     tile_task=tile_task,
                     patch_task=patch_task,
                     totals=totals,
+                    stain=matrices.get(rec.key),
                 )
             except WsdalError as exc:
                 log.warning("skipping image %s: %s", rec.key, exc)
@@ -235,6 +245,7 @@ def extract_store(
         settings={
             "extract": asdict(settings),
             "candidate_params": params.to_dict(),
+            "stain": stains,
             "classes": classes.to_dict(),
             "val_fraction": val_fraction,
             "seed": seed,
@@ -243,6 +254,49 @@ def extract_store(
         },
         provenance=provenance(source=str(source)),
     )
+
+
+def _training_stains(
+    usable: Sequence[Any], *, settings: ExtractSettings, progress: Progress
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Each image's stain matrix onto the images' median stains, and the store's record
+    (no matrix when ``settings.stain_normalise`` is off).
+
+    Returns
+    -------
+    matrices : dict
+        Image key to ``(3, 3)`` stain matrix (images whose stains could not be
+        estimated are absent: they are read as scanned).
+    record : dict
+        JSON-able: ``reference`` (the median estimate, or None with a ``reason``)
+        and per image its ``estimate`` or the ``reason`` it has none.
+    """
+    if not settings.stain_normalise:
+        return {}, {"reference": None, "reason": "stain_normalise is off"}
+    target_mpp = settings.target_mpp
+    estimates: dict[str, Any] = {}
+    images: dict[str, dict[str, Any]] = {}
+    with progress.task("Stains", total=len(usable)) as task:
+        for rec in sorted(usable, key=lambda r: r.key):
+            try:
+                with open_slide(rec.slide_path, mpp=rec.mpp) as slide:
+                    est = slide_stains(slide, tissue_mask(slide), target_mpp=target_mpp)
+            except StainError as exc:
+                log.warning("%s; read without stain normalisation", exc)
+                images[rec.key] = {"reason": str(exc)}
+            except WsdalError as exc:  # the extraction skips the image, with this reason
+                images[rec.key] = {"reason": str(exc)}
+            else:
+                estimates[rec.key] = est
+                images[rec.key] = {"estimate": est.to_dict()}
+            task.advance()
+    if not estimates:
+        log.warning("no training image's stains could be estimated: no stain normalisation")
+        return {}, {"reference": None, "reason": "no image's stains could be estimated",
+                    "images": images}  # fmt: skip
+    reference = median_estimate(list(estimates.values()))
+    matrices = {key: stain_matrix(est, reference) for key, est in estimates.items()}
+    return matrices, {"reference": reference.to_dict(), "images": images}
 
 
 def _extract_image(
@@ -262,14 +316,17 @@ def _extract_image(
     tile_task: ProgressTask,
     patch_task: ProgressTask,
     totals: dict[str, int],
+    stain: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Write one image's patches to ``writer``; return its ``images.csv`` row.
 
     ``rng`` draws the candidate subset, then the jitter; ``totals`` counts the
-    tiles and patches so far (the totals of the progress tasks).
+    tiles and patches so far (the totals of the progress tasks); ``stain``, the
+    ``(3, 3)`` stain matrix every read is mapped by (None: read as scanned).
     """
     ann = rec.annotations
-    with open_slide(rec.slide_path, mpp=rec.mpp) as slide:
+    with open_slide(rec.slide_path, mpp=rec.mpp) as scanned:
+        slide = scanned if stain is None else StainNormalisedSlide(scanned, stain)
         mpp = slide.require_mpp()
         f = slide.level0_per_px(settings.target_mpp)
         pos_pts = ann.points_with_role("positive", classes)

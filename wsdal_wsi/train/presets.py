@@ -270,6 +270,16 @@ class ExtractSettings:
         subset would under-count false positives, so keep this large).
     read_threads : int
         Threads reading slides.
+    stain_normalise : bool
+        Estimate every training slide's stains (:mod:`wsdal_wsi.stain`), keep their
+        median as the model's reference and read every patch mapped onto it;
+        prediction maps each slide onto the same reference before the candidate
+        detector and the classifier see it. For slides from other labs or
+        scanners. Off by default: on the development data it made the validation
+        slide look like the training slides, so the threshold chosen there was
+        lower (WS-DAL 0.69 against 0.96) and, on test slides with 7x fewer mitoses than
+        the training slides, cost precision (``benchmarks/RESULTS.md``). A run
+        whose ``config.json`` predates this setting had False.
     """
 
     patch_px: int = 80
@@ -283,6 +293,18 @@ class ExtractSettings:
     max_candidates_per_image: int = 20000
     max_val_candidates_per_image: int = 200000
     read_threads: int = 4
+    stain_normalise: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.stain_normalise, bool):
+            raise ConfigError(
+                f"stain_normalise must be true or false, got {self.stain_normalise!r}"
+            )
+
+
+#: Settings a run's ``config.json`` lacks when it predates them: the value it ran with
+#: (today's default too; kept apart so a change of default cannot change an old run).
+_ADDED_LATER = {"extract": {"stain_normalise": False}}
 
 
 @dataclass(frozen=True)
@@ -346,6 +368,7 @@ class Preset:
             v = data[f.name]
             sub = _SUBTYPES.get(f.name)
             if sub is not None:
+                v = {**_ADDED_LATER.get(f.name, {}), **v}
                 v = sub(**{k: tuple(x) if isinstance(x, list) else x for k, x in v.items()})
             kw[f.name] = v
         return cls(**kw)

@@ -342,6 +342,9 @@ def _finish(
         threshold=float(thr["threshold"]),
         class_names=CLASS_NAMES,
         candidate_params=dict(store.meta.get("settings", {}).get("candidate_params", {})),
+        stain_reference=dict(
+            (store.meta.get("settings", {}).get("stain") or {}).get("reference") or {}
+        ),
         merge_radius_um=preset.merge_radius_um,
         annotation_classes=settings.classes.to_dict(),
         calibration=dict(thr.get("calibration") or {}),

@@ -178,6 +178,7 @@ def resolve_run_settings(
     seed: int | None = None,
     val_fraction: float | None = None,
     stain_jitter: float | None = None,
+    stain_normalise: bool | None = None,
     mpp: float | None = None,
     pretrained: str | Path | None = None,
     init_model: str | Path | None = None,
@@ -191,8 +192,9 @@ def resolve_run_settings(
 
     An option given (not None; for the class roles, a non-empty list) wins.
     Otherwise, with ``resume`` and a ``config.json`` in ``out_dir``, the run's own
-    value; otherwise the default of :class:`RunSettings`. ``stain_jitter`` replaces
-    the preset's (:attr:`Preset.stain_jitter`).
+    value; otherwise the default of :class:`RunSettings`. ``stain_jitter`` and
+    ``stain_normalise`` replace the preset's (:attr:`Preset.stain_jitter`,
+    :attr:`ExtractSettings.stain_normalise`).
 
     Raises
     ------
@@ -221,6 +223,9 @@ def resolve_run_settings(
     if stain_jitter is not None:
         base = kw.get("preset", RunSettings().preset)
         kw["preset"] = base.replace(stain_jitter=float(stain_jitter))
+    if stain_normalise is not None:
+        base = kw.get("preset", RunSettings().preset)
+        kw["preset"] = base.replace(**{"extract.stain_normalise": bool(stain_normalise)})
     old_classes = old.get("classes") if old is not None else None
     kw["classes"] = ClassSettings.from_options(
         positive=positive,
