@@ -323,7 +323,10 @@ class Preset:
     audit : AuditSettings
         What the label audit shows.
     merge_radius_um : float
-        Detections closer than this are one figure (stored in the model file).
+        Detections closer than this are one figure (stored in the model file). 10
+        µm: at 5 µm, 39 % of the mitoses a model found on the development test
+        slides were counted twice (a figure's chromatin clumps 5-12 µm apart, median
+        7 µm); in the 11,909 mitoses of MIDOG++, 0.6 % have another within 10 µm.
     match_radius_um : float
         Matching radius of the threshold selection (MIDOG: 7.5 µm).
     stain_jitter : float
@@ -345,7 +348,7 @@ class Preset:
     csdgl: CSDGLSettings
     baseline: CESettings
     audit: AuditSettings = field(default_factory=AuditSettings)
-    merge_radius_um: float = 5.0
+    merge_radius_um: float = 10.0
     match_radius_um: float = 7.5
     stain_jitter: float = 0.0
 
