@@ -113,33 +113,41 @@ def mosaic_slide(work: Path, size_px: int, *, base_px: int = 8192, workers: int)
     return path
 
 
-def bench_model(work: Path, model: str | None) -> tuple[Path, str]:
-    """The model file to use and a note saying what it is."""
-    if model:
-        return Path(model), f"trained model {model}"
+def untrained_model(
+    path: Path, *, width: int = 64, stain_reference: dict | None = None, note: str = ""
+) -> Path:
+    """Write an untrained ResNet-18 model file (80 px patches, seeded weights) to ``path``."""
+    import torch
+
     from wsdal_wsi.detect.candidates import CandidateParams
     from wsdal_wsi.model.file import ModelSpec, save_model
     from wsdal_wsi.model.nets import ProjNet
 
+    torch.manual_seed(0)
+    spec = ModelSpec(
+        arch="proj_resnet18",
+        arch_kwargs={"width": width, "proj_dim": 128, "input_px": None},
+        patch_size_px=80,
+        target_mpp=0.25,
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        threshold=0.5,
+        class_names=("Non-mitosis", "Mitosis"),
+        candidate_params=CandidateParams().to_dict(),
+        merge_radius_um=5.0,
+        provenance={"benchmark": note or "untrained, real architecture"},
+        stain_reference=stain_reference or {},
+    )
+    return save_model(path, ProjNet(width=width, proj_dim=128).eval(), spec)
+
+
+def bench_model(work: Path, model: str | None) -> tuple[Path, str]:
+    """The model file to use and a note saying what it is."""
+    if model:
+        return Path(model), f"trained model {model}"
     path = work / "untrained_resnet18_w64_p80.pt"
     if not path.is_file():
-        import torch
-
-        torch.manual_seed(0)
-        spec = ModelSpec(
-            arch="proj_resnet18",
-            arch_kwargs={"width": 64, "proj_dim": 128, "input_px": None},
-            patch_size_px=80,
-            target_mpp=0.25,
-            mean=(0.485, 0.456, 0.406),
-            std=(0.229, 0.224, 0.225),
-            threshold=0.5,
-            class_names=("Non-mitosis", "Mitosis"),
-            candidate_params=CandidateParams().to_dict(),
-            merge_radius_um=5.0,
-            provenance={"benchmark": "untrained, real architecture"},
-        )
-        save_model(path, ProjNet(width=64, proj_dim=128).eval(), spec)
+        untrained_model(path)
     return path, "untrained ResNet-18 (width 64, 80 px patches): timing does not depend on weights"
 
 

@@ -30,7 +30,9 @@ and bluer, its eosin paler, outside the training slides' range; the same figures
 the same places), and every model is scored on them too; printed per method: F1 on
 the shifted slides and the paired drop (F1 on the originals - F1 on the shifted).
 ``--stain-jitter A`` trains with that stain augmentation (``wsdal train
---stain-jitter``) instead of the preset's; use another ``--out`` per value.
+--stain-jitter``) instead of the preset's; ``--stain-normalise`` trains (and so
+predicts) with stain normalisation (``wsdal train --stain-normalise``); use another
+``--out`` per setting.
 
 Printed: one row per run; per method mean and sd of the test F1; the paired
 difference WS-DAL - baseline (same data, same training seed) with its mean, sd and
@@ -117,6 +119,7 @@ def run_one(
     log: Path,
     *,
     stain_jitter: float | None = None,
+    stain_normalise: bool = False,
     shift: float = 0.0,
 ) -> dict:
     """Train, predict, evaluate one method: its F1 and times (reused when done); with
@@ -128,10 +131,13 @@ def run_one(
         result = json.loads(result_path.read_text())
         if result.get("stain_jitter") != stain_jitter:
             sys.exit(f"{run} was trained with --stain-jitter {result.get('stain_jitter')}")
+        if result.get("stain_normalise", False) != stain_normalise:
+            sys.exit(f"{run} was trained with stain normalisation {not stain_normalise}")
         return _with_shift(result, run, root, seed, shift, log)
     t0 = time.perf_counter()
     resume = ["--resume"] if (run / "train" / "config.json").is_file() else []
     jitter = [] if stain_jitter is None else ["--stain-jitter", f"{stain_jitter:g}"]
+    jitter += ["--stain-normalise"] if stain_normalise else []
     _wsdal("train", str(train), "--out", str(run / "train"), "--preset", "demo", "--method",
            method, "--seed", str(train_seed), "--device", "cpu", *jitter, *resume,
            log=log)  # fmt: skip
@@ -144,6 +150,7 @@ def run_one(
         "train_seed": train_seed,
         "method": method,
         "stain_jitter": stain_jitter,
+        "stain_normalise": stain_normalise,
         **_evaluate(run / "predict", test),
         "train_s": round(t1 - t0, 1),
         "predict_s": round(t2 - t1, 1),
@@ -416,6 +423,8 @@ def main() -> None:
     )
     ap.add_argument("--stain-jitter", type=float, default=None,
                     help="wsdal train --stain-jitter (default: the preset's)")  # fmt: skip
+    ap.add_argument("--stain-normalise", action="store_true",
+                    help="wsdal train --stain-normalise")  # fmt: skip
     args = ap.parse_args()
     named = {"report": REPORT_DATA_SEEDS, "dev": DEV_DATA_SEEDS}
     if args.data_seeds in named:
@@ -453,6 +462,7 @@ def main() -> None:
                       file=sys.stderr, flush=True)  # fmt: skip
                 results.append(run_one(args.out, seed, train_seed, method, log,
                                        stain_jitter=args.stain_jitter,
+                                       stain_normalise=args.stain_normalise,
                                        shift=args.stain_shift))  # fmt: skip
             if args.ablations and "wsdal" in args.methods.split(","):
                 ablations.extend(run_ablations(args.out, seed, train_seed, log))
