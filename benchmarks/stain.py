@@ -11,7 +11,8 @@ or ``--slide``):
 2. ``normalise_rgb`` alone on 1104 x 1104 tiles (a 1024 px core and its margins),
    megapixels per second;
 3. ``predict_slide`` with a demo-sized network (ResNet-18 at 1/4 width, untrained: the
-   work is the same), with and without a stain reference in the model, the median of
+   work is the same), with and without a stain reference in the model (2 % darker in
+   haematoxylin than the slide: every pixel mapped, about the same candidates), the median of
    ``--repeats`` alternating runs, and their ratio (the baseline: without, measured in
    the same run).
 
@@ -63,11 +64,12 @@ def main() -> None:
             t0 = time.perf_counter()
             est = slide_stains(slide, tissue, target_mpp=0.25)
             estimate_s = time.perf_counter() - t0
-            # a reference 1.3x darker in haematoxylin: every pixel really changes
+            # a reference 2 % darker in haematoxylin: every pixel goes through the matrix
+            # (an identity is skipped), and the candidates, the classifier's work, stay alike
             reference = StainEstimate(
                 est.haematoxylin,
                 est.eosin,
-                1.3 * est.haematoxylin_strength_od,
+                1.02 * est.haematoxylin_strength_od,
                 est.eosin_strength_od,
             )
             tile = torch.from_numpy(slide.read_region((0.0, 0.0), (1104, 1104), target_mpp=0.25))
@@ -83,22 +85,24 @@ def main() -> None:
                 "normalised": _model(Path(tmp) / "norm.pt", reference),
             }
             times: dict[str, list[float]] = {k: [] for k in models}
+            candidates: dict[str, int] = {}
             for _ in range(args.repeats):
                 for name, model in models.items():
                     t0 = time.perf_counter()
                     pred = predict_slide(slide, model, tissue=tissue)
                     times[name].append(time.perf_counter() - t0)
                     assert (pred.stain["normalised"] is True) == (name == "normalised")
+                    candidates[name] = pred.n_candidates
             size = slide.dimensions
     print(f"# stain normalisation at prediction; {platform.node()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {args.threads} threads")  # fmt: skip
     print(f"slide {size[0]} x {size[1]} px: stain estimate {estimate_s:.2f} s; "
           f"normalise_rgb {mp_s:.0f} MP/s")  # fmt: skip
-    print(f"| model | predict_slide s (median of {args.repeats}) |")
-    print("|---|---:|")
+    print(f"| model | predict_slide s (median of {args.repeats}) | candidates |")
+    print("|---|---:|---:|")
     med = {k: statistics.median(v) for k, v in times.items()}
     for k, v in med.items():
-        print(f"| {k} | {v:.2f} |")
+        print(f"| {k} | {v:.2f} | {candidates[k]:,} |")
     print(f"ratio normalised / as scanned: {med['normalised'] / med['as scanned']:.3f}")
 
 
