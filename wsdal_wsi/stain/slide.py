@@ -148,4 +148,6 @@ class StainNormalisedSlide:
         return normalise_rgb(torch.from_numpy(rgb), self._matrix).numpy()
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_slide", "_matrix"):
+            raise AttributeError(name)  # not delegated: copy/pickle probes, an unset wrapper
         return getattr(self._slide, name)
