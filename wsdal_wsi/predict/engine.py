@@ -342,7 +342,7 @@ def _stepper(
         target_mpp=float(spec.target_mpp),
         params=CandidateParams.from_dict(spec.candidate_params or {}),
         patch_px=int(spec.patch_size_px),
-        stain=None if stain is None else torch.as_tensor(stain, dtype=torch.float64),
+        stain=stain,
     )
 
 
@@ -436,7 +436,7 @@ def _step(
     target_mpp: float,
     params: CandidateParams,
     patch_px: int,
-    stain: torch.Tensor | None = None,
+    stain: np.ndarray | None = None,
 ) -> float:
     """Detect, own and crop the candidates of a group of read tiles; queue their patches.
 

@@ -12,6 +12,7 @@ reference maps onto itself (the identity matrix; pixels returned unchanged).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -97,7 +98,7 @@ def normalise_rgb(rgb: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch
         return rgb
     device = rgb.device
     with torch.autocast(device_type=device.type, enabled=False):
-        table = _od_table(device)
+        table = _od_table(str(device))
         od = table[rgb.long()]  # (..., 3) float32
         # exp(-ln10 * OD_out) * 255 = exp(ln(255) - ln10 * OD_in @ m.T): one matmul, one exp
         weights = torch.as_tensor(-_LN10 * m.T, dtype=torch.float32, device=device)
@@ -106,6 +107,8 @@ def normalise_rgb(rgb: torch.Tensor, matrix: torch.Tensor | np.ndarray) -> torch
         return out.to(torch.uint8).reshape(rgb.shape)
 
 
-def _od_table(device: torch.device) -> torch.Tensor:
+@functools.lru_cache(maxsize=8)
+def _od_table(device: str) -> torch.Tensor:
+    """OD of each 8-bit value, built once per device (normalise_rgb runs per tile)."""
     values = np.maximum(np.arange(256, dtype=np.float64), 1.0) / 255.0
     return torch.as_tensor(-np.log10(values), dtype=torch.float32, device=device)
