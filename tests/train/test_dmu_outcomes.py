@@ -11,6 +11,7 @@ from wsdal_wsi.train.dmu_outcomes import (
     grouped_outcomes,
     sample_outcomes,
     scd_rates,
+    unlearned_classes,
 )
 
 
@@ -57,25 +58,48 @@ def test_a_click_and_its_copies_share_one_outcome_from_their_summed_counts():
     assert never.tolist() == [False] * 6 + [True, True]
 
 
+def _with_learnt_classes(table):
+    """The table and one clean sample of each class after it (DMU learnt both classes)."""
+    extra = {"outcome": ["clean", "clean"], "never_learned": [0, 0], "origin": ["click"] * 2,
+             "label": [0, 1], "trusted": [0, 0]}  # fmt: skip
+    return {k: np.concatenate([v, np.array(extra[k], dtype=v.dtype)]) for k, v in table.items()}
+
+
 def test_negative_clicks_are_audited_but_not_removed():
-    table = {
+    table = _with_learnt_classes({
         "outcome": np.array(["noisy", "noisy", "clean", "hard", "noisy"], dtype=object),
         "never_learned": np.array([0, 0, 1, 1, 0]),
         "origin": np.array(
             ["click", "negative_click", "mined_negative", "negative_click", "jitter"], dtype=object
         ),
-    }
-    assert dmu_removed(table).tolist() == [True, False, True, False, True]
-    assert dmu_removed(table, keep_negative_clicks=False).tolist() == [True] * 5
+        "label": np.array([1, 0, 0, 0, 1]),
+    })  # fmt: skip
+    assert dmu_removed(table).tolist() == [True, False, True, False, True, False, False]
+    assert dmu_removed(table, keep_negative_clicks=False).tolist() == [True] * 5 + [False] * 2
 
 
 def test_a_trusted_answer_is_never_removed_and_older_tables_trust_nothing():
-    table = {
+    table = _with_learnt_classes({
         "outcome": np.array(["noisy", "noisy", "clean", "noisy"], dtype=object),
         "never_learned": np.array([0, 1, 0, 0]),
         "origin": np.array(["click", "click", "click", "mined_negative"], dtype=object),
+        "label": np.array([1, 1, 1, 0]),
         "trusted": np.array([1, 1, 0, 0]),
-    }
-    assert dmu_removed(table).tolist() == [False, False, False, True]
+    })  # fmt: skip
+    assert dmu_removed(table).tolist() == [False, False, False, True, False, False]
     older = {k: v for k, v in table.items() if k != "trusted"}
-    assert dmu_removed(older).tolist() == [True, True, False, True]
+    assert dmu_removed(older).tolist() == [True, True, False, True, False, False]
+
+
+def test_a_class_dmu_learnt_no_label_of_loses_none():
+    table = {
+        "outcome": np.array(["noisy", "noisy", "hard", "clean", "noisy", "clean"], dtype=object),
+        "never_learned": np.array([0, 1, 0, 1, 0, 0]),  # the mitosis marked clean: never learnt
+        "origin": np.array(["click"] * 4 + ["mined_negative"] * 2, dtype=object),
+        "label": np.array([1, 1, 1, 1, 0, 0]),
+    }
+    assert unlearned_classes(table) == [1]
+    assert dmu_removed(table).tolist() == [False, False, False, False, True, False]
+    table["never_learned"][3] = 0  # one mitosis label learnt: the class's noisy ones go
+    assert unlearned_classes(table) == []
+    assert dmu_removed(table).tolist() == [True, True, False, False, True, False]

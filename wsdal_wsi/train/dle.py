@@ -30,6 +30,12 @@ wrong, DMU called 25-35 % of them noisy). They keep their place in the DMU table
 and the label audit (a pathologist can review them), but never leave the set: a
 noisy one joins the hard samples to get a level, and an unvalidated one is kept.
 
+A class none of whose labels DMU learnt (not one clean sample: a network that has
+not learnt the class, as on a few slides with a tiny network) is not a class of wrong
+labels: none of its samples is removed (:func:`~wsdal_wsi.train.dmu_outcomes.dmu_removed`),
+and they join the hard ones (ours; without it, such a run loses every mitosis and
+cannot train its last stage).
+
 Every kept sample gets a subclass ``label * (levels + 1) + level`` (2 x 4 = 8).
 
 Outputs in ``RUN/dle/``: ``levels.csv`` (index, row, label, outcome, level,
@@ -52,7 +58,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 
 from wsdal_wsi.train.common import SampleSet, StageDir, read_table
-from wsdal_wsi.train.dmu_outcomes import dmu_removed, trusted_samples
+from wsdal_wsi.train.dmu_outcomes import dmu_removed, trusted_samples, unlearned_classes
 from wsdal_wsi.train.presets import DLE_VALIDATORS as VALIDATORS
 from wsdal_wsi.train.presets import DLESettings
 
@@ -274,6 +280,9 @@ def run_dle(
     outcome = table["outcome"].astype(object)
     never = table["never_learned"].astype(bool)
     removed = dmu_removed(table, keep_negative_clicks=settings.keep_negative_clicks)
+    unlearned = unlearned_classes(table)
+    for c in unlearned:
+        log.warning("DMU learnt no label of class %d: none of them is removed", c)
     protected = trusted_samples(table)
     if settings.keep_negative_clicks:
         protected |= np.asarray(table["origin"]) == "negative_click"
@@ -289,6 +298,7 @@ def run_dle(
         # hard samples, and protected ones DMU would have removed (noisy / never learned)
         hard = np.flatnonzero((label == c) & ~clean & ~removed)
         info: dict[str, Any] = {"hard": len(hard), "protected": int(np.sum(protected[hard]))}
+        info["unlearned"] = c in unlearned
         if len(hard) < settings.min_hard:
             level[hard] = settings.levels // 2
             kept[hard] = True

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["dmu_removed", "forget_rate", "grouped_outcomes", "sample_outcomes", "scd_rates"]
+__all__ = [
+    "dmu_removed",
+    "forget_rate",
+    "grouped_outcomes",
+    "sample_outcomes",
+    "scd_rates",
+    "unlearned_classes",
+]
 
 
 def sample_outcomes(
@@ -81,15 +88,33 @@ def dmu_removed(table: dict[str, np.ndarray], *, keep_negative_clicks: bool = Tr
 
     Noisy or never-learned samples, except negative-class clicks when
     ``keep_negative_clicks`` (the pathologist's explicit look-alike labels are
-    audited, not removed), and never a trusted sample (the pathologist's answer to the
-    tool; tables written before the ``trusted`` column have none).
+    audited, not removed), never a trusted sample (the pathologist's answer to the
+    tool; tables written before the ``trusted`` column have none), and none of a class
+    DMU learnt no label of (:func:`unlearned_classes`).
     """
     bad = (np.asarray(table["outcome"]) == "noisy") | np.asarray(table["never_learned"]).astype(
         bool
     )
     if keep_negative_clicks:
         bad &= np.asarray(table["origin"]) != "negative_click"
+    label = np.asarray(table["label"]).astype(np.int64)
+    for c in unlearned_classes(table):
+        bad &= label != c
     return bad & ~trusted_samples(table)
+
+
+def unlearned_classes(table: dict[str, np.ndarray]) -> list[int]:
+    """Labels of which DMU called not one sample clean (ascending).
+
+    A network that agrees with no label of a class has not learnt the class (a tiny
+    network on a few slides), so its verdicts on those labels are no evidence that
+    they are wrong: removing them all would leave the class empty.
+    """
+    label = np.asarray(table["label"]).astype(np.int64)
+    clean = (np.asarray(table["outcome"]) == "clean") & ~np.asarray(table["never_learned"]).astype(
+        bool
+    )
+    return [int(c) for c in np.unique(label) if not np.any(clean & (label == c))]
 
 
 def trusted_samples(table: dict[str, np.ndarray]) -> np.ndarray:
