@@ -30,9 +30,10 @@ and bluer, its eosin paler, outside the training slides' range; the same figures
 the same places), and every model is scored on them too; printed per method: F1 on
 the shifted slides and the paired drop (F1 on the originals - F1 on the shifted).
 ``--stain-jitter A`` trains with that stain augmentation (``wsdal train
---stain-jitter``) instead of the preset's; ``--stain-normalise`` trains (and so
-predicts) with stain normalisation (``wsdal train --stain-normalise``); use another
-``--out`` per setting.
+--stain-jitter``) instead of the preset's; ``--stain-normalise`` /
+``--no-stain-normalise`` train (and so predict) with or without stain normalisation
+(``wsdal train --[no-]stain-normalise``; default: the tool's, on); use another ``--out``
+per setting. Every run records the settings it ran with (``protocol.json``).
 
 Printed: one row per run; per method mean and sd of the test F1; the paired
 difference WS-DAL - baseline (same data, same training seed) with its mean, sd and
@@ -111,6 +112,11 @@ def make_data(root: Path, seed: int, log: Path) -> tuple[Path, Path]:
     return train, _test_slides(root / f"data{seed}" / "test", seed, log)
 
 
+def _config(run: Path) -> dict:
+    """The run's resolved training settings (``wsdal train``'s ``config.json``)."""
+    return json.loads((run / "train" / "config.json").read_text())
+
+
 def run_one(
     root: Path,
     seed: int,
@@ -119,7 +125,7 @@ def run_one(
     log: Path,
     *,
     stain_jitter: float | None = None,
-    stain_normalise: bool = False,
+    stain_normalise: bool | None = None,
     shift: float = 0.0,
 ) -> dict:
     """Train, predict, evaluate one method: its F1 and times (reused when done); with
@@ -131,13 +137,15 @@ def run_one(
         result = json.loads(result_path.read_text())
         if result.get("stain_jitter") != stain_jitter:
             sys.exit(f"{run} was trained with --stain-jitter {result.get('stain_jitter')}")
-        if result.get("stain_normalise", False) != stain_normalise:
-            sys.exit(f"{run} was trained with stain normalisation {not stain_normalise}")
+        done = result.get("stain_normalise", False)
+        if stain_normalise is not None and done != stain_normalise:
+            sys.exit(f"{run} was trained with stain normalisation {done}")
         return _with_shift(result, run, root, seed, shift, log)
     t0 = time.perf_counter()
     resume = ["--resume"] if (run / "train" / "config.json").is_file() else []
     jitter = [] if stain_jitter is None else ["--stain-jitter", f"{stain_jitter:g}"]
-    jitter += ["--stain-normalise"] if stain_normalise else []
+    if stain_normalise is not None:
+        jitter += ["--stain-normalise" if stain_normalise else "--no-stain-normalise"]
     _wsdal("train", str(train), "--out", str(run / "train"), "--preset", "demo", "--method",
            method, "--seed", str(train_seed), "--device", "cpu", *jitter, *resume,
            log=log)  # fmt: skip
@@ -150,7 +158,8 @@ def run_one(
         "train_seed": train_seed,
         "method": method,
         "stain_jitter": stain_jitter,
-        "stain_normalise": stain_normalise,
+        "stain_normalise": _config(run)["preset"]["extract"].get("stain_normalise", False),
+        "threshold_se": _config(run)["preset"].get("threshold_se", 0.0),
         **_evaluate(run / "predict", test),
         "train_s": round(t1 - t0, 1),
         "predict_s": round(t2 - t1, 1),
@@ -423,8 +432,8 @@ def main() -> None:
     )
     ap.add_argument("--stain-jitter", type=float, default=None,
                     help="wsdal train --stain-jitter (default: the preset's)")  # fmt: skip
-    ap.add_argument("--stain-normalise", action="store_true",
-                    help="wsdal train --stain-normalise")  # fmt: skip
+    ap.add_argument("--stain-normalise", action=argparse.BooleanOptionalAction, default=None,
+                    help="wsdal train --[no-]stain-normalise (default: the tool's)")  # fmt: skip
     args = ap.parse_args()
     named = {"report": REPORT_DATA_SEEDS, "dev": DEV_DATA_SEEDS}
     if args.data_seeds in named:

@@ -134,14 +134,14 @@ def test_a_run_started_before_dle_validator_existed_resumes_with_the_network(tmp
         check_run_config(tmp_path, logistic, resume=True)
 
 
-def test_stain_normalisation_is_off_by_default_and_an_older_run_had_none(tmp_path):
+def test_stain_normalisation_is_on_by_default_and_an_older_run_had_none(tmp_path):
     run = tmp_path / "run"
     default = resolve_run_settings(run, resume=False, preset="tiny")
-    assert default.preset.extract.stain_normalise is False
-    on = resolve_run_settings(run, resume=False, preset="tiny", stain_normalise=True)
-    assert on.preset.extract.stain_normalise is True
-    check_run_config(run, on, resume=False)
-    assert resolve_run_settings(run, resume=True).preset.extract.stain_normalise is True
+    assert default.preset.extract.stain_normalise is True
+    off = resolve_run_settings(run, resume=False, preset="tiny", stain_normalise=False)
+    assert off.preset.extract.stain_normalise is False
+    check_run_config(run, off, resume=False)
+    assert resolve_run_settings(run, resume=True).preset.extract.stain_normalise is False
     with pytest.raises(ConfigError, match="stain_normalise"):
         check_run_config(run, default, resume=True)
     cfg = read_run_config(run)
@@ -152,3 +152,21 @@ def test_stain_normalisation_is_off_by_default_and_an_older_run_had_none(tmp_pat
     check_run_config(run, resumed, resume=True)
     with pytest.raises(ConfigError, match="stain_normalise must be true or false"):
         get_preset("tiny").replace(**{"extract.stain_normalise": "yes"})
+
+
+def test_the_one_se_threshold_rule_is_the_default_and_an_older_run_had_f1_maximising(tmp_path):
+    run = tmp_path / "run"
+    settings = resolve_run_settings(run, resume=False, preset="tiny")
+    assert settings.preset.threshold_se == 1.0
+    check_run_config(run, settings, resume=False)
+    cfg = read_run_config(run)
+    del cfg["preset"]["threshold_se"]  # as a run of an older wsdal-wsi recorded it
+    (run / "config.json").write_text(json.dumps(cfg))
+    resumed = resolve_run_settings(run, resume=True)
+    assert resumed.preset.threshold_se == 0.0
+    check_run_config(run, resumed, resume=True)
+    for bad in (-1.0, "1", True, 11.0):
+        with pytest.raises(
+            ConfigError, match=f"threshold_se must be a number in \\[0, 10\\], got {bad!r}"
+        ):
+            get_preset("tiny").replace(threshold_se=bad)

@@ -85,9 +85,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if summary.get("model"):
         info = summary.get("threshold_info", {})
+        best = info.get("best_threshold")
+        at_best = (
+            f" (the best, {_fmt(info.get('best_f1'))}, at {_fmt(best)})"
+            if best is not None and best != summary["threshold"]
+            else ""
+        )
         lines.append(
             f"Threshold    {_fmt(summary['threshold'])} ({info.get('method', '')}); "
-            f"validation F1 {_fmt(summary.get('val_f1'))}"
+            f"validation F1 {_fmt(summary.get('val_f1'))}{at_best}"
         )
         held = summary.get("heldout", {})
         lines.append(

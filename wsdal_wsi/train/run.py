@@ -327,6 +327,7 @@ def _finish(
             ctx,
             match_radius_um=preset.match_radius_um,
             merge_radius_um=preset.merge_radius_um,
+            n_se=preset.threshold_se,
         )
         thr["heldout"] = heldout_metrics(model, ctx)
         if is_main_process():
