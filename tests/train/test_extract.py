@@ -18,7 +18,8 @@ from wsdal_wsi.train import extract as extract_mod
 from wsdal_wsi.train.extract import extract_store, split_by_slide
 from wsdal_wsi.train.presets import ExtractSettings
 
-SETTINGS = ExtractSettings(
+SETTINGS = ExtractSettings(  # read as scanned; stain normalisation has its own test
+    stain_normalise=False,
     context_px=96,
     n_jitter=2,
     max_candidates_per_image=40,
@@ -231,7 +232,7 @@ def test_every_image_is_read_mapped_onto_the_images_median_stains(synth_dataset,
     plain = extract_store(
         synth_dataset.out_dir,
         tmp_path / "plain",
-        settings=SETTINGS,  # stain_normalise off: the default
+        settings=SETTINGS,  # stain_normalise off
         val_fraction=0.25,
         seed=0,
     )

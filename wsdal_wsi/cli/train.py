@@ -153,7 +153,7 @@ def train(
         "--stain-normalise/--no-stain-normalise",
         help="Map every slide onto the training slides' median stains (Macenko), in "
         "training and in prediction, so that slides from other labs or scanners look "
-        "like the training slides [default: the preset's, off].",
+        "like the training slides [default: the preset's, on].",
     ),
     seed: int | None = typer.Option(
         None,
