@@ -153,13 +153,14 @@ def run_one(
     _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
            str(run / "predict"), "--device", "cpu", log=log)  # fmt: skip
     t2 = time.perf_counter()
+    preset = _config(run)["preset"]  # the settings the run resolved and ran with
     result = {
         "data_seed": seed,
         "train_seed": train_seed,
         "method": method,
         "stain_jitter": stain_jitter,
-        "stain_normalise": _config(run)["preset"]["extract"].get("stain_normalise", False),
-        "threshold_se": _config(run)["preset"].get("threshold_se", 0.0),
+        "stain_normalise": preset["extract"].get("stain_normalise", False),
+        "threshold_se": preset.get("threshold_se", 0.0),
         **_evaluate(run / "predict", test),
         "train_s": round(t1 - t0, 1),
         "predict_s": round(t2 - t1, 1),
