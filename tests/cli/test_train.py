@@ -150,6 +150,27 @@ def test_the_closing_table_lists_the_skipped_images():
     assert "             gone: slide missing" in text
 
 
+def test_the_closing_table_says_what_dle_did_with_its_unvalidated_samples():
+    dle = {
+        "n_in": 500,
+        "n_kept": 460,
+        "dropped_noisy": 40,
+        "classes": {
+            "label0": {"unvalidated": 12, "unvalidated_dropped": 0},
+            "label1": {"unvalidated": 5, "unvalidated_dropped": 0},
+        },
+    }
+    summary = {"method": "wsdal", "preset": "tiny", "stages": {"dle": dle}, "model": None}
+    text = format_summary(summary)
+    assert (
+        "kept 460 of 500 samples (40 noisy dropped; 17 hard samples not validated, 0 of them"
+        in text
+    )
+    # a run that predates the counts (no "unvalidated") still prints
+    dle["classes"] = {"label0": {"validated": False}}
+    assert "0 hard samples not validated" in format_summary(summary)
+
+
 def test_ctrl_c_prints_the_command_that_resumes(tmp_path, monkeypatch):
     """Finding 5: 'Re-run the same command to resume', which then refused ('pass --resume')."""
     from wsdal_wsi.train import run as run_mod

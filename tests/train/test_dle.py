@@ -98,7 +98,7 @@ def test_run_dle_drops_noisy_and_unvalidated(tmp_path, validator):
     t = _table()
     # features that follow (forget_rate, scd_rate) so most levels validate
     feats = np.stack([t["forget_rate"], t["scd_rate"]], axis=1) * 5
-    settings = DLESettings(draws=4, validator=validator)
+    settings = DLESettings(draws=4, validator=validator, drop_unvalidated=True)
     stats = run_dle(tmp_path / "dle", t, feats, settings, seed=0)
     assert stats["dropped_noisy"] == 8 and stats["validator"] == validator
     hard = read_levels(tmp_path / "dle")["draws"] > 0
@@ -115,6 +115,33 @@ def test_run_dle_drops_noisy_and_unvalidated(tmp_path, validator):
     }
     assert set(subclass.tolist()) <= set(range(8))
     assert stats["classes"]["label1"]["validated"] is True
+
+
+def test_unvalidated_hard_samples_keep_their_level_by_default(tmp_path):
+    t = _table()
+    rng = np.random.default_rng(3)
+    feats = rng.normal(0, 1, (len(t["row"]), 4))  # uninformative: many fail validation
+    stats = run_dle(tmp_path / "keep", t, feats, DLESettings(draws=4, validator="logistic"))
+    assert stats["drop_unvalidated"] is False
+    levels = read_levels(tmp_path / "keep")
+    hard = levels["draws"] > 0
+    failed = hard & (levels["hits"] < 0.5 * 4)
+    assert failed.sum() == sum(stats["classes"][f"label{c}"]["unvalidated"] for c in (0, 1)) > 5
+    # every hard sample stays, with its level; only the noisy ones leave
+    kept, subclass = kept_samples(tmp_path / "keep")
+    assert len(kept) == 2 * (10 + 30) == stats["n_kept"]
+    assert all(stats["classes"][f"label{c}"]["unvalidated_dropped"] == 0 for c in (0, 1))
+    sub_of = dict(zip(kept.rows.tolist(), subclass.tolist(), strict=True))
+    for row, label, level in zip(
+        levels["row"][failed], levels["label"][failed], levels["level"][failed], strict=True
+    ):
+        assert sub_of[row] == label * 4 + level and 0 <= level < 3
+    # the method's step removes exactly those
+    drop = DLESettings(draws=4, validator="logistic", drop_unvalidated=True)
+    run_dle(tmp_path / "drop", t, feats, drop)
+    dropped, _ = kept_samples(tmp_path / "drop")
+    expected = levels["row"][(levels["kept"] == 1) & ~failed]
+    assert np.array_equal(np.sort(dropped.rows), np.sort(expected))
 
 
 def test_few_hard_samples_are_kept_at_the_middle_level(tmp_path):
@@ -138,7 +165,7 @@ def test_negative_clicks_are_never_removed(tmp_path):
     rng = np.random.default_rng(3)
     feats = rng.normal(0, 1, (n, 4))  # uninformative: many hard samples fail validation
     # the protection does not depend on the validator: the faster one
-    on = DLESettings(draws=4, validator="logistic")
+    on = DLESettings(draws=4, validator="logistic", drop_unvalidated=True)
     stats = run_dle(tmp_path / "on", t, feats, on, seed=0)
     kept, subclass = kept_samples(tmp_path / "on")
     protected = t["row"][np.concatenate([neg_noisy, neg_hard])]
@@ -148,7 +175,9 @@ def test_negative_clicks_are_never_removed(tmp_path):
     assert stats["dropped_noisy"] == 4 and stats["protected_negative_clicks"] == 10
     assert stats["classes"]["label0"]["protected"] == 10
     # without the protection they leave like any other noisy / unvalidated sample
-    off_settings = DLESettings(draws=4, validator="logistic", keep_negative_clicks=False)
+    off_settings = DLESettings(
+        draws=4, validator="logistic", keep_negative_clicks=False, drop_unvalidated=True
+    )
     run_dle(tmp_path / "off", t, feats, off_settings, seed=0)
     off, _ = kept_samples(tmp_path / "off")
     assert not np.isin(t["row"][neg_noisy], off.rows).any()

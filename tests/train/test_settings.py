@@ -170,3 +170,18 @@ def test_the_one_se_threshold_rule_is_the_default_and_an_older_run_had_f1_maximi
             ConfigError, match=f"threshold_se must be a number in \\[0, 10\\], got {bad!r}"
         ):
             get_preset("tiny").replace(threshold_se=bad)
+
+
+def test_dle_keeps_unvalidated_samples_by_default_and_an_older_run_dropped_them(tmp_path):
+    run = tmp_path / "run"
+    settings = resolve_run_settings(run, resume=False, preset="tiny")
+    assert settings.preset.dle.drop_unvalidated is False
+    check_run_config(run, settings, resume=False)
+    cfg = read_run_config(run)
+    del cfg["preset"]["dle"]["drop_unvalidated"]  # as a run of an older wsdal-wsi recorded it
+    (run / "config.json").write_text(json.dumps(cfg))
+    resumed = resolve_run_settings(run, resume=True)
+    assert resumed.preset.dle.drop_unvalidated is True
+    check_run_config(run, resumed, resume=True)
+    with pytest.raises(ConfigError, match=r"dle\.drop_unvalidated must be true or false, got 'no'"):
+        get_preset("tiny").replace(**{"dle.drop_unvalidated": "no"})

@@ -69,9 +69,14 @@ def format_summary(summary: dict[str, Any]) -> str:
             "(RUN/audit/<image>.geojson, class 'WS-DAL review')"
         )
     if "dle" in st:
+        d = st["dle"]
+        classes = d.get("classes", {}).values()
+        failed = sum(c.get("unvalidated", 0) for c in classes)
+        dropped = sum(c.get("unvalidated_dropped", 0) for c in classes)
         lines.append(
-            f"DLE          kept {st['dle']['n_kept']} of {st['dle']['n_in']} samples "
-            f"({st['dle']['dropped_noisy']} noisy dropped)"
+            f"DLE          kept {d['n_kept']} of {d['n_in']} samples "
+            f"({d['dropped_noisy']} noisy dropped; {failed} hard samples not validated, "
+            f"{dropped} of them dropped)"
         )
     if "csdgl" in st:
         lines.append(

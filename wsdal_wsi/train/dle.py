@@ -308,9 +308,11 @@ def run_dle(
                 x[hard], features[hard], settings, seed=seed, split_seed=seed + c
             )
             draws[hard] = settings.draws
-            kept[hard[ok | protected[hard]]] = True
+            stays = ok | protected[hard] | (not settings.drop_unvalidated)
+            kept[hard[stays]] = True
             info["validated"] = True
-            info["unvalidated_dropped"] = int(np.sum(~ok & ~protected[hard]))
+            info["unvalidated"] = int(np.sum(~ok))
+            info["unvalidated_dropped"] = int(np.sum(~stays))
             info["unvalidated_protected"] = int(np.sum(~ok & protected[hard]))
         info["per_level"] = {
             str(lv): int(np.sum((label == c) & (level == lv) & kept))
@@ -337,6 +339,7 @@ def run_dle(
     stats = {
         "stage": "dle",
         "validator": settings.validator,
+        "drop_unvalidated": settings.drop_unvalidated,
         "n_in": int(n),
         "n_kept": int(kept.sum()),
         "dropped_noisy": int(np.sum(removed)),
