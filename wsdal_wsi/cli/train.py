@@ -70,14 +70,13 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if "dle" in st:
         d = st["dle"]
-        classes = d.get("classes", {}).values()
-        failed = sum(c.get("unvalidated", 0) for c in classes)
-        dropped = sum(c.get("unvalidated_dropped", 0) for c in classes)
-        lines.append(
-            f"DLE          kept {d['n_kept']} of {d['n_in']} samples "
-            f"({d['dropped_noisy']} noisy dropped; {failed} hard samples not validated, "
-            f"{dropped} of them dropped)"
-        )
+        counted = [c for c in d.get("classes", {}).values() if "unvalidated" in c]
+        why = f"{d['dropped_noisy']} noisy dropped"
+        if counted:  # runs before the count was recorded print without it
+            failed = sum(c["unvalidated"] for c in counted)
+            dropped = sum(c.get("unvalidated_dropped", 0) for c in counted)
+            why += f"; {failed} hard samples not validated, {dropped} of them dropped"
+        lines.append(f"DLE          kept {d['n_kept']} of {d['n_in']} samples ({why})")
     if "csdgl" in st:
         lines.append(
             f"CSDGL        {st['csdgl']['epochs']} epochs on {st['csdgl']['n']} samples, "
