@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from wsdal_wsi.train.common import SampleSet, StageContext
+from wsdal_wsi.errors import ConfigError, TrainingError
+from wsdal_wsi.model.nets import DualViewNet
+from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.csdgl import (
     CSDGLSettings,
     cosine_kmeans,
@@ -91,19 +93,32 @@ def test_cosine_kmeans_finds_directions():
     assert cosine_kmeans(z[:2], 4).tolist() in ([0, 1], [1, 0])
 
 
-def test_run_csdgl(tmp_path, blob_store):
+def _inputs(blob_store):
+    """A small store's training samples, their subclasses and a CPU stage context."""
     store, _ = blob_store(n_pos=16, n_neg=16, n_images=2, n_val_images=1)
     rows = store.select(split="train")
     labels = store.label[rows].astype(np.int64)
     samples = SampleSet(rows, labels, np.array(["x"] * len(rows), dtype=object))
     subclass = labels * 4 + np.arange(len(rows)) % 4
     ctx = StageContext(store=store, device=torch.device("cpu"), seed=0, width=4)
+    return ctx, samples, subclass
+
+
+def test_run_csdgl(tmp_path, blob_store):
+    ctx, samples, subclass = _inputs(blob_store)
     settings = CSDGLSettings(
-        epochs=3, batch_size=16, lr=2e-3, recluster_every=1, input_px=32, proj_dim=16
+        epochs=3,
+        batch_size=16,
+        lr=2e-3,
+        recluster_every=1,
+        input_px=32,
+        proj_dim=16,
+        init="pretrained",
     )
     model, stats = run_csdgl(ctx, tmp_path / "csdgl", samples, subclass, settings)
+    assert stats["init"] == "random init"
     assert stats["reclusters"] == 2 and stats["arch_kwargs"]["input_px"] is None
-    assert sum(stats["subclass_sizes"].values()) == len(rows)
+    assert sum(stats["subclass_sizes"].values()) == len(samples)
     assert len(stats["subclass_temperatures"]) == 8
     metrics = (tmp_path / "csdgl" / "metrics.csv").read_text().splitlines()
     assert metrics[0].startswith("epoch,loss") and len(metrics) == 4 and ",ce," in metrics[0] + ","
@@ -111,3 +126,34 @@ def test_run_csdgl(tmp_path, blob_store):
     assert stats2 == stats
     x = torch.rand(2, 3, 32, 32)
     torch.testing.assert_close(again(x), model(x))
+
+
+def test_csdgl_starts_from_the_dmu_strong_trunk(tmp_path, blob_store, monkeypatch):
+    ctx, samples, subclass = _inputs(blob_store)
+    torch.manual_seed(123)
+    dmu = DualViewNet(width=4)
+    StageDir(tmp_path / "dmu").save_weights(dmu)
+    settings = CSDGLSettings(epochs=1, batch_size=16, lr=2e-3, recluster_every=0, proj_dim=16)
+    assert settings.init == "dmu"  # the default
+    with pytest.raises(TrainingError, match="needs the run's DMU stage"):
+        run_csdgl(ctx, tmp_path / "nodmu", samples, subclass, settings)
+
+    seen = {}
+    real_fit = StageContext.fit_stage
+
+    def fit_stage(self, model, *args, **kwargs):  # the trunk as training begins
+        seen.update({k: v.clone() for k, v in model.trunk.state_dict().items()})
+        return real_fit(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(StageContext, "fit_stage", fit_stage)
+    _, stats = run_csdgl(
+        ctx, tmp_path / "csdgl", samples, subclass, settings, dmu_dir=tmp_path / "dmu"
+    )
+    assert stats["init"].startswith("DMU strong-view trunk")
+    strong, weak = dmu.strong.trunk.state_dict(), dmu.weak.trunk.state_dict()
+    assert seen.keys() == strong.keys()
+    for k, v in strong.items():
+        torch.testing.assert_close(seen[k], v)
+    assert any(not torch.equal(seen[k], weak[k]) for k in weak if weak[k].is_floating_point())
+    with pytest.raises(ConfigError, match=r"csdgl\.init must be one of dmu, pretrained, got 'x'"):
+        CSDGLSettings(init="x")

@@ -185,3 +185,16 @@ def test_dle_keeps_unvalidated_samples_by_default_and_an_older_run_dropped_them(
     check_run_config(run, resumed, resume=True)
     with pytest.raises(ConfigError, match=r"dle\.drop_unvalidated must be true or false, got 'no'"):
         get_preset("tiny").replace(**{"dle.drop_unvalidated": "no"})
+
+
+def test_csdgl_starts_from_dmu_by_default_and_an_older_run_did_not(tmp_path):
+    run = tmp_path / "run"
+    settings = resolve_run_settings(run, resume=False, preset="tiny")
+    assert settings.preset.csdgl.init == "dmu"
+    check_run_config(run, settings, resume=False)
+    cfg = read_run_config(run)
+    del cfg["preset"]["csdgl"]["init"]  # as a run of an older wsdal-wsi recorded it
+    (run / "config.json").write_text(json.dumps(cfg))
+    resumed = resolve_run_settings(run, resume=True)
+    assert resumed.preset.csdgl.init == "pretrained"
+    check_run_config(run, resumed, resume=True)

@@ -7,7 +7,8 @@ mining, no DMU / DLE / CSDGL), with CSDGL's schedule, sampling (class-balanced)
 and augmentation (two strong views per sample). The stage ablations
 (NS only, NS + DMU, NS + DMU + DLE) train the same way on the corresponding
 sample sets, so the only difference from the full method is the data and, for
-the full method, the SBCL term.
+the full method, the SBCL term and its trunk's start (DMU's trained trunk by
+default, ``CSDGLSettings.init``; these start from the initial weights).
 
 Outputs in the stage folder: ``metrics.csv``, ``weights.pt``, ``done.json``.
 """

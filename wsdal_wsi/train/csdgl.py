@@ -14,7 +14,9 @@ from each subclass's spread in the projection space (:func:`subclass_temperature
 mean distance to the centre / log(n + 10), clipped to the 20th-80th percentile,
 scaled so their mean is ``tau``). The initial subclasses are DLE's (class x level);
 every ``recluster_every`` epochs the projections are re-clustered per class by
-cosine k-means (k = 4) and the temperatures recomputed.
+cosine k-means (k = 4) and the temperatures recomputed. The trunk starts from the
+DMU network's trained strong-view trunk (``settings.init = "dmu"``, ours) or from the
+weights every stage starts from (``"pretrained"``, the method).
 
 Outputs in ``RUN/csdgl/``: ``metrics.csv``, ``weights.pt``, ``done.json``.
 """
@@ -28,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from wsdal_wsi.model.nets import ProjNet
+from wsdal_wsi.errors import TrainingError
+from wsdal_wsi.model.nets import DualViewNet, ProjNet
 from wsdal_wsi.train.augment import STRONG, augment_batch
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.data import Batch
@@ -188,6 +191,7 @@ def run_csdgl(
     settings: CSDGLSettings,
     *,
     n_per_class: int = 4,
+    dmu_dir: Path | None = None,
 ) -> tuple[ProjNet, dict[str, Any]]:
     """Run (or resume) CSDGL; return the final network (on ``ctx.device``) and statistics.
 
@@ -199,6 +203,9 @@ def run_csdgl(
         Their initial subclasses, ``label * n_per_class + level``.
     n_per_class : int
         Subclass ids per class in ``subclass`` (DLE levels + 1).
+    dmu_dir : Path, optional
+        The run's finished DMU stage, whose ``weights.pt`` gives the trunk when
+        ``settings.init == "dmu"`` (required then).
     """
     stage = StageDir(out_dir)
     n_per_class = max(n_per_class, settings.k)
@@ -208,7 +215,7 @@ def run_csdgl(
     model = ProjNet(**arch_kwargs)
     if (done := stage.done) is not None:
         return stage.load_weights(model).to(ctx.device).eval(), done
-    init = ctx.init_trunks(model.trunk)
+    init = _init_trunk(ctx, model, settings, dmu_dir)
     batches = ctx.batches(
         samples.rows,
         samples.labels,
@@ -242,6 +249,19 @@ def run_csdgl(
         **epoch.summary(),
     }
     return model.eval(), stage.write_done(stats)
+
+
+def _init_trunk(
+    ctx: StageContext, model: ProjNet, settings: CSDGLSettings, dmu_dir: Path | None
+) -> str:
+    """Load the starting weights into ``model.trunk``; return what was used."""
+    if settings.init == "pretrained":
+        return ctx.init_trunks(model.trunk)
+    if dmu_dir is None:
+        raise TrainingError('csdgl.init = "dmu" needs the run\'s DMU stage')
+    dmu = StageDir(dmu_dir).load_weights(DualViewNet(width=ctx.width))
+    model.trunk.load_state_dict(dmu.strong.trunk.state_dict())
+    return f"DMU strong-view trunk ({Path(dmu_dir) / 'weights.pt'})"
 
 
 class _CSDGLEpoch:

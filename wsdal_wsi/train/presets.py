@@ -25,6 +25,7 @@ from wsdal_wsi.train.audit_settings import AuditSettings
 from wsdal_wsi.train.extract_settings import ExtractSettings
 
 __all__ = [
+    "CSDGL_INITS",
     "DEFAULT_PRESET",
     "DLE_VALIDATORS",
     "PRESETS",
@@ -123,6 +124,8 @@ class DMUSettings:
 
 #: The classifiers that can validate DLE's difficulty levels (``DLESettings.validator``).
 DLE_VALIDATORS = ("network", "logistic")
+#: Where CSDGL's trunk starts (``CSDGLSettings.init``).
+CSDGL_INITS = ("dmu", "pretrained")
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,11 @@ class CSDGLSettings:
         Projection size.
     percentiles : tuple of float
         Clip range of the subclass spreads.
+    init : {"dmu", "pretrained"}
+        Where the final network's trunk starts: ``"dmu"`` (ours, the default), the
+        trained strong-view trunk of the run's DMU network; ``"pretrained"`` (the
+        method), the weights every stage starts from (``--pretrained``, else random).
+        A run whose ``config.json`` does not name it started from ``"pretrained"``.
     """
 
     epochs: int = 100
@@ -215,6 +223,13 @@ class CSDGLSettings:
     input_px: int = 80
     proj_dim: int = 128
     percentiles: tuple[float, float] = (20.0, 80.0)
+    init: str = "dmu"
+
+    def __post_init__(self) -> None:
+        if self.init not in CSDGL_INITS:
+            raise ConfigError(
+                f"csdgl.init must be one of {', '.join(CSDGL_INITS)}, got {self.init!r}"
+            )
 
 
 @dataclass(frozen=True)
@@ -250,6 +265,7 @@ class CESettings:
 _ADDED_LATER = {
     "extract": {"stain_normalise": False},
     "dle": {"drop_unvalidated": True},
+    "csdgl": {"init": "pretrained"},
     "threshold_se": 0.0,
 }
 

@@ -53,12 +53,7 @@ from wsdal_wsi.train.cascade import run_cascade
 from wsdal_wsi.train.common import SampleSet, StageContext, StageDir
 from wsdal_wsi.train.context import require_both_classes, resolve_init_weights, stage_context
 from wsdal_wsi.train.csdgl import run_csdgl
-from wsdal_wsi.train.distributed import (
-    barrier,
-    distributed_session,
-    is_main_process,
-    on_main,
-)
+from wsdal_wsi.train.distributed import barrier, distributed_session, is_main_process, on_main
 from wsdal_wsi.train.dle import kept_samples, run_dle
 from wsdal_wsi.train.dmu import read_dmu_table, run_dmu
 from wsdal_wsi.train.dmu_outcomes import dmu_removed
@@ -170,10 +165,9 @@ def _record_store(out_dir: Path, settings: RunSettings, store: PatchStore, *, re
     """Check the run folder (config.json) and record where its patch store is."""
     check_run_config(out_dir, settings, resume=resume)
     cfg = read_run_config(out_dir) or {}
-    if cfg.get("store") != str(Path(store.root).resolve()):
-        write_json_atomic(
-            out_dir / "config.json", {**cfg, "store": str(Path(store.root).resolve())}
-        )
+    root = str(Path(store.root).resolve())
+    if cfg.get("store") != root:
+        write_json_atomic(out_dir / "config.json", {**cfg, "store": root})
 
 
 def _wsdal_stages(
@@ -211,7 +205,13 @@ def _wsdal_stages(
     kept, subclass = kept_samples(out_dir / "dle")
     require_both_classes(kept, "CSDGL (after DMU/DLE removed noisy samples)")
     model, stages["csdgl"] = run_csdgl(
-        ctx, out_dir / "csdgl", kept, subclass, preset.csdgl, n_per_class=preset.dle.levels + 1
+        ctx,
+        out_dir / "csdgl",
+        kept,
+        subclass,
+        preset.csdgl,
+        n_per_class=preset.dle.levels + 1,
+        dmu_dir=out_dir / "dmu",
     )
     return model, stages["csdgl"]["arch_kwargs"]
 
