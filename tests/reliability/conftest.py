@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,12 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def cli_process(*args: str, cwd: Path | None = None) -> subprocess.Popen:
-    """``python -m wsdal_wsi ARGS`` in its own process (so it can be killed), one thread."""
+    """``python -m wsdal_wsi ARGS`` in its own process (so it can be killed), one thread.
+
+    Ctrl-C (SIGINT) reaches it as it would a command typed in a terminal, even when the
+    suite itself runs as a background job (``... &``), whose children inherit SIGINT
+    ignored and so never see a KeyboardInterrupt.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return subprocess.Popen(
@@ -70,7 +76,13 @@ def cli_process(*args: str, cwd: Path | None = None) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default action."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def fingerprints(folder: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
