@@ -8,7 +8,8 @@ import pytest
 from wsdal_wsi.errors import ConfigError, ResolutionError
 from wsdal_wsi.slide import Slide, TissueMask, open_slide, tissue_mask
 from wsdal_wsi.slide._geometry import ReadPlan
-from wsdal_wsi.slide.tissue import classify_tissue_pixels
+from wsdal_wsi.slide.tissue import classify_tissue_pixels, clean_mask
+from wsdal_wsi.synth.stain import od_to_rgb, sample_look
 
 from .conftest import write_pyramid
 
@@ -178,9 +179,49 @@ def test_pen_colours_are_not_he_colours() -> None:
         ],
         np.uint8,
     )
-    _, pen = classify_tissue_pixels(colours)
+    _, pen, _ = classify_tissue_pixels(colours)
     assert pen[0].all()
     assert not pen[1].any()
+
+
+def _clean(rgb: np.ndarray) -> np.ndarray:
+    return clean_mask(*classify_tissue_pixels(rgb), min_component_px=10, max_hole_px=0)
+
+
+def test_strongly_bluish_haematoxylin_is_tissue_not_ink() -> None:
+    """Another lab's slide (synth stain shift 1): H-rich tissue the colour of navy ink stays."""
+    look = sample_look(
+        np.random.default_rng(0), stain_variation=0.0, blur_um=0.0, jpeg_quality=90, stain_shift=1.0
+    )
+    rng = np.random.default_rng(1)
+    c_h = np.zeros((160, 160), np.float32)
+    c_e = np.zeros((160, 160), np.float32)
+    c_h[30:130, 30:130] = rng.uniform(0.33, 0.55, (100, 100))
+    c_e[30:130, 30:130] = rng.uniform(0.05, 0.12, (100, 100))
+    rgb = od_to_rgb(c_h, c_e, look)
+    tissue, pen, maybe_ink = classify_tissue_pixels(rgb)
+    blob = np.zeros((160, 160), bool)
+    blob[30:130, 30:130] = True
+    assert tissue[blob].mean() > 0.99
+    assert maybe_ink[blob].mean() > 0.5  # navy-ink colours: the old rule dropped them
+    assert not pen[blob].any()
+    assert _clean(rgb)[blob].mean() > 0.99
+
+
+def test_navy_ink_is_ink_next_to_a_clear_stroke() -> None:
+    rgb = np.full((120, 160, 3), 238, np.uint8)
+    rgb[20:100, 20:60] = (130, 70, 160)  # H&E tissue on the left
+    rgb[20:100, 20:60:3] = (222, 150, 190)
+    rgb[51:69, 70:150] = (60, 70, 130)  # navy ink (the stroke's 4 px rim) ...
+    rgb[55:65, 70:150] = (45, 75, 175)  # ... around a clear blue stroke
+    _, pen, maybe_ink = classify_tissue_pixels(rgb)
+    assert maybe_ink[51:55, 70:150].all() and pen[55:65, 70:150].all()
+    mask = _clean(rgb)
+    assert not mask[45:75, 66:155].any()  # stroke, rim and margin
+    assert mask[20:100, 20:60].mean() > 0.99
+    # A navy patch with no clear ink near it is kept: it may be haematoxylin.
+    rgb[51:69, 70:150] = (60, 70, 130)
+    assert _clean(rgb)[51:69, 70:150].all()
 
 
 def test_mask_reads_a_low_level(jpeg_slide_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,8 +10,12 @@ differs from the glass:
   more coloured than it (chroma), so white and grey glass, and grey dust, fall out;
 - **pen marks**: H&E absorbs green most (eosin) or red and green together
   (haematoxylin), so green is the darkest channel of stained tissue. Blue, green
-  and cyan marker ink is brighter in green than in red; black ink is dark and grey.
-  Both are excluded, with a small margin around the strokes;
+  and cyan marker ink is clearly brighter in green than in red; black ink is dark
+  and grey. Both are excluded, with a small margin around the strokes. Navy ink,
+  only a little brighter in green than in red, has the colour of haematoxylin on a
+  slide stained strongly and bluish (another lab, another scanner), so such pixels
+  count as ink only next to a stroke of clear ink (hysteresis): a blue-stained
+  slide keeps its tissue;
 - **specks**: connected pieces smaller than ``min_component_mm2`` are dropped;
 - **holes**: background enclosed by tissue and smaller than ``max_hole_mm2``
   (vessel lumens, ducts, small tears) is filled; bigger holes stay holes.
@@ -36,9 +40,12 @@ _MIN_CHROMA = 8.0
 _MIN_DARKNESS = 3.0
 #: Green brighter than red by this much (0-255): blue, cyan or green ink, not H&E.
 _PEN_GREEN_OVER_RED = 20.0
-#: Or green a little brighter than red and blue much brighter than red: blue ink.
+#: Or green a little brighter than red and blue much brighter than red: navy ink, or
+#: haematoxylin on a slide stained strongly bluish; ink only near a clear-ink stroke.
 _PEN_BLUE_GREEN_OVER_RED = 8.0
 _PEN_BLUE_OVER_RED = 45.0
+#: How far (mask px, 8-connected, through such pixels) a clear-ink stroke extends into them.
+_MAYBE_INK_REACH_PX = 4
 #: Brightest channel below this, with little chroma: black ink or debris.
 _BLACK_MAX = 80.0
 _BLACK_CHROMA = 20.0
@@ -114,7 +121,7 @@ class TissueMask:
         return float(self.mask[r0:r1, c0:c1].mean())
 
 
-def classify_tissue_pixels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def classify_tissue_pixels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-pixel tissue and pen-mark decision, before any clean-up.
 
     Parameters
@@ -129,6 +136,10 @@ def classify_tissue_pixels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pen : numpy.ndarray
         ``(h, w) bool``: coloured like blue, green or black marker ink (or black
         debris); :func:`clean_mask` removes the strokes among them.
+    maybe_ink : numpy.ndarray
+        ``(h, w) bool``: coloured like navy ink or like strongly bluish
+        haematoxylin (not in ``pen``); :func:`clean_mask` removes them only near
+        a stroke of ``pen``.
     """
     # int16 planes: a 3125 x 3125 mask (a 100k-px slide) stays near 100 MB in all.
     red, green, blue = (rgb[..., c].astype(np.int16) for c in range(3))
@@ -145,23 +156,31 @@ def classify_tissue_pixels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     darkness = float(background.sum()) - (red + green + blue).astype(np.float32)
     tissue = (chroma - background_chroma >= _MIN_CHROMA) & (darkness >= 3 * _MIN_DARKNESS)
     green_over_red = green - red
-    pen = (
-        (green_over_red >= _PEN_GREEN_OVER_RED)
-        | ((green_over_red >= _PEN_BLUE_GREEN_OVER_RED) & (blue - red >= _PEN_BLUE_OVER_RED))
-        | ((brightest < _BLACK_MAX) & (chroma < _BLACK_CHROMA))
+    pen = (green_over_red >= _PEN_GREEN_OVER_RED) | (
+        (brightest < _BLACK_MAX) & (chroma < _BLACK_CHROMA)
     )
-    return tissue, pen
+    maybe_ink = (
+        (green_over_red >= _PEN_BLUE_GREEN_OVER_RED) & (blue - red >= _PEN_BLUE_OVER_RED) & ~pen
+    )
+    return tissue, pen, maybe_ink
 
 
 def clean_mask(
-    tissue: np.ndarray, pen: np.ndarray, *, min_component_px: float, max_hole_px: float
+    tissue: np.ndarray,
+    pen: np.ndarray,
+    maybe_ink: np.ndarray | None = None,
+    *,
+    min_component_px: float,
+    max_hole_px: float,
 ) -> np.ndarray:
     """Remove ink strokes (with a margin), specks, and fill small holes.
 
     Parameters
     ----------
-    tissue, pen : numpy.ndarray
-        ``(h, w) bool`` from :func:`classify_tissue_pixels`.
+    tissue, pen, maybe_ink : numpy.ndarray
+        ``(h, w) bool`` from :func:`classify_tissue_pixels`; a stroke is a
+        connected piece of ``pen`` of at least 12 mask px, extended by up to 4 mask
+        px through connected ``maybe_ink`` pixels.
     min_component_px : float
         Connected tissue pieces (8-connected) with fewer mask px are dropped.
     max_hole_px : float
@@ -181,7 +200,12 @@ def clean_mask(
         big = sizes >= _MIN_PEN_PX
         big[0] = False
         if big.any():
-            ink = ndimage.binary_dilation(big[strokes], structure=square, iterations=2)
+            ink = big[strokes]
+            if maybe_ink is not None and maybe_ink.any():
+                ink = ndimage.binary_dilation(
+                    ink, structure=square, iterations=_MAYBE_INK_REACH_PX, mask=ink | maybe_ink
+                )
+            ink = ndimage.binary_dilation(ink, structure=square, iterations=2)
             tissue = tissue & ~ink
     # Bridge one-pixel gaps inside tissue; the border stays as it is.
     tissue = ndimage.binary_closing(tissue, structure=square, border_value=0) | tissue
@@ -244,11 +268,12 @@ def tissue_mask(
     width, height = slide.dimensions  # type: ignore[attr-defined]
     size = (max(1, math.ceil(width / downsample)), max(1, math.ceil(height / downsample)))
     rgb = slide.read_scaled((0.0, 0.0), size, level0_per_px=downsample)  # type: ignore[attr-defined]
-    tissue, pen = classify_tissue_pixels(rgb)
+    tissue, pen, maybe_ink = classify_tissue_pixels(rgb)
     mask_px_mpp = downsample * mpp
     mask = clean_mask(
         tissue,
         pen,
+        maybe_ink,
         min_component_px=mm2_to_px2(min_component_mm2, mask_px_mpp),
         max_hole_px=mm2_to_px2(max_hole_mm2, mask_px_mpp),
     )
