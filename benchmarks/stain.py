@@ -1,7 +1,7 @@
 """Benchmark: what stain normalisation costs at prediction.
 
 ``wsdal train --stain-normalise`` makes prediction estimate each slide's stains
-(:func:`wsdal_wsi.stain.slide_stains`: 16 regions of 256 px read in the tissue) and map
+(:func:`wsdal_wsi.stain.slide_stains`: 256 regions of 64 px read in the tissue) and map
 every tile onto the model's reference (:func:`wsdal_wsi.stain.normalise_rgb`, one 3 x 3
 matrix on the optical density, per pixel) before the candidate detector sees it. This
 prints, on one synthetic slide (``wsdal_wsi.synth``, generated into a temporary folder,

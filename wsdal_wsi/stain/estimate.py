@@ -61,7 +61,7 @@ MIN_OD = 0.3
 ANGLE_PERCENTILE = 0.5
 #: Percentile of each stain's amount over the pixels read: the slide's staining strength.
 STRENGTH_PERCENTILE = 95.0
-#: Fewest stained pixels an estimate is made from (5 % of the sampled regions).
+#: Fewest stained pixels an estimate is made from (5 % of a slide's sampled regions).
 MIN_STAINED_PX = 50_000
 #: A stain whose strength (:data:`STRENGTH_PERCENTILE` of its amount) is below this is absent.
 MIN_STRENGTH_OD = 1e-3

@@ -30,10 +30,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Regions read inside the tissue to estimate a slide's stains.
-SAMPLE_REGIONS = 16
-#: Side of each region, px at the analysis resolution (64 µm at 0.25 µm/px).
-SAMPLE_REGION_PX = 256
+#: Regions read inside the tissue to estimate a slide's stains. Many small regions rather
+#: than a few large ones: the estimate's error is mostly which places were sampled. On the
+#: development slides (a slide and its stain-shifted twin, each normalised by its own
+#: estimate) 16 regions of 256 px left the twins' haematoxylin 8.7 % apart (mean |log ratio|),
+#: 256 of 64 px 4.4 %, in the same time and memory (as many pixels); 256 of 128 px 3.0 %,
+#: but for 4x the pixels (+600 MB while estimating).
+SAMPLE_REGIONS = 256
+#: Side of each region, px at the analysis resolution (16 µm at 0.25 µm/px).
+SAMPLE_REGION_PX = 64
 
 
 def slide_stains(slide: Any, tissue: Any, *, target_mpp: float) -> StainEstimate:
