@@ -168,7 +168,7 @@ def classify_tissue_pixels(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 def clean_mask(
     tissue: np.ndarray,
     pen: np.ndarray,
-    maybe_ink: np.ndarray | None = None,
+    maybe_ink: np.ndarray,
     *,
     min_component_px: float,
     max_hole_px: float,
@@ -201,7 +201,7 @@ def clean_mask(
         big[0] = False
         if big.any():
             ink = big[strokes]
-            if maybe_ink is not None and maybe_ink.any():
+            if maybe_ink.any():
                 ink = ndimage.binary_dilation(
                     ink, structure=square, iterations=_MAYBE_INK_REACH_PX, mask=ink | maybe_ink
                 )
