@@ -165,7 +165,8 @@ def run_one(
         "data_seed": seed,
         "train_seed": train_seed,
         "method": method,
-        "stain_jitter": stain_jitter,
+        "stain_jitter": stain_jitter,  # the flag (None: the preset's); what ran:
+        "stain_jitter_resolved": preset.get("stain_jitter", 0.0),
         "stain_normalise": preset["extract"].get("stain_normalise", False),
         "threshold_se": preset.get("threshold_se", 0.0),
         **_evaluate(run / "predict", test),
