@@ -50,6 +50,7 @@ from wsdal_wsi.detect.merge import merge_points
 from wsdal_wsi.errors import ConfigError
 from wsdal_wsi.model.device import autocast
 from wsdal_wsi.model.nets import CascadeNet
+from wsdal_wsi.train.augment import stain_jitter
 from wsdal_wsi.train.common import StageContext, StageDir
 from wsdal_wsi.train.data import Batch
 from wsdal_wsi.train.engine import p_mitosis, predict, to_input
@@ -209,11 +210,11 @@ def _distil(
         n = b.patches.shape[0]
         view = torch.randint(0, settings.views, (n, 1), generator=gen, device=b.patches.device)
         bits = torch.stack([(view[:, 0] >> k) & 1 == 1 for k in range(3)])
-        # the student sees the patches as prediction will (no stain jitter): a student
-        # distilled from jittered patches (stain jitter 0.1) let through 1-3 % fewer of
-        # the final model's detections (benchmarks/RESULTS.md, "Stain jitter on top of
-        # normalisation")
         x = _view(_centre(b.patches, ctx.patch_px), bits).float().div_(255.0)
+        # the student learns the teacher's score of the unjittered patch from a
+        # stain-jittered one (the run's stain augmentation; 0: none)
+        a = ctx.stain_jitter
+        x = stain_jitter(x, scale=a, shift=a, mix=a, generator=gen)
         z = m.logit(to_input(x, mean=ctx.mean, std=ctx.std)).float()
         t = target[b.positions].gather(1, view)[:, 0]
         w = weight[b.positions].gather(1, view)[:, 0]
