@@ -34,6 +34,9 @@ the shifted slides and the paired drop (F1 on the originals - F1 on the shifted)
 ``--no-stain-normalise`` train (and so predict) with or without stain normalisation
 (``wsdal train --[no-]stain-normalise``; default: the tool's, on); use another ``--out``
 per setting. Every run records the settings it ran with (``protocol.json``).
+``--cascade-check`` also predicts every run with ``wsdal predict --no-cascade`` (every
+candidate scored by the final network) and prints the paired F1 difference the
+cascade makes.
 
 Printed: one row per run; per method mean and sd of the test F1; the paired
 difference WS-DAL - baseline (same data, same training seed) with its mean, sd and
@@ -190,6 +193,29 @@ def _with_shift(result: dict, run: Path, root: Path, seed: int, shift: float, lo
     result[key] = _evaluate(run / f"predict-{key}", test)
     (run / "protocol.json").write_text(json.dumps(result, indent=2))
     return result
+
+
+def with_full_scoring(result: dict, run: Path, root: Path, seed: int, log: Path) -> dict:
+    """``result`` with ``no_cascade``: the model's F1 on the test slides with every
+    candidate scored by the final network (``wsdal predict --no-cascade``)."""
+    if "no_cascade" in result:
+        return result
+    _, test = make_data(root, seed, log)
+    _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
+           str(run / "predict-no-cascade"), "--no-cascade", "--device", "cpu",
+           log=log)  # fmt: skip
+    result["no_cascade"] = _evaluate(run / "predict-no-cascade", test)
+    (run / "protocol.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def report_cascade(results: list[dict]) -> None:
+    """Per method: F1 with the cascade (what ``wsdal predict`` does) less without it."""
+    for m in METHODS:
+        rs = [r for r in results if r["method"] == m and "no_cascade" in r]
+        if rs:
+            diffs = [r["f1"] - r["no_cascade"]["f1"] for r in rs]
+            print(f"{m}: F1 with the cascade - without (paired): {_ci(diffs)}")
 
 
 def run_ablations(root: Path, seed: int, train_seed: int, log: Path) -> list[dict]:
@@ -443,6 +469,9 @@ def main() -> None:
                     help="wsdal train --stain-jitter (default: the preset's)")  # fmt: skip
     ap.add_argument("--stain-normalise", action=argparse.BooleanOptionalAction, default=None,
                     help="wsdal train --[no-]stain-normalise (default: the tool's)")  # fmt: skip
+    ap.add_argument("--cascade-check", action="store_true",
+                    help="also predict every run with --no-cascade and report the "
+                    "difference the cascade makes")  # fmt: skip
     args = ap.parse_args()
     named = {"report": REPORT_DATA_SEEDS, "dev": DEV_DATA_SEEDS}
     if args.data_seeds in named:
@@ -466,6 +495,7 @@ def main() -> None:
         report(results, args.data_seeds)
         report_shift(results, args.stain_shift)
         report_pairs(results, args.stain_shift)
+        report_cascade(results)
         if ablations:
             report_ablations(results, ablations)
         return
@@ -478,16 +508,21 @@ def main() -> None:
             for method in args.methods.split(","):
                 print(f"data seed {seed}, training seed {train_seed}, {method} ...",
                       file=sys.stderr, flush=True)  # fmt: skip
-                results.append(run_one(args.out, seed, train_seed, method, log,
-                                       stain_jitter=args.stain_jitter,
-                                       stain_normalise=args.stain_normalise,
-                                       shift=args.stain_shift))  # fmt: skip
+                result = run_one(args.out, seed, train_seed, method, log,
+                                 stain_jitter=args.stain_jitter,
+                                 stain_normalise=args.stain_normalise,
+                                 shift=args.stain_shift)  # fmt: skip
+                if args.cascade_check:
+                    run = args.out / f"data{seed}" / f"{method}-seed{train_seed}"
+                    result = with_full_scoring(result, run, args.out, seed, log)
+                results.append(result)
             if args.ablations and "wsdal" in args.methods.split(","):
                 ablations.extend(run_ablations(args.out, seed, train_seed, log))
     (args.out / "results.json").write_text(json.dumps(results + ablations, indent=2))
     report(results, args.data_seeds)
     report_shift(results, args.stain_shift)
     report_pairs(results, args.stain_shift)
+    report_cascade(results)
     if ablations:
         report_ablations(results, ablations)
 

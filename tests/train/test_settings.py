@@ -115,6 +115,9 @@ def test_stain_jitter_replaces_the_presets_and_an_older_run_had_none(tmp_path):
     del cfg["preset"]["stain_jitter"]  # as a run of an older wsdal-wsi recorded it
     (run / "config.json").write_text(json.dumps(cfg))
     assert resolve_run_settings(run, resume=True).preset.stain_jitter == 0.0
+    # a new run that names none trains with the preset's stain augmentation
+    fresh = resolve_run_settings(tmp_path / "fresh", resume=False, preset="tiny")
+    assert fresh.preset.stain_jitter == get_preset("tiny").stain_jitter > 0
 
 
 def test_a_run_started_before_dle_validator_existed_resumes_with_the_network(tmp_path):

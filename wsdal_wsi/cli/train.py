@@ -149,8 +149,8 @@ def train(
         None,
         "--stain-jitter",
         help="Stain augmentation (0-0.5): HED jitter amplitude of every training view of "
-        "every stage (0.1 cut WS-DAL's drop on stain-shifted slides from 0.057 to 0.033; "
-        "see the README) [default: the preset's, 0].",
+        "every stage; raise it when slides will come from other labs or scanners, 0 "
+        "for none [default: the preset's, 0.1].",
     ),
     stain_normalise: bool | None = typer.Option(
         None,
