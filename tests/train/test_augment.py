@@ -171,3 +171,24 @@ def test_stain_mix_turns_a_pure_stain_into_another_hue():
     assert scaled[:, 1].abs().max() < 0.02
     e_slope = (mixed[:, 1, :, -1] - mixed[:, 1, :, 0]).abs().mean()
     assert e_slope > 0.05
+
+
+def test_recolour_changes_the_look_not_the_geometry():
+    """The cascade's distillation view: colours and focus vary per patch, but a dark spot
+    stays where it was (the final model's score of the stored patch stays the target)."""
+    from wsdal_wsi.train.augment import APPEARANCE, recolour
+
+    x = torch.full((16, 3, 32, 32), 0.9)
+    x[:, :, 6:12, 20:26] = 0.2  # a dark nucleus up and to the right
+    y = recolour(x, params=APPEARANCE, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and float(y.min()) >= 0 and float(y.max()) <= 1
+    assert (y - x).abs().mean(dim=(1, 2, 3)).min() > 1e-3  # every patch recoloured
+    assert y.mean(dim=(2, 3)).std(dim=0).max() > 0.01  # each its own way
+    near = torch.zeros(32, 32, dtype=torch.bool)
+    near[5:13, 19:27] = True  # the nucleus and a pixel of blur around it
+    for img in y:
+        darkness = 1.0 - img.mean(dim=0)
+        dark = (darkness - darkness.min()) > 0.5 * (darkness.max() - darkness.min())
+        assert dark[near].sum() >= 30 and not dark[~near].any()
+    plain = AugmentParams()  # no colour, no blur: the patch as it is
+    torch.testing.assert_close(recolour(x, params=plain, generator=torch.Generator()), x)

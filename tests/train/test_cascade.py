@@ -85,7 +85,7 @@ def teacher_and_context(tmp_path):
     return teacher, ctx
 
 
-SMALL = CascadeSettings(epochs=12, batch_size=16, lr=5e-3, width=4)
+SMALL = CascadeSettings(epochs=12, min_steps=400, batch_size=16, lr=5e-3, width=4)
 
 
 def test_distilled_first_stage_skips_the_easy_candidates(teacher_and_context, tmp_path):
@@ -106,6 +106,39 @@ def test_distilled_first_stage_skips_the_easy_candidates(teacher_and_context, tm
     assert stats2 == stats
     x = torch.rand(3, 3, 32, 32)
     torch.testing.assert_close(again.logit(x), first.logit(x))
+
+
+def test_the_first_stage_learns_to_answer_as_the_final_model_whatever_the_look(
+    teacher_and_context, tmp_path
+):
+    """Distilled from recoloured, blurred patches (the default), the first stage's logits
+    of recoloured, blurred validation patches follow the final model's scores of the
+    patches as stored more closely than when distilled from the patches as they are."""
+    import dataclasses
+
+    from wsdal_wsi.train.augment import APPEARANCE, recolour
+    from wsdal_wsi.train.cascade import _centre
+    from wsdal_wsi.train.engine import to_input
+
+    def to_model_input(x, ctx):
+        return to_input(x, mean=ctx.mean, std=ctx.std)
+
+    teacher, ctx = teacher_and_context
+    rows = ctx.store.select(split="val", source="candidate")
+    x = _centre(torch.from_numpy(np.asarray(ctx.store.patches[rows])), ctx.patch_px).float() / 255.0
+    looks = torch.cat([recolour(x, params=APPEARANCE, generator=torch.Generator().manual_seed(k))
+                       for k in range(4)])  # fmt: skip
+    with torch.no_grad():
+        target = teacher(to_model_input(x, ctx)).log_softmax(1).diff(dim=1)[:, 0].repeat(4)
+    errors = {}
+    for appearance in (False, True):
+        settings = dataclasses.replace(SMALL, appearance=appearance)
+        first, _ = run_cascade(ctx, tmp_path / f"c{appearance}", teacher, threshold=0.5,
+                               merge_radius_um=5.0, settings=settings)  # fmt: skip
+        with torch.no_grad():
+            errors[appearance] = float((first.logit(to_model_input(looks, ctx)) - target)
+                                       .abs().median())  # fmt: skip
+    assert errors[True] < 0.8 * errors[False], errors
 
 
 def test_no_validation_slide_means_no_cascade(tmp_path):
