@@ -120,6 +120,27 @@ def test_stain_jitter_replaces_the_presets_and_an_older_run_had_none(tmp_path):
     assert fresh.preset.stain_jitter == get_preset("tiny").stain_jitter > 0
 
 
+def test_the_cascade_settings_are_the_presets_and_an_older_run_keeps_its_own(tmp_path):
+    """The cascade's distillation is a preset setting (tiny: fewer steps, for tests); a run
+    whose config.json predates it distilled from the patches as stored, for 400 steps."""
+    from wsdal_wsi.train.cascade_settings import CascadeSettings
+
+    assert get_preset("demo").cascade == CascadeSettings()
+    assert CascadeSettings().appearance and CascadeSettings().min_steps == 1200
+    assert get_preset("tiny").cascade.min_steps < CascadeSettings().min_steps
+    run = tmp_path / "run"
+    first = resolve_run_settings(run, resume=False, preset="tiny")
+    check_run_config(run, first, resume=False)
+    assert resolve_run_settings(run, resume=True).preset.cascade == get_preset("tiny").cascade
+    cfg = read_run_config(run)
+    del cfg["preset"]["cascade"]  # as a run of an older wsdal-wsi recorded it
+    (run / "config.json").write_text(json.dumps(cfg))
+    old = resolve_run_settings(run, resume=True).preset.cascade
+    assert (old.min_steps, old.appearance) == (400, False)
+    with pytest.raises(ConfigError, match="unknown preset setting"):
+        get_preset("tiny").replace(**{"cascade.nonsense": 1})
+
+
 def test_a_run_started_before_dle_validator_existed_resumes_with_the_network(tmp_path):
     settings = RunSettings(method="wsdal", preset=get_preset("tiny"))
     check_run_config(tmp_path, settings, resume=False)

@@ -412,6 +412,7 @@ def _cascade(
         model,
         threshold=float(thr["threshold"]),
         merge_radius_um=preset.merge_radius_um,
+        settings=preset.cascade,
     )
     if first is None:
         return None
