@@ -22,8 +22,9 @@ Training (``RUN/cascade``, after the threshold, for every method):
    it learns to answer as the final model whatever the slide's look. Learnt from
    the training slides' look only, it stopped 21 of the final model's 76
    detections on a blurrier, paler ``wsdal demo`` test slide; with the
-   augmentation and 1200 steps none of 188, letting 4-6 % of the candidates
-   through (benchmarks/RESULTS.md, "The cascade").
+   augmentation and 1200 steps none of the 188 on both test slides, letting 3-4 %
+   of the candidates through (on the reporting data it still stopped 3.4 % of
+   WS-DAL's detections: benchmarks/RESULTS.md, "The cascade").
 3. **Thresholds**, on the validation slides: every stored candidate is scored by
    both networks; the final model's detections at a probability threshold ``T``
    are its candidates at or above ``T`` after the greedy merge inference makes;

@@ -314,7 +314,7 @@ class Preset:
         the training views draw; chosen on development data over 0 and 0.2
         (benchmarks/RESULTS.md, "Stain jitter on top of normalisation"). 0: the views
         as defined (only the strong view has HED jitter, 0.05). A run whose
-        ``config.json`` predates this setting had 0, as had runs before 2026-12-06.
+        ``config.json`` predates this setting had 0.
     """
 
     name: str
