@@ -188,8 +188,14 @@ def _with_shift(result: dict, run: Path, root: Path, seed: int, shift: float, lo
     if shift <= 0 or key in result:
         return result
     test = make_shifted(root, seed, shift, log)
+    return _score_again(result, run, test, key, log)
+
+
+def _score_again(result: dict, run: Path, test: Path, key: str, log: Path, *extra: str) -> dict:
+    """``result`` with ``key``: the run's model predicted on ``test`` into
+    ``RUN/predict-{key}`` (``wsdal predict`` with ``extra`` options) and evaluated."""
     _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
-           str(run / f"predict-{key}"), "--device", "cpu", log=log)  # fmt: skip
+           str(run / f"predict-{key}"), *extra, "--device", "cpu", log=log)  # fmt: skip
     result[key] = _evaluate(run / f"predict-{key}", test)
     (run / "protocol.json").write_text(json.dumps(result, indent=2))
     return result
@@ -201,12 +207,7 @@ def with_full_scoring(result: dict, run: Path, root: Path, seed: int, log: Path)
     if "no_cascade" in result:
         return result
     _, test = make_data(root, seed, log)
-    _wsdal("predict", str(test), "--model", str(run / "train" / "model.pt"), "--out",
-           str(run / "predict-no-cascade"), "--no-cascade", "--device", "cpu",
-           log=log)  # fmt: skip
-    result["no_cascade"] = _evaluate(run / "predict-no-cascade", test)
-    (run / "protocol.json").write_text(json.dumps(result, indent=2))
-    return result
+    return _score_again(result, run, test, "no_cascade", log, "--no-cascade")
 
 
 def report_cascade(results: list[dict]) -> None:

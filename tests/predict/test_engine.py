@@ -176,13 +176,14 @@ def test_cascade_keeps_the_full_models_confident_detections(
     p >= threshold + 0.05 is a detection with the cascade too (same place, same p), and
     the cascade adds none."""
     from wsdal_wsi.model.file import load_model
+    from wsdal_wsi.units import um_to_px
 
     run, summary = trained_cascade_run
     model = load_model(run / "model.pt", device="cpu")
     assert model.cascade is not None, summary["stages"]["cascade"]
     thr = model.spec.decision_threshold(threshold)
     assert model.first_threshold(thr) is not None
-    radius_px = model.spec.merge_radius_um / model.spec.target_mpp  # the slides' mpp is the model's
+    radius_px = um_to_px(model.spec.merge_radius_um, model.spec.target_mpp)  # slides at its mpp
     skipped = total = confident_n = 0
     for name, full, fast in _cascade_runs(model, synth_dataset, thr):
         confident = full.scores >= thr + 0.05
