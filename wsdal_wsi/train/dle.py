@@ -44,8 +44,10 @@ subclass, hits, draws, kept), ``done.json``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +176,27 @@ def logistic_predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarra
     return clf.predict(x_test)
 
 
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one CPU thread inside, as many as before after.
+
+    The validator's steps are products of a few hundred by 64 values: a second thread
+    only adds a barrier per operation, and where the cores are busy (another job, a
+    Ray worker beside it) every barrier waits for a core. On the 2-core VM, 200 steps
+    took 0.38 s on one thread, 1.7 s on two, and 25 s on two beside a training run
+    (the same predictions each time).
+    """
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def network_predict(
     x_train: np.ndarray,
     y_train: np.ndarray,
@@ -193,9 +216,10 @@ def network_predict(
     the classes of ``y_train``; cross-entropy weighted by inverse class frequency
     (as ``class_weight="balanced"``); Adam for ``steps`` mini-batch steps
     (``batch_size``; the whole set when smaller), batches drawn without
-    replacement, epoch by epoch. CPU, float32; weights, batches and dropout come
-    from a private generator seeded with ``seed`` (the global torch RNG is not
-    touched), so the result is the same for the same inputs and seed.
+    replacement, epoch by epoch. CPU, float32, one thread (:func:`_one_thread`);
+    weights, batches and dropout come from a private generator seeded with ``seed``
+    (the global torch RNG is not touched), so the result is the same for the same
+    inputs and seed.
     """
     classes, y = np.unique(y_train, return_inverse=True)
     gen = torch.Generator().manual_seed(int(seed))
@@ -217,7 +241,7 @@ def network_predict(
     bs = min(batch_size, n)
     order = torch.randperm(n, generator=gen)
     pos = 0
-    with torch.enable_grad():
+    with torch.enable_grad(), _one_thread():
         for _ in range(steps):
             if pos + bs > n:
                 order, pos = torch.randperm(n, generator=gen), 0

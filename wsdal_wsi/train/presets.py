@@ -460,7 +460,7 @@ def _tiny() -> Preset:
         dle=DLESettings(draws=4, min_hard=8),
         csdgl=CSDGLSettings(epochs=3, batch_size=32, lr=2e-3, recluster_every=2),
         baseline=CESettings(epochs=3, batch_size=32, lr=2e-3),
-        cascade=CascadeSettings(min_steps=100),
+        cascade=CascadeSettings(min_steps=24),  # 8 epochs of its ~3 batches; tests ask for more
     )
 
 
