@@ -61,6 +61,31 @@ def test_network_validation_is_deterministic_for_a_seed():
     assert set(p1.tolist()) <= {0, 2} and np.mean(p1 == y) > 0.9
 
 
+def test_the_network_trains_on_one_thread_and_gives_the_callers_threads_back(monkeypatch):
+    rng = np.random.default_rng(4)
+    y = np.repeat([0, 1, 2], 40)
+    x = np.eye(3)[y] + rng.normal(0, 0.7, (120, 3))
+    seen = []
+    real_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = network_predict(x, y, x, seed=1, steps=20)
+        assert torch.get_num_threads() == 2  # the caller's setting, restored
+        torch.set_num_threads(1)
+        one = network_predict(x, y, x, seed=1, steps=20)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [1] * 40
+    np.testing.assert_array_equal(one, two)  # the thread count changes no prediction
+
+
 def test_unknown_validator_is_refused():
     with pytest.raises(
         ConfigError, match=r"dle\.validator must be one of network, logistic.*'forest'"
