@@ -17,7 +17,7 @@ Files without the key (format version 1, and models trained before the cascade)
 load as before and score every candidate with the final network; wsdal-wsi
 versions older than the cascade read files with the key and ignore it (they score
 every candidate: slower, and not fewer detections: the cut keeps 99.5 % of them on
-the validation slides, and stopped 3.4 % of WS-DAL's on the reporting data of
+the validation slides, and stopped 2.6 % of WS-DAL's on the 15 reporting runs of
 2026-12-05; first stages distilled from the training slides' look only, before that
 day's change, stopped more on slides that looked otherwise, e.g. 24 of 188 on the
 ``wsdal demo`` test slides).

@@ -23,7 +23,7 @@ Training (``RUN/cascade``, after the threshold, for every method):
    the training slides' look only, it stopped 21 of the final model's 76
    detections on a blurrier, paler ``wsdal demo`` test slide; with the
    augmentation and 1200 steps none of the 188 on both test slides, letting 3-4 %
-   of the candidates through (on the reporting data it still stopped 3.4 % of
+   of the candidates through (on the 15 reporting runs it still stopped 2.6 % of
    WS-DAL's detections: benchmarks/RESULTS.md, "The cascade").
 3. **Thresholds**, on the validation slides: every stored candidate is scored by
    both networks; the final model's detections at a probability threshold ``T``
